@@ -1,1 +1,189 @@
+//! chirp: a notification engine. Messages come in over a REST API, wait in
+//! a durable SurrealDB queue, are rendered from templates, and go out
+//! through provider plugins that run as sandboxed WebAssembly components.
+//!
+//! # Layout
+//! The data path, top-down:
+//! - [`api`]: the REST API (axum). Validates requests into domain types.
+//! - [`templates`]: the template catalog and strict rendering (no I/O).
+//! - [`queue`]: group-committed acceptance, the scheduler (leases, retries).
+//! - [`delivery`]: one attempt of one message through its provider.
+//! - [`plugins`]: wasmtime, the provider components and what they may do.
+//! - [`store`]: SurrealDB, the only module that speaks SurrealQL.
+//!
+//! Around it:
+//! - [`config`]: environment + `chirp.toml` -> validated [`Config`].
+//! - [`message`]: the domain types (message, attempt, outcome).
+//! - [`phone`]: E.164 phone numbers.
+//!
+//! [`start`] wires the parts together; [`Chirp::serve`] runs them until
+//! shutdown.
 
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod message;
+pub mod phone;
+pub mod plugins;
+pub mod queue;
+pub mod store;
+pub mod templates;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::plugins::{Limits, Plugins};
+use crate::queue::Queue;
+use crate::queue::retry::RetryPolicy;
+use crate::queue::scheduler::Scheduler;
+use crate::store::Store;
+use crate::templates::Catalog;
+
+/// How long chirp waits, after it stops accepting, for attempts in flight
+/// to finish and be recorded. Whatever is still leased after that is taken
+/// back by the lease sweep of the next start.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Why chirp could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Templates(#[from] templates::CatalogError),
+    #[error(transparent)]
+    Plugin(#[from] plugins::LoadError),
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A started chirp: store open, templates and plugins loaded, socket bound.
+pub struct Chirp {
+    config: Config,
+    listener: TcpListener,
+    state: api::AppState,
+    wake: Arc<Notify>,
+    commit_task: tokio::task::JoinHandle<()>,
+}
+
+/// Opens the store, loads templates and plugins and binds the socket.
+/// Every configuration problem surfaces here, before anything is served.
+pub async fn start(config: Config) -> Result<Chirp, StartError> {
+    let catalog = Arc::new(Catalog::load(&config.templates_dir)?);
+    let store = Store::open(&config.db, config.db_credentials.clone()).await?;
+    let limits = Limits {
+        // A call must end well before its lease does, or another worker
+        // could take the message while it is still being sent.
+        call_timeout: Limits::default().call_timeout.min(config.lease / 2),
+        ..Limits::default()
+    };
+    let plugins = Arc::new(
+        Plugins::new(config.plugin_settings.clone(), limits)
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?,
+    );
+    if config.plugins_dir.exists() {
+        plugins.load_dir(&config.plugins_dir).await?;
+    }
+    if plugins.provider(&config.provider).is_none() {
+        tracing::warn!(
+            provider = %config.provider,
+            dir = %config.plugins_dir.display(),
+            "the configured provider is not loaded; messages will wait in the queue"
+        );
+    }
+    let wake = Arc::new(Notify::new());
+    let (queue, commit_task) = Queue::start(store.clone(), wake.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let state = api::AppState {
+        store,
+        queue,
+        plugins,
+        catalog,
+        provider: config.provider.clone(),
+    };
+    Ok(Chirp {
+        config,
+        listener,
+        state,
+        wake,
+        commit_task,
+    })
+}
+
+impl Chirp {
+    /// The address the API listens on (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the API and runs the scheduler until `shutdown` resolves;
+    /// then stops accepting, lets attempts in flight finish (up to a grace
+    /// period) and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let Chirp {
+            config,
+            listener,
+            state,
+            wake,
+            commit_task,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let scheduler = Scheduler {
+            store: state.store.clone(),
+            plugins: state.plugins.clone(),
+            policy: RetryPolicy {
+                max_attempts: config.max_attempts,
+                backoff: config.retry_backoff.clone(),
+            },
+            wake,
+            lease: config.lease,
+            concurrency: config.send_concurrency,
+        };
+        let scheduler_task = tokio::spawn(scheduler.run(stop_rx));
+        let app = api::router(state, config.max_body_bytes);
+
+        let mut http_stop = stop_tx.subscribe();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        });
+        let server_task = tokio::spawn(async move { server.await });
+
+        shutdown.await;
+        tracing::info!("shutting down: no new requests, finishing attempts in flight");
+        let _ = stop_tx.send(true);
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let served = server_task.await;
+            let _ = scheduler_task.await;
+            served
+        })
+        .await;
+        commit_task.abort();
+        match finished {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(std::io::Error::other(join)),
+            Err(_) => {
+                tracing::warn!("grace period over; leased messages return to the queue on next start");
+                Ok(())
+            }
+        }
+    }
+}

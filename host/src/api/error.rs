@@ -1,0 +1,122 @@
+//! The one error shape every endpoint answers with:
+//! `{"code": "...", "message": "...", "field": "..." | null}`.
+//!
+//! Internal failures are logged here with their detail and answered with a
+//! generic message: a store error's text is for operators, not callers.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::queue::QueueError;
+use crate::store::StoreError;
+use crate::templates::RenderError;
+
+/// An API error: status, stable machine code, human message, and the
+/// request field at fault when there is one.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// A 422 about one field of the request.
+    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+        }
+    }
+
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {id:?}"))
+    }
+
+    /// A failure of chirp's own; the detail goes to the log only.
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %detail, "request failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "chirp could not complete the request; the error is logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+            field: self.field.as_deref(),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        tracing::error!(error = %e, "store request failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the message store is not available; try again",
+        )
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> ApiError {
+        match e {
+            QueueError::Unavailable(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the message could not be stored; it was not accepted, try again",
+            ),
+            QueueError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "chirp is shutting down; the message was not accepted",
+            ),
+        }
+    }
+}
+
+impl From<RenderError> for ApiError {
+    fn from(e: RenderError) -> ApiError {
+        let (code, field) = match &e {
+            RenderError::UnknownTemplate(_) => ("unknown_template", "template".to_string()),
+            RenderError::Disabled(_) => ("template_disabled", "template".to_string()),
+            RenderError::MissingVariable(v) => ("missing_variable", format!("variables.{v}")),
+            RenderError::InvalidVariable { name } => ("invalid_variable", format!("variables.{name}")),
+            RenderError::Render(_) => ("render_failed", e.field().to_string()),
+        };
+        ApiError::invalid(field, code, e.to_string())
+    }
+}

@@ -1,0 +1,399 @@
+//! Start-up configuration: environment variables and an optional `chirp.toml`
+//! turned, once, into a validated [`Config`].
+//!
+//! Two stages, as in ripgrep's flags: [`RawConfig`] is what the operator
+//! wrote (every field optional, strings as given), [`Config`] is what the
+//! engine runs on (typed, defaulted, checked). Environment variables win over
+//! the file. Nothing else in chirp reads the environment, so tests build a
+//! `Config` from their own variable map and can run many instances in one
+//! process.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration cannot be used. Each variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}={value:?} is not valid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML for chirp: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+/// What the operator wrote in `chirp.toml`. Keys are the environment
+/// variables' names without `CHIRP_`, in lower case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub db: Option<String>,
+    pub db_user: Option<String>,
+    pub db_pass: Option<String>,
+    pub plugins_dir: Option<PathBuf>,
+    pub templates_dir: Option<PathBuf>,
+    pub max_attempts: Option<String>,
+    pub retry_backoff: Option<String>,
+    pub send_concurrency: Option<String>,
+    pub lease: Option<String>,
+    pub provider: Option<String>,
+    pub max_body_bytes: Option<String>,
+    pub log_format: Option<String>,
+    /// `[plugins.<name>]` tables: settings per plugin, e.g.
+    /// `[plugins.myoperator] api-key = "..."`.
+    #[serde(default)]
+    pub plugins: HashMap<String, HashMap<String, String>>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration chirp runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `CHIRP_LISTEN`: where the REST API listens.
+    pub listen: SocketAddr,
+    /// `CHIRP_DB`: `surrealkv://path`, `mem://` or `ws://host:port`.
+    pub db: String,
+    /// `CHIRP_DB_USER` / `CHIRP_DB_PASS`: root credentials for a server.
+    pub db_credentials: Option<(String, String)>,
+    /// `CHIRP_PLUGINS_DIR`: where the `.wasm` provider components are.
+    pub plugins_dir: PathBuf,
+    /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
+    pub templates_dir: PathBuf,
+    /// `CHIRP_MAX_ATTEMPTS`: attempts per message before it fails.
+    pub max_attempts: u32,
+    /// `CHIRP_RETRY_BACKOFF`: wait after the 1st, 2nd, ... failed attempt;
+    /// the last entry repeats.
+    pub retry_backoff: Vec<Duration>,
+    /// `CHIRP_SEND_CONCURRENCY`: provider calls in flight at once.
+    pub send_concurrency: usize,
+    /// `CHIRP_LEASE`: how long a claimed message stays with its worker
+    /// before another may take it back.
+    pub lease: Duration,
+    /// `CHIRP_PROVIDER`: the provider plugin messages go through.
+    pub provider: String,
+    /// `CHIRP_MAX_BODY_BYTES`: the largest request body the API reads.
+    pub max_body_bytes: usize,
+    /// `CHIRP_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+    /// Provider settings: `<PLUGIN>_<SETTING>` variables and `[plugins.*]`.
+    pub plugin_settings: PluginSettings,
+}
+
+/// Where a plugin's settings come from. A plugin sees only the settings it
+/// declared, looked up under its own name.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSettings {
+    env: HashMap<String, String>,
+    file: HashMap<String, HashMap<String, String>>,
+}
+
+impl PluginSettings {
+    pub fn new(
+        env: HashMap<String, String>,
+        file: HashMap<String, HashMap<String, String>>,
+    ) -> Self {
+        PluginSettings { env, file }
+    }
+
+    /// The environment variable that holds `setting` of `plugin`:
+    /// `myoperator` + `api-key` -> `MYOPERATOR_API_KEY`.
+    pub fn variable(plugin: &str, setting: &str) -> String {
+        format!("{plugin}_{setting}")
+            .chars()
+            .map(|c| match c {
+                '-' | '.' => '_',
+                c => c.to_ascii_uppercase(),
+            })
+            .collect()
+    }
+
+    /// The operator's value for `setting` of `plugin`, if any.
+    pub fn lookup(&self, plugin: &str, setting: &str) -> Option<String> {
+        if let Some(v) = self.env.get(&Self::variable(plugin, setting)) {
+            return Some(v.clone());
+        }
+        let table = self.file.get(plugin)?;
+        table
+            .get(setting)
+            .or_else(|| table.get(&setting.replace('-', "_")))
+            .cloned()
+    }
+}
+
+impl Config {
+    /// Reads the process environment and `chirp.toml` (or `CHIRP_CONFIG`).
+    pub fn from_process_env() -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let path = env
+            .get("CHIRP_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("chirp.toml")).filter(|p| p.exists()));
+        let raw = match path {
+            Some(path) => RawConfig::from_file(&path)?,
+            None => RawConfig::default(),
+        };
+        Config::from_parts(raw, env)
+    }
+
+    /// Builds the configuration from a file's contents and a variable map;
+    /// variables win.
+    pub fn from_parts(
+        mut raw: RawConfig,
+        env: HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let var = |name: &str| env.get(name).cloned();
+        let pick = |name: &'static str, file: Option<String>| var(name).or(file);
+
+        let listen_text = pick("CHIRP_LISTEN", raw.listen.take())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen = listen_text.parse().map_err(|e| ConfigError::Invalid {
+            var: "CHIRP_LISTEN",
+            value: listen_text.clone(),
+            reason: format!("{e}; expected host:port, e.g. 127.0.0.1:8080"),
+        })?;
+
+        let db = pick("CHIRP_DB", raw.db.take()).unwrap_or_else(|| "surrealkv://data/chirp".into());
+        check_db_url(&db)?;
+        let db_credentials = match (
+            pick("CHIRP_DB_USER", raw.db_user.take()),
+            pick("CHIRP_DB_PASS", raw.db_pass.take()),
+        ) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    var: "CHIRP_DB_USER",
+                    value: String::new(),
+                    reason: "CHIRP_DB_USER and CHIRP_DB_PASS go together".into(),
+                });
+            }
+        };
+
+        let plugins_dir = var("CHIRP_PLUGINS_DIR")
+            .map(PathBuf::from)
+            .or(raw.plugins_dir.take())
+            .unwrap_or_else(|| PathBuf::from("data/plugins"));
+        let templates_dir = var("CHIRP_TEMPLATES_DIR")
+            .map(PathBuf::from)
+            .or(raw.templates_dir.take())
+            .unwrap_or_else(|| PathBuf::from("templates"));
+
+        let max_attempts = parse_number(
+            "CHIRP_MAX_ATTEMPTS",
+            pick("CHIRP_MAX_ATTEMPTS", raw.max_attempts.take()),
+            3,
+            1..=100,
+        )? as u32;
+        let backoff_text = pick("CHIRP_RETRY_BACKOFF", raw.retry_backoff.take())
+            .unwrap_or_else(|| "5m,10m,15m".into());
+        let retry_backoff = parse_backoff(&backoff_text)?;
+        let send_concurrency = parse_number(
+            "CHIRP_SEND_CONCURRENCY",
+            pick("CHIRP_SEND_CONCURRENCY", raw.send_concurrency.take()),
+            64,
+            1..=10_000,
+        )? as usize;
+        let lease = match pick("CHIRP_LEASE", raw.lease.take()) {
+            None => Duration::from_secs(60),
+            Some(text) => parse_duration("CHIRP_LEASE", &text)?,
+        };
+        if lease < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                var: "CHIRP_LEASE",
+                value: format!("{lease:?}"),
+                reason: "a lease shorter than a second would be taken back mid-send".into(),
+            });
+        }
+        let provider = pick("CHIRP_PROVIDER", raw.provider.take()).unwrap_or_else(|| "myoperator".into());
+        let max_body_bytes = parse_number(
+            "CHIRP_MAX_BODY_BYTES",
+            pick("CHIRP_MAX_BODY_BYTES", raw.max_body_bytes.take()),
+            64 * 1024,
+            1024..=16 * 1024 * 1024,
+        )? as usize;
+        let log_format = match pick("CHIRP_LOG_FORMAT", raw.log_format.take()).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    var: "CHIRP_LOG_FORMAT",
+                    value: other.into(),
+                    reason: "expected text or json".into(),
+                });
+            }
+        };
+
+        Ok(Config {
+            listen,
+            db,
+            db_credentials,
+            plugins_dir,
+            templates_dir,
+            max_attempts,
+            retry_backoff,
+            send_concurrency,
+            lease,
+            provider,
+            max_body_bytes,
+            log_format,
+            plugin_settings: PluginSettings::new(env, raw.plugins),
+        })
+    }
+}
+
+impl RawConfig {
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+            path: path.into(),
+            source: Box::new(source),
+        })
+    }
+}
+
+fn check_db_url(db: &str) -> Result<(), ConfigError> {
+    let known = ["surrealkv://", "mem://", "ws://", "wss://"];
+    if db == "mem://" || known.iter().any(|p| db.starts_with(p) && db.len() > p.len()) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid {
+            var: "CHIRP_DB",
+            value: db.into(),
+            reason: "expected surrealkv://PATH, mem:// or ws://HOST:PORT".into(),
+        })
+    }
+}
+
+fn parse_number(
+    var: &'static str,
+    text: Option<String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            var,
+            value: text,
+            reason: format!(
+                "expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+fn parse_duration(var: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Invalid {
+        var,
+        value: text.into(),
+        reason: format!("{e}; expected e.g. 30s, 5m, 250ms"),
+    })
+}
+
+/// `5m,10m,15m` -> three durations.
+pub fn parse_backoff(text: &str) -> Result<Vec<Duration>, ConfigError> {
+    let steps = text
+        .split(',')
+        .map(|part| parse_duration("CHIRP_RETRY_BACKOFF", part))
+        .collect::<Result<Vec<_>, _>>()?;
+    if steps.is_empty() {
+        return Err(ConfigError::Invalid {
+            var: "CHIRP_RETRY_BACKOFF",
+            value: text.into(),
+            reason: "needs at least one duration".into(),
+        });
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let config = Config::from_parts(RawConfig::default(), HashMap::new()).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.db, "surrealkv://data/chirp");
+        assert_eq!(config.max_attempts, 3);
+        assert_eq!(
+            config.retry_backoff,
+            [300, 600, 900].map(Duration::from_secs).to_vec()
+        );
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let raw: RawConfig = toml::from_str(
+            "max_attempts = \"5\"\n[plugins.myoperator]\napi-key = \"from-file\"\naccount-id = \"acc\"\n",
+        )
+        .unwrap();
+        let config = Config::from_parts(
+            raw,
+            env(&[("CHIRP_MAX_ATTEMPTS", "4"), ("MYOPERATOR_API_KEY", "from-env")]),
+        )
+        .unwrap();
+        assert_eq!(config.max_attempts, 4);
+        let settings = &config.plugin_settings;
+        assert_eq!(settings.lookup("myoperator", "api-key").as_deref(), Some("from-env"));
+        assert_eq!(settings.lookup("myoperator", "account-id").as_deref(), Some("acc"));
+        assert_eq!(settings.lookup("other", "api-key"), None);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("CHIRP_MAX_ATTEMPTS", "zero"),
+            ("CHIRP_RETRY_BACKOFF", "5m,soon"),
+            ("CHIRP_LISTEN", "8080"),
+            ("CHIRP_DB", "rocksdb://x"),
+        ] {
+            let err = Config::from_parts(RawConfig::default(), env(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn setting_variables_are_upper_snake_case() {
+        assert_eq!(
+            PluginSettings::variable("myoperator", "phone-number-id"),
+            "MYOPERATOR_PHONE_NUMBER_ID"
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! One attempt at one message: hand it to its provider plugin and turn the
+//! answer, whatever it is, into an [`Outcome`] for the audit trail.
+//!
+//! The plugin's own classification (retryable or permanent) is kept; what
+//! the plugin could not classify because it never answered (a trap, a
+//! deadline) is retryable, since the next attempt may well succeed.
+
+use std::time::{Duration, Instant};
+
+use crate::message::{Attempt, ErrorNote, Leased, Millis, Outcome, now_millis};
+use crate::plugins::bindings::{self, SendError};
+use crate::plugins::{CallError, NotLoaded, Plugins};
+
+/// What came of trying to deliver a leased message.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// The provider was called; the attempt is to be recorded.
+    Attempted(Attempt),
+    /// The provider is not loaded: no attempt was made, the message waits.
+    Deferred(ErrorNote),
+}
+
+/// Makes one attempt at `leased` through its provider.
+pub async fn attempt(plugins: &Plugins, leased: &Leased) -> Delivery {
+    let message = &leased.message;
+    let request = bindings::Message {
+        id: message.id.clone(),
+        recipient: message.phone.clone(),
+        text: message.text.clone(),
+        template: message
+            .provider_template
+            .as_ref()
+            .map(|t| bindings::TemplateRef {
+                name: t.name.clone(),
+                language: t.language.clone(),
+                parameters: t.parameters.clone(),
+            }),
+        idempotency_key: message.idempotency_key.clone(),
+    };
+    let started_at: Millis = now_millis();
+    let clock = Instant::now();
+    let result = plugins.send(&message.provider, &request).await;
+    let latency_ms = clock.elapsed().as_millis() as u64;
+    let (provider_version, answer) = match result {
+        Ok(report) => report,
+        Err(NotLoaded(name)) => {
+            return Delivery::Deferred(ErrorNote {
+                code: "provider_not_loaded".into(),
+                message: format!("provider {name:?} is not loaded; the message waits for it"),
+            });
+        }
+    };
+    let outcome = match answer {
+        Ok(answer) => outcome_of(answer),
+        Err(e @ CallError::Timeout(_)) => retryable("plugin_timeout", &e),
+        Err(e) => retryable("plugin_trap", &e),
+    };
+    Delivery::Attempted(Attempt {
+        message_id: message.id.clone(),
+        number: message.attempts + 1,
+        started_at,
+        provider: message.provider.clone(),
+        provider_version,
+        outcome,
+        latency_ms,
+    })
+}
+
+fn outcome_of(answer: Result<bindings::Receipt, SendError>) -> Outcome {
+    match answer {
+        Ok(receipt) => Outcome::Sent {
+            provider_message_id: receipt.provider_message_id,
+        },
+        Err(SendError::Retryable((failure, retry_after_ms))) => Outcome::Retryable {
+            error: note(failure),
+            retry_after: retry_after_ms.map(Duration::from_millis),
+        },
+        Err(SendError::Permanent(failure)) => Outcome::Permanent {
+            error: note(failure),
+        },
+    }
+}
+
+fn note(failure: bindings::Failure) -> ErrorNote {
+    ErrorNote {
+        code: failure.code,
+        message: failure.message,
+    }
+}
+
+fn retryable(code: &str, error: &CallError) -> Outcome {
+    Outcome::Retryable {
+        error: ErrorNote {
+            code: code.into(),
+            message: error.to_string(),
+        },
+        retry_after: None,
+    }
+}

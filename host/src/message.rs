@@ -1,0 +1,189 @@
+//! The message and its attempts: the domain types every part of chirp
+//! speaks, free of HTTP, SurrealDB and wasmtime.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::phone::Phone;
+
+/// Milliseconds since the Unix epoch: how chirp stores and compares time.
+pub type Millis = i64;
+
+/// Now, in [`Millis`].
+pub fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A [`Millis`] instant as RFC 3339 (`2026-11-24T17:45:25.123Z`).
+pub fn rfc3339(at: Millis) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(at.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Where a message is in its life.
+///
+/// `queued` -> `sending` (leased to a worker) -> `sent`, or back to `queued`
+/// for a retry, or `failed` when attempts run out or the error is permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Sending => "sending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Status, String> {
+        match s {
+            "queued" => Ok(Status::Queued),
+            "sending" => Ok(Status::Sending),
+            "sent" => Ok(Status::Sent),
+            "failed" => Ok(Status::Failed),
+            other => Err(format!(
+                "unknown status {other:?}; expected queued, sending, sent or failed"
+            )),
+        }
+    }
+}
+
+/// The approved provider template a message goes out as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderTemplate {
+    /// The name WhatsApp approved.
+    pub name: String,
+    pub language: String,
+    /// Placeholder values in the approved order.
+    pub parameters: Vec<String>,
+}
+
+/// A message accepted by the API, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// A ULID: unique, and sorts by time of acceptance.
+    pub id: String,
+    pub phone: Phone,
+    /// chirp's template (`order_confirmation`), if the message came from one.
+    pub template: Option<String>,
+    /// The rendered text.
+    pub text: String,
+    /// How the provider should send it, for template messages.
+    pub provider_template: Option<ProviderTemplate>,
+    pub reference_id: Option<String>,
+    /// The caller's key, or the message id when the caller gave none.
+    pub idempotency_key: String,
+    /// The provider plugin that will deliver it.
+    pub provider: String,
+    pub created_at: Millis,
+}
+
+/// A message as stored, with where it is in its life.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub status: Status,
+    pub phone: String,
+    pub template: Option<String>,
+    pub text: String,
+    pub provider_template: Option<ProviderTemplate>,
+    pub reference_id: Option<String>,
+    pub idempotency_key: String,
+    pub provider: String,
+    /// Attempts made so far, over the message's whole life.
+    pub attempts: u32,
+    /// Attempts made before the last resend; the retry budget counts from
+    /// here.
+    pub retry_base: u32,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// When the next attempt is due, while `queued`.
+    pub due_at: Option<Millis>,
+    pub sent_at: Option<Millis>,
+    pub provider_message_id: Option<String>,
+    pub last_error: Option<ErrorNote>,
+}
+
+/// A code and a human explanation, as recorded for a failed attempt or a
+/// message waiting for its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorNote {
+    pub code: String,
+    pub message: String,
+}
+
+/// A message claimed by a worker, with the token that proves the lease.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub message: Message,
+    pub lease: String,
+}
+
+/// What one provider call came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent {
+        provider_message_id: Option<String>,
+    },
+    /// Worth another attempt, no sooner than `retry_after` if given.
+    Retryable {
+        error: ErrorNote,
+        retry_after: Option<Duration>,
+    },
+    Permanent {
+        error: ErrorNote,
+    },
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent { .. } => "sent",
+            Outcome::Retryable { .. } => "retryable",
+            Outcome::Permanent { .. } => "permanent",
+        }
+    }
+
+    pub fn error(&self) -> Option<&ErrorNote> {
+        match self {
+            Outcome::Sent { .. } => None,
+            Outcome::Retryable { error, .. } | Outcome::Permanent { error } => Some(error),
+        }
+    }
+}
+
+/// One provider call, as the audit trail keeps it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub message_id: String,
+    /// 1 for the first attempt.
+    pub number: u32,
+    pub started_at: Millis,
+    pub provider: String,
+    pub provider_version: String,
+    pub outcome: Outcome,
+    pub latency_ms: u64,
+}

@@ -1,0 +1,248 @@
+//! What a plugin may ask of the host: outbound HTTP, its own settings, and
+//! logging. One [`HostState`] lives in each plugin call's `Store`.
+//!
+//! **Invariant:** deny by default. A plugin's only way out of its sandbox
+//! is [`http::Host::fetch`], which refuses every host the plugin did not
+//! declare, never follows redirects (a redirect could leave the declared
+//! hosts), and caps time and response size. WASI is linked only because
+//! Rust's standard library imports it; its context grants no files,
+//! environment, sockets or name lookups.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::chirp::plugin::{config, log, types};
+use super::bindings::{Level, http};
+
+/// Limits on what one plugin call may use.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest linear memory a plugin instance may grow to.
+    pub memory_bytes: usize,
+    /// Wall time of one call, host HTTP included.
+    pub call_timeout: Duration,
+    /// Longest a single HTTP request may take.
+    pub http_timeout: Duration,
+    /// Largest HTTP response body handed to the plugin.
+    pub http_max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 * 1024 * 1024,
+            call_timeout: Duration::from_secs(20),
+            http_timeout: Duration::from_secs(15),
+            http_max_response_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// What a plugin was granted: its resolved settings and declared hosts.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    pub plugin: String,
+    pub settings: HashMap<String, String>,
+    /// `host` or `host:port`, lower case. Empty: no HTTP at all.
+    pub hosts: Vec<String>,
+}
+
+/// The per-call state of a plugin's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limits: StoreLimits,
+    grant: Arc<Grant>,
+    http: reqwest::Client,
+    http_timeout: Duration,
+    http_max_response_bytes: usize,
+}
+
+impl HostState {
+    pub fn new(grant: Arc<Grant>, http: reqwest::Client, limits: &Limits) -> HostState {
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .instances(4)
+                .build(),
+            grant,
+            http,
+            http_timeout: limits.http_timeout,
+            http_max_response_bytes: limits.http_max_response_bytes,
+        }
+    }
+
+    /// Checks that `url` may be fetched by this plugin; returns it parsed.
+    fn permit(&self, url: &str) -> Result<reqwest::Url, http::Error> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| http::Error::Denied(format!("invalid URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(http::Error::Denied(format!(
+                "scheme {} is not allowed",
+                url.scheme()
+            )));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| http::Error::Denied("URL has no host".into()))?
+            .to_ascii_lowercase();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        if self.grant.hosts.iter().any(|h| *h == authority) {
+            Ok(url)
+        } else {
+            Err(http::Error::Denied(format!(
+                "{authority} is not among the hosts plugin {} declared",
+                self.grant.plugin
+            )))
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl http::Host for HostState {
+    async fn fetch(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
+        let url = self.permit(&req.url)?;
+        let method = match req.method.to_ascii_uppercase().as_str() {
+            "GET" => reqwest::Method::GET,
+            "POST" => reqwest::Method::POST,
+            "PUT" => reqwest::Method::PUT,
+            "PATCH" => reqwest::Method::PATCH,
+            "DELETE" => reqwest::Method::DELETE,
+            other => return Err(http::Error::Denied(format!("method {other} is not allowed"))),
+        };
+        let timeout = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .unwrap_or(self.http_timeout)
+            .min(self.http_timeout);
+        let mut builder = self.http.request(method, url).timeout(timeout);
+        for (name, value) in req.headers {
+            builder = builder.header(name, value);
+        }
+        let mut response = builder.body(req.body).send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let cap = self.http_max_response_bytes;
+        if let Some(length) = response.content_length()
+            && length > cap as u64
+        {
+            return Err(http::Error::TooLarge(length));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > cap {
+                return Err(http::Error::TooLarge((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(http::Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> http::Error {
+    if e.is_timeout() {
+        http::Error::Timeout
+    } else {
+        http::Error::Connect(e.without_url().to_string())
+    }
+}
+
+impl config::Host for HostState {
+    async fn get(&mut self, name: String) -> Option<String> {
+        self.grant.settings.get(&name).cloned()
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: Level, message: String) {
+        let plugin = self.grant.plugin.as_str();
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(hosts: &[&str]) -> HostState {
+        let grant = Grant {
+            plugin: "p".into(),
+            settings: HashMap::from([("api-key".to_string(), "k".to_string())]),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        };
+        HostState::new(Arc::new(grant), reqwest::Client::new(), &Limits::default())
+    }
+
+    #[tokio::test]
+    async fn undeclared_hosts_are_denied_without_a_request() {
+        let mut s = state(&["api.example.com", "127.0.0.1:4010"]);
+        assert!(s.permit("https://api.example.com/x").is_ok());
+        assert!(s.permit("http://127.0.0.1:4010/x").is_ok());
+        for url in [
+            "https://evil.example.com/x",
+            "http://127.0.0.1:4011/x",
+            "https://api.example.com:8443/x",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(matches!(s.permit(url), Err(http::Error::Denied(_))), "{url}");
+        }
+        let req = http::Request {
+            method: "GET".into(),
+            url: "http://127.0.0.1:9/".into(),
+            headers: vec![],
+            body: vec![],
+            timeout_ms: None,
+        };
+        assert!(matches!(
+            http::Host::fetch(&mut s, req).await,
+            Err(http::Error::Denied(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_reads_only_its_own_settings() {
+        let mut s = state(&[]);
+        assert_eq!(config::Host::get(&mut s, "api-key".into()).await.as_deref(), Some("k"));
+        assert_eq!(config::Host::get(&mut s, "PATH".into()).await, None);
+    }
+}

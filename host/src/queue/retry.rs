@@ -1,0 +1,104 @@
+//! The retry rule, as a pure function: what happens to a message after an
+//! attempt. The seed's rule is three attempts, 5, 10 and 15 minutes apart.
+
+use std::time::Duration;
+
+use crate::message::{Millis, Outcome};
+
+/// How many attempts and how far apart.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    /// Wait after the 1st, 2nd, ... failed attempt; the last entry repeats.
+    pub backoff: Vec<Duration>,
+}
+
+/// Where a message goes after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Sent,
+    Failed,
+    RetryAt(Millis),
+}
+
+impl RetryPolicy {
+    /// `attempts` counts the attempt just made.
+    pub fn next(&self, attempts: u32, outcome: &Outcome, now: Millis) -> Next {
+        match outcome {
+            Outcome::Sent { .. } => Next::Sent,
+            Outcome::Permanent { .. } => Next::Failed,
+            Outcome::Retryable { .. } if attempts >= self.max_attempts => Next::Failed,
+            Outcome::Retryable { retry_after, .. } => {
+                let index = (attempts.max(1) - 1) as usize;
+                let step = self
+                    .backoff
+                    .get(index)
+                    .or(self.backoff.last())
+                    .copied()
+                    .unwrap_or_default();
+                let wait = step.max(retry_after.unwrap_or_default());
+                Next::RetryAt(now + wait.as_millis() as Millis)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::ErrorNote;
+
+    fn seed_policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            backoff: [5, 10, 15].map(|m| Duration::from_secs(m * 60)).to_vec(),
+        }
+    }
+
+    fn retryable(retry_after: Option<Duration>) -> Outcome {
+        Outcome::Retryable {
+            error: ErrorNote {
+                code: "http_500".into(),
+                message: String::new(),
+            },
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn retries_follow_the_seed_rule_then_fail() {
+        let p = seed_policy();
+        assert_eq!(p.next(1, &retryable(None), 0), Next::RetryAt(300_000));
+        assert_eq!(p.next(2, &retryable(None), 0), Next::RetryAt(600_000));
+        assert_eq!(p.next(3, &retryable(None), 0), Next::Failed);
+    }
+
+    #[test]
+    fn retry_after_lengthens_but_never_shortens_the_wait() {
+        let p = seed_policy();
+        let long = Some(Duration::from_secs(3600));
+        assert_eq!(p.next(1, &retryable(long), 10), Next::RetryAt(3_600_010));
+        let short = Some(Duration::from_secs(1));
+        assert_eq!(p.next(1, &retryable(short), 10), Next::RetryAt(300_010));
+    }
+
+    #[test]
+    fn permanent_errors_fail_at_once() {
+        let outcome = Outcome::Permanent {
+            error: ErrorNote {
+                code: "http_401".into(),
+                message: String::new(),
+            },
+        };
+        assert_eq!(seed_policy().next(1, &outcome, 0), Next::Failed);
+    }
+
+    #[test]
+    fn the_last_step_repeats_when_attempts_outnumber_steps() {
+        let p = RetryPolicy {
+            max_attempts: 5,
+            backoff: vec![Duration::from_millis(10)],
+        };
+        assert_eq!(p.next(4, &retryable(None), 0), Next::RetryAt(10));
+    }
+}

@@ -1,0 +1,212 @@
+//! The scheduler: leases due messages to delivery workers and writes back
+//! what each attempt came to.
+//!
+//! It has the shape of mini-redis's expiry task: work out the next instant
+//! that matters (the earliest due message, the next lease sweep), then wait
+//! on `select! { sleep_until(that), notified() }`. Enqueues and completed
+//! retries notify it, so nothing waits for a polling interval.
+//!
+//! Claims are batched (one transaction leases as many messages as there are
+//! free workers) and so are completions (one task commits whatever finished
+//! while the previous batch was committing).
+//!
+//! **Invariant:** a leased message is completed only by the worker holding
+//! its lease; if that worker dies, the lease runs out and the sweep puts the
+//! message back in the queue. Delivery is therefore at least once, and every
+//! attempt of a message carries the same idempotency key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::time::Instant;
+
+use super::retry::{Next, RetryPolicy};
+use crate::delivery::{self, Delivery};
+use crate::message::{Leased, Millis, Status, now_millis};
+use crate::plugins::Plugins;
+use crate::store::{Completion, MessagePatch, Store};
+
+/// The most messages leased in one claim.
+const CLAIM_BATCH: usize = 256;
+
+/// How long a message waits before chirp looks again for its provider when
+/// the provider is not loaded.
+const PROVIDER_MISSING_RECHECK: Duration = Duration::from_secs(30);
+
+/// How long to back off after the store failed a scheduler query.
+const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Everything the scheduler needs.
+pub struct Scheduler {
+    pub store: Store,
+    pub plugins: Arc<Plugins>,
+    pub policy: RetryPolicy,
+    pub wake: Arc<Notify>,
+    pub lease: Duration,
+    pub concurrency: usize,
+}
+
+impl Scheduler {
+    /// Runs until `shutdown` turns true, then waits for the attempts in
+    /// flight and their completions to be written.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (done_tx, done_rx) = mpsc::channel(self.concurrency.max(1) * 2);
+        let writer = tokio::spawn(completion_loop(self.store.clone(), done_rx, self.wake.clone()));
+        let workers = Arc::new(Semaphore::new(self.concurrency));
+        let sweep_every = (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
+        let mut next_sweep = Instant::now();
+
+        while !*shutdown.borrow() {
+            if Instant::now() >= next_sweep {
+                match self.store.reclaim_expired(now_millis()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(messages = n, "leases ran out; messages back in the queue"),
+                    Err(e) => tracing::error!(error = %e, "lease sweep failed"),
+                }
+                next_sweep = Instant::now() + sweep_every;
+            }
+
+            let free = workers.available_permits().min(CLAIM_BATCH);
+            if free == 0 {
+                // Every worker is busy: wait for one to finish.
+                tokio::select! {
+                    permit = workers.acquire() => drop(permit),
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+
+            let now = now_millis();
+            let lease = ulid::Ulid::new().to_string();
+            let lease_until = now + self.lease.as_millis() as Millis;
+            let claimed = match self.store.claim_due(now, free, lease_until, &lease).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming due messages failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(STORE_ERROR_PAUSE) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() == free;
+            for leased in claimed {
+                let Ok(permit) = workers.clone().try_acquire_owned() else {
+                    break; // cannot happen: we claimed no more than were free
+                };
+                let plugins = self.plugins.clone();
+                let policy = self.policy.clone();
+                let done = done_tx.clone();
+                tokio::spawn(async move {
+                    let delivery = delivery::attempt(&plugins, &leased).await;
+                    let completion = complete(&leased, delivery, &policy, now_millis());
+                    let _ = done.send(completion).await;
+                    drop(permit);
+                });
+            }
+            if full {
+                continue; // there may be more due right now
+            }
+
+            let wake_at = match self.store.next_due().await {
+                Ok(Some(due)) => {
+                    let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
+                    (Instant::now() + wait).min(next_sweep)
+                }
+                Ok(None) => next_sweep,
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the next due time failed");
+                    Instant::now() + STORE_ERROR_PAUSE
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake_at) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+
+        // Let the attempts in flight finish; their completions are written
+        // before the writer sees its channel close.
+        let _ = workers.acquire_many(self.concurrency as u32).await;
+        drop(done_tx);
+        let _ = writer.await;
+    }
+}
+
+/// The message's next state after `delivery`, per the retry policy.
+pub fn complete(leased: &Leased, delivery: Delivery, policy: &RetryPolicy, now: Millis) -> Completion {
+    let message = &leased.message;
+    let mut patch = MessagePatch {
+        status: Status::Queued.as_str().into(),
+        attempts: message.attempts.into(),
+        updated_at: now,
+        due_at: None,
+        sent_at: None,
+        provider_message_id: None,
+        error_code: None,
+        error_message: None,
+    };
+    let attempt = match delivery {
+        Delivery::Deferred(note) => {
+            patch.due_at = Some(now + PROVIDER_MISSING_RECHECK.as_millis() as Millis);
+            patch.error_code = Some(note.code);
+            patch.error_message = Some(note.message);
+            None
+        }
+        Delivery::Attempted(attempt) => {
+            patch.attempts = attempt.number.into();
+            let made_this_round = attempt.number.saturating_sub(message.retry_base);
+            match policy.next(made_this_round, &attempt.outcome, now) {
+                Next::Sent => {
+                    patch.status = Status::Sent.as_str().into();
+                    patch.sent_at = Some(now);
+                    if let crate::message::Outcome::Sent {
+                        provider_message_id,
+                    } = &attempt.outcome
+                    {
+                        patch.provider_message_id = provider_message_id.clone();
+                    }
+                }
+                Next::Failed => patch.status = Status::Failed.as_str().into(),
+                Next::RetryAt(at) => patch.due_at = Some(at),
+            }
+            if let Some(error) = attempt.outcome.error() {
+                patch.error_code = Some(error.code.clone());
+                patch.error_message = Some(error.message.clone());
+            }
+            Some(attempt)
+        }
+    };
+    Completion {
+        message_id: message.id.clone(),
+        lease: leased.lease.clone(),
+        patch,
+        attempt,
+    }
+}
+
+/// Writes completions in batches. A batch the store refuses is retried: its
+/// messages are still leased, so nothing else touches them meanwhile, and
+/// if chirp dies first the leases run out and the messages are sent again.
+async fn completion_loop(store: Store, mut rx: mpsc::Receiver<Completion>, wake: Arc<Notify>) {
+    let mut batch = Vec::with_capacity(CLAIM_BATCH);
+    while rx.recv_many(&mut batch, CLAIM_BATCH).await > 0 {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match store.complete(batch.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, completions = batch.len(), "recording attempts failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+        // A retry may now be due before whatever the scheduler waits for.
+        wake.notify_one();
+    }
+}

@@ -1,0 +1,531 @@
+//! The `message` and `attempt` tables: accepting, claiming, completing and
+//! reading messages.
+
+use std::collections::HashMap;
+
+use surrealdb::types::SurrealValue;
+
+use super::{Store, StoreError};
+use crate::message::{
+    Attempt, ErrorNote, Leased, Message, Millis, NewMessage, Outcome, ProviderTemplate, Status,
+};
+
+/// The fields of a message as chirp reads them back, with the record id as
+/// a plain string.
+const MESSAGE_FIELDS: &str = "record::id(id) AS id, status, phone, template, text, wa_template, \
+     wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
+     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, lease, retry_base";
+
+#[derive(Debug, Clone, SurrealValue)]
+struct MessageRow {
+    id: String,
+    status: String,
+    phone: String,
+    template: Option<String>,
+    text: String,
+    wa_template: Option<String>,
+    wa_language: Option<String>,
+    wa_parameters: Option<Vec<String>>,
+    reference_id: Option<String>,
+    idempotency_key: String,
+    provider: String,
+    attempts: i64,
+    created_at: i64,
+    updated_at: i64,
+    due_at: Option<i64>,
+    sent_at: Option<i64>,
+    provider_message_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    lease: Option<String>,
+    retry_base: Option<i64>,
+}
+
+impl MessageRow {
+    fn from_new(m: &NewMessage) -> MessageRow {
+        let wa = m.provider_template.as_ref();
+        MessageRow {
+            id: m.id.clone(),
+            status: Status::Queued.as_str().into(),
+            phone: m.phone.as_str().into(),
+            template: m.template.clone(),
+            text: m.text.clone(),
+            wa_template: wa.map(|t| t.name.clone()),
+            wa_language: wa.map(|t| t.language.clone()),
+            wa_parameters: wa.map(|t| t.parameters.clone()),
+            reference_id: m.reference_id.clone(),
+            idempotency_key: m.idempotency_key.clone(),
+            provider: m.provider.clone(),
+            attempts: 0,
+            created_at: m.created_at,
+            updated_at: m.created_at,
+            due_at: Some(m.created_at),
+            sent_at: None,
+            provider_message_id: None,
+            error_code: None,
+            error_message: None,
+            lease: None,
+            retry_base: None,
+        }
+    }
+
+    fn into_message(self) -> Result<Message, StoreError> {
+        let status = self.status.parse().map_err(StoreError::Corrupt)?;
+        let provider_template = match (self.wa_template, self.wa_language) {
+            (Some(name), Some(language)) => Some(ProviderTemplate {
+                name,
+                language,
+                parameters: self.wa_parameters.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let last_error = self.error_code.map(|code| ErrorNote {
+            code,
+            message: self.error_message.unwrap_or_default(),
+        });
+        Ok(Message {
+            id: self.id,
+            status,
+            phone: self.phone,
+            template: self.template,
+            text: self.text,
+            provider_template,
+            reference_id: self.reference_id,
+            idempotency_key: self.idempotency_key,
+            provider: self.provider,
+            attempts: self.attempts.max(0) as u32,
+            retry_base: self.retry_base.unwrap_or(0).max(0) as u32,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            due_at: self.due_at,
+            sent_at: self.sent_at,
+            provider_message_id: self.provider_message_id,
+            last_error,
+        })
+    }
+}
+
+#[derive(Debug, Clone, SurrealValue)]
+struct AttemptRow {
+    message_id: String,
+    number: i64,
+    started_at: i64,
+    provider: String,
+    provider_version: String,
+    outcome: String,
+    provider_message_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    retry_after_ms: Option<i64>,
+    latency_ms: i64,
+}
+
+impl AttemptRow {
+    fn from_attempt(a: &Attempt) -> AttemptRow {
+        let (provider_message_id, retry_after_ms) = match &a.outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => (provider_message_id.clone(), None),
+            Outcome::Retryable { retry_after, .. } => {
+                (None, retry_after.map(|d| d.as_millis() as i64))
+            }
+            Outcome::Permanent { .. } => (None, None),
+        };
+        let error = a.outcome.error();
+        AttemptRow {
+            message_id: a.message_id.clone(),
+            number: a.number.into(),
+            started_at: a.started_at,
+            provider: a.provider.clone(),
+            provider_version: a.provider_version.clone(),
+            outcome: a.outcome.label().into(),
+            provider_message_id,
+            error_code: error.map(|e| e.code.clone()),
+            error_message: error.map(|e| e.message.clone()),
+            retry_after_ms,
+            latency_ms: a.latency_ms as i64,
+        }
+    }
+
+    fn into_attempt(self) -> Result<Attempt, StoreError> {
+        let error = ErrorNote {
+            code: self.error_code.unwrap_or_default(),
+            message: self.error_message.unwrap_or_default(),
+        };
+        let outcome = match self.outcome.as_str() {
+            "sent" => Outcome::Sent {
+                provider_message_id: self.provider_message_id,
+            },
+            "retryable" => Outcome::Retryable {
+                error,
+                retry_after: self
+                    .retry_after_ms
+                    .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+            },
+            "permanent" => Outcome::Permanent { error },
+            other => return Err(StoreError::Corrupt(format!("attempt outcome {other:?}"))),
+        };
+        Ok(Attempt {
+            message_id: self.message_id,
+            number: self.number.max(0) as u32,
+            started_at: self.started_at,
+            provider: self.provider,
+            provider_version: self.provider_version,
+            outcome,
+            latency_ms: self.latency_ms.max(0) as u64,
+        })
+    }
+}
+
+/// What became of one message offered to [`Store::insert_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: String,
+    pub status: Status,
+    /// The idempotency key was already known: nothing new was stored.
+    pub replayed: bool,
+}
+
+/// The state a message moves to after an attempt (or a deferral).
+#[derive(Debug, Clone, SurrealValue)]
+pub struct MessagePatch {
+    pub status: String,
+    pub attempts: i64,
+    pub updated_at: i64,
+    pub due_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub provider_message_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// One finished piece of work for [`Store::complete`]: the message's new
+/// state, applied only if the worker still holds the lease, and the attempt
+/// for the audit trail, recorded in any case.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub message_id: String,
+    pub lease: String,
+    pub patch: MessagePatch,
+    pub attempt: Option<Attempt>,
+}
+
+#[derive(Debug, Clone, SurrealValue)]
+struct CompletionRow {
+    id: String,
+    lease: String,
+    patch: MessagePatch,
+}
+
+/// Filters of `GET /api/notifications/history`. Results come newest first;
+/// `before` is the cursor (the id of the last message of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub phone: Option<String>,
+    pub status: Option<Status>,
+    pub template: Option<String>,
+    pub reference_id: Option<String>,
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, SurrealValue)]
+struct KnownKey {
+    id: String,
+    idempotency_key: String,
+    status: String,
+}
+
+impl Store {
+    /// Stores a batch of accepted messages in one transaction. Messages whose
+    /// idempotency key is already known (in the store or earlier in the
+    /// batch) are not stored again; they answer with the first one's id.
+    pub async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+        let mut known = self.known_keys(batch).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut results = Vec::with_capacity(batch.len());
+        for m in batch {
+            if let Some(existing) = known.get(&m.idempotency_key) {
+                results.push(Inserted {
+                    replayed: true,
+                    ..existing.clone()
+                });
+                continue;
+            }
+            let inserted = Inserted {
+                id: m.id.clone(),
+                status: Status::Queued,
+                replayed: false,
+            };
+            known.insert(m.idempotency_key.clone(), inserted.clone());
+            rows.push(MessageRow::from_new(m));
+            results.push(inserted);
+        }
+        if !rows.is_empty() {
+            self.db
+                .query("INSERT INTO message $rows RETURN NONE")
+                .bind(("rows", rows))
+                .await?
+                .check()?;
+        }
+        Ok(results)
+    }
+
+    /// The messages already stored under the caller-given keys of `batch`.
+    /// Keys chirp generated (equal to the message id) are new by
+    /// construction and are not looked up.
+    async fn known_keys(
+        &self,
+        batch: &[NewMessage],
+    ) -> Result<HashMap<String, Inserted>, StoreError> {
+        let keys: Vec<String> = batch
+            .iter()
+            .filter(|m| m.idempotency_key != m.id)
+            .map(|m| m.idempotency_key.clone())
+            .collect();
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<KnownKey> = self
+            .db
+            .query(
+                "SELECT record::id(id) AS id, idempotency_key, status FROM message \
+                 WHERE idempotency_key IN $keys",
+            )
+            .bind(("keys", keys))
+            .await?
+            .take(0)?;
+        rows.into_iter()
+            .map(|row| {
+                let status = row.status.parse().map_err(StoreError::Corrupt)?;
+                Ok((
+                    row.idempotency_key,
+                    Inserted {
+                        id: row.id,
+                        status,
+                        replayed: true,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Leases up to `limit` messages that are due at `now`, oldest due
+    /// first, in one transaction. Each comes back with the lease token that
+    /// its completion must present.
+    pub async fn claim_due(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_until: Millis,
+        lease: &str,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let query = format!(
+            "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= 0 \
+               ORDER BY due_at LIMIT $limit) \
+             SET status = 'sending', due_at = NONE, lease_until = $lease_until, lease = $lease, \
+                 updated_at = $now \
+             WHERE status = 'queued' \
+             RETURN {MESSAGE_FIELDS}"
+        );
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(query)
+            .bind(("now", now))
+            .bind(("limit", limit as i64))
+            .bind(("lease_until", lease_until))
+            .bind(("lease", lease.to_string()))
+            .await?
+            .take(0)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Leased {
+                    lease: row.lease.clone().unwrap_or_default(),
+                    message: row.into_message()?,
+                })
+            })
+            .collect()
+    }
+
+    /// When the earliest queued message is due, if any is queued.
+    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        let due: Vec<i64> = self
+            .db
+            .query("SELECT VALUE due_at FROM message WHERE due_at >= 0 ORDER BY due_at LIMIT 1")
+            .await?
+            .take(0)?;
+        Ok(due.first().copied())
+    }
+
+    /// Puts messages whose lease ran out (their worker died or hung) back in
+    /// the queue, due at once. Returns how many.
+    pub async fn reclaim_expired(&self, now: Millis) -> Result<usize, StoreError> {
+        let ids: Vec<String> = self
+            .db
+            .query(
+                "UPDATE message SET status = 'queued', due_at = $now, lease_until = NONE, \
+                     lease = NONE, updated_at = $now \
+                 WHERE lease_until <= $now AND lease_until >= 0 AND status = 'sending' \
+                 RETURN VALUE record::id(id)",
+            )
+            .bind(("now", now))
+            .await?
+            .take(0)?;
+        Ok(ids.len())
+    }
+
+    /// Applies a batch of finished attempts in one transaction.
+    pub async fn complete(&self, batch: Vec<Completion>) -> Result<(), StoreError> {
+        let attempts: Vec<AttemptRow> = batch
+            .iter()
+            .filter_map(|c| c.attempt.as_ref().map(AttemptRow::from_attempt))
+            .collect();
+        let updates: Vec<CompletionRow> = batch
+            .into_iter()
+            .map(|c| CompletionRow {
+                id: c.message_id,
+                lease: c.lease,
+                patch: c.patch,
+            })
+            .collect();
+        self.db
+            .query(
+                "BEGIN TRANSACTION;
+                 FOR $c IN $updates {
+                     UPDATE type::record('message', $c.id) SET
+                         status = $c.patch.status,
+                         attempts = $c.patch.attempts,
+                         updated_at = $c.patch.updated_at,
+                         due_at = $c.patch.due_at,
+                         sent_at = $c.patch.sent_at,
+                         provider_message_id = $c.patch.provider_message_id,
+                         error_code = $c.patch.error_code,
+                         error_message = $c.patch.error_message,
+                         lease_until = NONE,
+                         lease = NONE
+                     WHERE lease = $c.lease;
+                 };
+                 IF array::len($attempts) > 0 { INSERT INTO attempt $attempts RETURN NONE; };
+                 COMMIT TRANSACTION;",
+            )
+            .bind(("updates", updates))
+            .bind(("attempts", attempts))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// One message, if it exists.
+    pub async fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "SELECT {MESSAGE_FIELDS} FROM type::record('message', $id)"
+            ))
+            .bind(("id", id.to_string()))
+            .await?
+            .take(0)?;
+        rows.into_iter().next().map(MessageRow::into_message).transpose()
+    }
+
+    /// The audit trail of one message, oldest attempt first.
+    pub async fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows: Vec<AttemptRow> = self
+            .db
+            .query(
+                "SELECT * OMIT id FROM attempt WHERE message_id = $id \
+                 ORDER BY number, started_at",
+            )
+            .bind(("id", message_id.to_string()))
+            .await?
+            .take(0)?;
+        rows.into_iter().map(AttemptRow::into_attempt).collect()
+    }
+
+    /// Messages matching `filter`, newest first.
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<Message>, StoreError> {
+        let mut conditions = Vec::new();
+        if filter.phone.is_some() {
+            conditions.push("phone = $phone");
+        }
+        if filter.status.is_some() {
+            conditions.push("status = $status");
+        }
+        if filter.template.is_some() {
+            conditions.push("template = $template");
+        }
+        if filter.reference_id.is_some() {
+            conditions.push("reference_id = $reference_id");
+        }
+        if filter.from.is_some() {
+            conditions.push("created_at >= $from");
+        }
+        if filter.to.is_some() {
+            conditions.push("created_at < $to");
+        }
+        if filter.before.is_some() {
+            conditions.push("id < type::record('message', $before)");
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "SELECT {MESSAGE_FIELDS} FROM message {where_clause} ORDER BY id DESC LIMIT $limit"
+            ))
+            .bind(("phone", filter.phone.clone()))
+            .bind(("status", filter.status.map(|s| s.as_str().to_string())))
+            .bind(("template", filter.template.clone()))
+            .bind(("reference_id", filter.reference_id.clone()))
+            .bind(("from", filter.from))
+            .bind(("to", filter.to))
+            .bind(("before", filter.before.clone()))
+            .bind(("limit", filter.limit as i64))
+            .await?
+            .take(0)?;
+        rows.into_iter().map(MessageRow::into_message).collect()
+    }
+
+    /// Puts a `failed` message back in the queue, due at `now`, with a fresh
+    /// retry budget (attempt numbers go on counting). Returns the message as it is afterwards, or `None`
+    /// if it does not exist. Only a failed message moves: the status check
+    /// and the change are one statement, so two concurrent resends queue it
+    /// once.
+    pub async fn requeue_failed(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<(Message, bool)>, StoreError> {
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
+                     retry_base = attempts, updated_at = $now \
+                 WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
+            ))
+            .bind(("id", id.to_string()))
+            .bind(("now", now))
+            .await?
+            .take(0)?;
+        if let Some(row) = rows.into_iter().next() {
+            return Ok(Some((row.into_message()?, true)));
+        }
+        Ok(self.message(id).await?.map(|m| (m, false)))
+    }
+
+    /// How many queued messages are due at `now`.
+    pub async fn count_due(&self, now: Millis) -> Result<usize, StoreError> {
+        let counts: Vec<i64> = self
+            .db
+            .query("SELECT VALUE count() FROM message WHERE due_at <= $now AND due_at >= 0 GROUP ALL")
+            .bind(("now", now))
+            .await?
+            .take(0)?;
+        Ok(counts.first().copied().unwrap_or(0).max(0) as usize)
+    }
+}

@@ -1,0 +1,356 @@
+//! Message templates: loading the catalog from `templates/*.toml` and
+//! rendering a message from a template and the caller's variables.
+//!
+//! **Invariant:** rendering does no I/O. The catalog is read and every text
+//! compiled and checked once, at start; a request only looks up and renders.
+//! Rendering is strict: a variable the text uses but the caller did not give
+//! is an error, never an empty string in a customer's message.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::message::ProviderTemplate;
+
+/// The language used when a template has no text in the one asked for.
+pub const DEFAULT_LANGUAGE: &str = "en";
+
+/// Whether a message is a service message or promotion (opt-outs and quiet
+/// hours apply to marketing only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Transactional,
+    Marketing,
+}
+
+/// The WhatsApp-approved template a chirp template maps to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappTemplate {
+    /// The name WhatsApp approved.
+    pub template: String,
+    /// chirp variables in the order of the approved placeholders.
+    pub parameters: Vec<String>,
+}
+
+/// One template file, as written in `templates/NAME.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateDef {
+    pub name: String,
+    pub category: Category,
+    #[serde(default)]
+    pub description: String,
+    /// Every variable a caller must give.
+    pub variables: Vec<String>,
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    pub whatsapp: WhatsappTemplate,
+    /// Text per language code; `en` is required.
+    pub text: BTreeMap<String, String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// Why the catalog cannot be loaded. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read templates from {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Why a message cannot be rendered. `field` names what the caller must fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("unknown template {0:?}")]
+    UnknownTemplate(String),
+    #[error("template {0:?} is disabled")]
+    Disabled(String),
+    #[error("variable {0:?} is required by this template")]
+    MissingVariable(String),
+    #[error("variable {name:?} must be a string, number or boolean")]
+    InvalidVariable { name: String },
+    #[error("rendering failed: {0}")]
+    Render(String),
+}
+
+impl RenderError {
+    /// The request field the error is about, in the API's dotted form.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RenderError::UnknownTemplate(_) | RenderError::Disabled(_) => "template",
+            _ => "variables",
+        }
+    }
+}
+
+/// A rendered message: its text and, for the provider, the approved
+/// template with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub text: String,
+    pub language: String,
+    pub provider_template: ProviderTemplate,
+}
+
+/// The loaded, checked templates.
+pub struct Catalog {
+    defs: BTreeMap<String, TemplateDef>,
+    env: Environment<'static>,
+}
+
+impl Catalog {
+    /// Loads every `*.toml` in `dir`, compiling and checking each text.
+    pub fn load(dir: &Path) -> Result<Catalog, CatalogError> {
+        let read_error = |source| CatalogError::Read {
+            path: dir.into(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_error)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        let mut defs = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let def: TemplateDef = toml::from_str(&text).map_err(|e| CatalogError::Invalid {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            defs.push((path, def));
+        }
+        Catalog::from_defs(defs)
+    }
+
+    /// Builds a catalog from definitions; `origin` names each in errors.
+    pub fn from_defs(defs: Vec<(PathBuf, TemplateDef)>) -> Result<Catalog, CatalogError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut by_name = BTreeMap::new();
+        for (path, def) in defs {
+            let invalid = |reason: String| CatalogError::Invalid {
+                path: path.clone(),
+                reason,
+            };
+            check_definition(&def).map_err(invalid)?;
+            let declared: BTreeSet<&str> = def.variables.iter().map(String::as_str).collect();
+            for (language, text) in &def.text {
+                let key = template_key(&def.name, language);
+                env.add_template_owned(key.clone(), text.clone())
+                    .map_err(|e| invalid(format!("text.{language}: {e}")))?;
+                let compiled = env
+                    .get_template(&key)
+                    .map_err(|e| invalid(format!("text.{language}: {e}")))?;
+                let used = compiled.undeclared_variables(false);
+                if let Some(unknown) = used.iter().find(|v| !declared.contains(v.as_str())) {
+                    return Err(invalid(format!(
+                        "text.{language} uses {unknown:?}, which is not in variables"
+                    )));
+                }
+            }
+            if by_name.insert(def.name.clone(), def).is_some() {
+                return Err(invalid("a template of this name is defined twice".into()));
+            }
+        }
+        Ok(Catalog { defs: by_name, env })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TemplateDef> {
+        self.defs.get(name)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &TemplateDef> {
+        self.defs.values()
+    }
+
+    /// Renders template `name` in `language` (falling back to English) with
+    /// the caller's `variables`.
+    pub fn render(
+        &self,
+        name: &str,
+        language: Option<&str>,
+        variables: &Map<String, Value>,
+    ) -> Result<Rendered, RenderError> {
+        let def = self
+            .defs
+            .get(name)
+            .ok_or_else(|| RenderError::UnknownTemplate(name.into()))?;
+        if !def.enabled {
+            return Err(RenderError::Disabled(name.into()));
+        }
+        for variable in &def.variables {
+            match variables.get(variable) {
+                None | Some(Value::Null) => {
+                    return Err(RenderError::MissingVariable(variable.clone()));
+                }
+                Some(Value::Array(_) | Value::Object(_)) => {
+                    return Err(RenderError::InvalidVariable {
+                        name: variable.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        let language = language
+            .filter(|l| def.text.contains_key(*l))
+            .unwrap_or(DEFAULT_LANGUAGE);
+        let text = self
+            .env
+            .get_template(&template_key(name, language))
+            .and_then(|t| t.render(variables))
+            .map_err(|e| RenderError::Render(e.to_string()))?;
+        let parameters = def
+            .whatsapp
+            .parameters
+            .iter()
+            .map(|p| plain_text(&variables[p]))
+            .collect();
+        Ok(Rendered {
+            text,
+            language: language.into(),
+            provider_template: ProviderTemplate {
+                name: def.whatsapp.template.clone(),
+                language: language.into(),
+                parameters,
+            },
+        })
+    }
+}
+
+fn template_key(name: &str, language: &str) -> String {
+    format!("{name}.{language}")
+}
+
+/// A JSON scalar as the text a customer reads: strings without quotes.
+fn plain_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn check_definition(def: &TemplateDef) -> Result<(), String> {
+    let valid_name = !def.name.is_empty()
+        && def
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid_name {
+        return Err(format!(
+            "name {:?} must be lower case letters, digits and _",
+            def.name
+        ));
+    }
+    if !def.text.contains_key(DEFAULT_LANGUAGE) {
+        return Err(format!("text.{DEFAULT_LANGUAGE} is required"));
+    }
+    if let Some(p) = def
+        .whatsapp
+        .parameters
+        .iter()
+        .find(|p| !def.variables.contains(p))
+    {
+        return Err(format!(
+            "whatsapp.parameters names {p:?}, which is not in variables"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn repo_catalog() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")).unwrap()
+    }
+
+    fn vars(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn the_ten_seed_templates_load() {
+        let names: Vec<_> = repo_catalog().all().map(|d| d.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "churn_risk",
+                "delivery_confirmed",
+                "delivery_delayed",
+                "delivery_reminder",
+                "new_product",
+                "order_confirmation",
+                "pause_confirmation",
+                "payment_confirmation",
+                "payment_reminder",
+                "subscription_confirmation",
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_text_and_provider_parameters_in_order() {
+        let rendered = repo_catalog()
+            .render(
+                "order_confirmation",
+                None,
+                &vars(json!({"order_id": "A-17", "delivery_date": "25 Nov", "total_amount": 240})),
+            )
+            .unwrap();
+        assert!(rendered.text.starts_with("Order #A-17 confirmed"), "{}", rendered.text);
+        assert_eq!(rendered.provider_template.name, "order_confirmation");
+        assert_eq!(
+            rendered.provider_template.parameters,
+            ["A-17", "25 Nov", "240"]
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = repo_catalog()
+            .render("order_confirmation", None, &vars(json!({"order_id": "A-17"})))
+            .unwrap_err();
+        assert_eq!(err, RenderError::MissingVariable("delivery_date".into()));
+    }
+
+    #[test]
+    fn unknown_language_falls_back_to_english() {
+        let rendered = repo_catalog()
+            .render("delivery_delayed", Some("ta"), &vars(json!({"eta_time": "8:30 AM"})))
+            .unwrap();
+        assert_eq!(rendered.language, "en");
+        assert!(rendered.text.contains("⏰ Delivery ETA: 8:30 AM"));
+    }
+
+    #[test]
+    fn a_text_using_an_undeclared_variable_is_refused_at_load() {
+        let def: TemplateDef = toml::from_str(
+            r#"name = "x"
+category = "transactional"
+variables = ["a"]
+whatsapp = { template = "x", parameters = ["a"] }
+text = { en = "{{ a }} {{ b }}" }"#,
+        )
+        .unwrap();
+        let err = Catalog::from_defs(vec![("x.toml".into(), def)]).err().unwrap();
+        assert!(err.to_string().contains("\"b\""), "{err}");
+    }
+}
