@@ -165,8 +165,8 @@ impl Config {
         let var = |name: &str| env.get(name).cloned();
         let pick = |name: &'static str, file: Option<String>| var(name).or(file);
 
-        let listen_text = pick("CHIRP_LISTEN", raw.listen.take())
-            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen_text =
+            pick("CHIRP_LISTEN", raw.listen.take()).unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen = listen_text.parse().map_err(|e| ConfigError::Invalid {
             var: "CHIRP_LISTEN",
             value: listen_text.clone(),
@@ -225,7 +225,8 @@ impl Config {
                 reason: "a lease shorter than a second would be taken back mid-send".into(),
             });
         }
-        let provider = pick("CHIRP_PROVIDER", raw.provider.take()).unwrap_or_else(|| "myoperator".into());
+        let provider =
+            pick("CHIRP_PROVIDER", raw.provider.take()).unwrap_or_else(|| "myoperator".into());
         let max_body_bytes = parse_number(
             "CHIRP_MAX_BODY_BYTES",
             pick("CHIRP_MAX_BODY_BYTES", raw.max_body_bytes.take()),
@@ -277,7 +278,11 @@ impl RawConfig {
 
 fn check_db_url(db: &str) -> Result<(), ConfigError> {
     let known = ["surrealkv://", "mem://", "ws://", "wss://"];
-    if db == "mem://" || known.iter().any(|p| db.starts_with(p) && db.len() > p.len()) {
+    if db == "mem://"
+        || known
+            .iter()
+            .any(|p| db.starts_with(p) && db.len() > p.len())
+    {
         Ok(())
     } else {
         Err(ConfigError::Invalid {
@@ -366,13 +371,22 @@ mod tests {
         .unwrap();
         let config = Config::from_parts(
             raw,
-            env(&[("CHIRP_MAX_ATTEMPTS", "4"), ("MYOPERATOR_API_KEY", "from-env")]),
+            env(&[
+                ("CHIRP_MAX_ATTEMPTS", "4"),
+                ("MYOPERATOR_API_KEY", "from-env"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.max_attempts, 4);
         let settings = &config.plugin_settings;
-        assert_eq!(settings.lookup("myoperator", "api-key").as_deref(), Some("from-env"));
-        assert_eq!(settings.lookup("myoperator", "account-id").as_deref(), Some("acc"));
+        assert_eq!(
+            settings.lookup("myoperator", "api-key").as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            settings.lookup("myoperator", "account-id").as_deref(),
+            Some("acc")
+        );
         assert_eq!(settings.lookup("other", "api-key"), None);
     }
 

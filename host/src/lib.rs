@@ -138,7 +138,10 @@ impl Chirp {
     /// Serves the API and runs the scheduler until `shutdown` resolves;
     /// then stops accepting, lets attempts in flight finish (up to a grace
     /// period) and returns.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let Chirp {
             config,
             listener,
@@ -181,7 +184,9 @@ impl Chirp {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),
             Err(_) => {
-                tracing::warn!("grace period over; leased messages return to the queue on next start");
+                tracing::warn!(
+                    "grace period over; leased messages return to the queue on next start"
+                );
                 Ok(())
             }
         }

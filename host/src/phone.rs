@@ -86,7 +86,12 @@ mod tests {
 
     #[test]
     fn accepts_indian_mobiles_and_other_e164_numbers() {
-        for ok in ["+919876543210", "+916000000000", "+14155550100", "+447911123456"] {
+        for ok in [
+            "+919876543210",
+            "+916000000000",
+            "+14155550100",
+            "+447911123456",
+        ] {
             assert_eq!(Phone::parse(ok).unwrap().as_str(), ok);
         }
     }

@@ -315,7 +315,11 @@ mod tests {
                 &vars(json!({"order_id": "A-17", "delivery_date": "25 Nov", "total_amount": 240})),
             )
             .unwrap();
-        assert!(rendered.text.starts_with("Order #A-17 confirmed"), "{}", rendered.text);
+        assert!(
+            rendered.text.starts_with("Order #A-17 confirmed"),
+            "{}",
+            rendered.text
+        );
         assert_eq!(rendered.provider_template.name, "order_confirmation");
         assert_eq!(
             rendered.provider_template.parameters,
@@ -326,7 +330,11 @@ mod tests {
     #[test]
     fn a_missing_variable_is_named() {
         let err = repo_catalog()
-            .render("order_confirmation", None, &vars(json!({"order_id": "A-17"})))
+            .render(
+                "order_confirmation",
+                None,
+                &vars(json!({"order_id": "A-17"})),
+            )
             .unwrap_err();
         assert_eq!(err, RenderError::MissingVariable("delivery_date".into()));
     }
@@ -334,7 +342,11 @@ mod tests {
     #[test]
     fn unknown_language_falls_back_to_english() {
         let rendered = repo_catalog()
-            .render("delivery_delayed", Some("ta"), &vars(json!({"eta_time": "8:30 AM"})))
+            .render(
+                "delivery_delayed",
+                Some("ta"),
+                &vars(json!({"eta_time": "8:30 AM"})),
+            )
             .unwrap();
         assert_eq!(rendered.language, "en");
         assert!(rendered.text.contains("⏰ Delivery ETA: 8:30 AM"));
@@ -350,7 +362,9 @@ whatsapp = { template = "x", parameters = ["a"] }
 text = { en = "{{ a }} {{ b }}" }"#,
         )
         .unwrap();
-        let err = Catalog::from_defs(vec![("x.toml".into(), def)]).err().unwrap();
+        let err = Catalog::from_defs(vec![("x.toml".into(), def)])
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("\"b\""), "{err}");
     }
 }

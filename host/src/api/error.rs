@@ -41,7 +41,11 @@ impl ApiError {
     }
 
     /// A 422 about one field of the request.
-    pub fn invalid(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn invalid(
+        field: impl Into<String>,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             field: Some(field.into()),
             ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
@@ -49,7 +53,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str, id: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no {what} {id:?}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} {id:?}"),
+        )
     }
 
     /// A failure of chirp's own; the detail goes to the log only.
@@ -114,7 +122,9 @@ impl From<RenderError> for ApiError {
             RenderError::UnknownTemplate(_) => ("unknown_template", "template".to_string()),
             RenderError::Disabled(_) => ("template_disabled", "template".to_string()),
             RenderError::MissingVariable(v) => ("missing_variable", format!("variables.{v}")),
-            RenderError::InvalidVariable { name } => ("invalid_variable", format!("variables.{name}")),
+            RenderError::InvalidVariable { name } => {
+                ("invalid_variable", format!("variables.{name}"))
+            }
             RenderError::Render(_) => ("render_failed", e.field().to_string()),
         };
         ApiError::invalid(field, code, e.to_string())

@@ -83,7 +83,11 @@ impl Fields {
         match self.map.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(ApiError::invalid(name, "invalid_type", format!("{name} must be a string"))),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                "invalid_type",
+                format!("{name} must be a string"),
+            )),
         }
     }
 
@@ -91,7 +95,11 @@ impl Fields {
     pub fn required_string(&mut self, name: &str) -> Result<String, ApiError> {
         match self.string(name)? {
             Some(s) if !s.trim().is_empty() => Ok(s),
-            _ => Err(ApiError::invalid(name, "missing_field", format!("{name} is required"))),
+            _ => Err(ApiError::invalid(
+                name,
+                "missing_field",
+                format!("{name} is required"),
+            )),
         }
     }
 
@@ -100,7 +108,11 @@ impl Fields {
         match self.map.remove(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Object(m)) => Ok(Some(m)),
-            Some(_) => Err(ApiError::invalid(name, "invalid_type", format!("{name} must be an object"))),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                "invalid_type",
+                format!("{name} must be an object"),
+            )),
         }
     }
 

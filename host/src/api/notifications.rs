@@ -318,7 +318,11 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
     if let Some(cursor) = &p.cursor
         && ulid::Ulid::from_string(cursor).is_err()
     {
-        return Err(ApiError::invalid("cursor", "invalid_cursor", "cursor is not one chirp gave"));
+        return Err(ApiError::invalid(
+            "cursor",
+            "invalid_cursor",
+            "cursor is not one chirp gave",
+        ));
     }
     if let Some(phone) = &p.phone {
         Phone::parse(phone)

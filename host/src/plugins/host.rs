@@ -133,7 +133,11 @@ impl http::Host for HostState {
             "PUT" => reqwest::Method::PUT,
             "PATCH" => reqwest::Method::PATCH,
             "DELETE" => reqwest::Method::DELETE,
-            other => return Err(http::Error::Denied(format!("method {other} is not allowed"))),
+            other => {
+                return Err(http::Error::Denied(format!(
+                    "method {other} is not allowed"
+                )));
+            }
         };
         let timeout = req
             .timeout_ms
@@ -144,7 +148,11 @@ impl http::Host for HostState {
         for (name, value) in req.headers {
             builder = builder.header(name, value);
         }
-        let mut response = builder.body(req.body).send().await.map_err(transport_error)?;
+        let mut response = builder
+            .body(req.body)
+            .send()
+            .await
+            .map_err(transport_error)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -224,7 +232,10 @@ mod tests {
             "file:///etc/passwd",
             "not a url",
         ] {
-            assert!(matches!(s.permit(url), Err(http::Error::Denied(_))), "{url}");
+            assert!(
+                matches!(s.permit(url), Err(http::Error::Denied(_))),
+                "{url}"
+            );
         }
         let req = http::Request {
             method: "GET".into(),
@@ -242,7 +253,10 @@ mod tests {
     #[tokio::test]
     async fn a_plugin_reads_only_its_own_settings() {
         let mut s = state(&[]);
-        assert_eq!(config::Host::get(&mut s, "api-key".into()).await.as_deref(), Some("k"));
+        assert_eq!(
+            config::Host::get(&mut s, "api-key".into()).await.as_deref(),
+            Some("k")
+        );
         assert_eq!(config::Host::get(&mut s, "PATH".into()).await, None);
     }
 }

@@ -190,7 +190,9 @@ impl Plugins {
             .await
             .map_err(|e| invalid(e.to_string()))?;
         if descriptor.name != first.name {
-            return Err(invalid("describe() changed its name once configured".into()));
+            return Err(invalid(
+                "describe() changed its name once configured".into(),
+            ));
         }
         check_descriptor(&descriptor).map_err(invalid)?;
         descriptor.hosts = descriptor
@@ -217,8 +219,7 @@ impl Plugins {
             sha256 = %info.sha256,
             "provider loaded"
         );
-        self.write_providers()
-            .insert(info.name.clone(), provider);
+        self.write_providers().insert(info.name.clone(), provider);
         Ok(info)
     }
 
@@ -269,9 +270,7 @@ impl Plugins {
         name: &str,
         message: &bindings::Message,
     ) -> Result<(String, Result<SendAnswer, CallError>), NotLoaded> {
-        let provider = self
-            .provider(name)
-            .ok_or_else(|| NotLoaded(name.into()))?;
+        let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
         let answer = self
             .call(&provider.pre, provider.grant.clone(), async |p, store| {
                 p.chirp_plugin_delivery().call_send(store, message).await
@@ -363,8 +362,7 @@ impl LoadedProvider {
 fn check_descriptor(d: &Descriptor) -> Result<(), String> {
     let name_ok = !d.name.is_empty()
         && d.name.len() <= 64
-        && d
-            .name
+        && d.name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !name_ok {

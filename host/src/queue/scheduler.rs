@@ -52,16 +52,23 @@ impl Scheduler {
     /// flight and their completions to be written.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let (done_tx, done_rx) = mpsc::channel(self.concurrency.max(1) * 2);
-        let writer = tokio::spawn(completion_loop(self.store.clone(), done_rx, self.wake.clone()));
+        let writer = tokio::spawn(completion_loop(
+            self.store.clone(),
+            done_rx,
+            self.wake.clone(),
+        ));
         let workers = Arc::new(Semaphore::new(self.concurrency));
-        let sweep_every = (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
+        let sweep_every =
+            (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
         let mut next_sweep = Instant::now();
 
         while !*shutdown.borrow() {
             if Instant::now() >= next_sweep {
                 match self.store.reclaim_expired(now_millis()).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::warn!(messages = n, "leases ran out; messages back in the queue"),
+                    Ok(n) => {
+                        tracing::warn!(messages = n, "leases ran out; messages back in the queue")
+                    }
                     Err(e) => tracing::error!(error = %e, "lease sweep failed"),
                 }
                 next_sweep = Instant::now() + sweep_every;
@@ -137,7 +144,12 @@ impl Scheduler {
 }
 
 /// The message's next state after `delivery`, per the retry policy.
-pub fn complete(leased: &Leased, delivery: Delivery, policy: &RetryPolicy, now: Millis) -> Completion {
+pub fn complete(
+    leased: &Leased,
+    delivery: Delivery,
+    policy: &RetryPolicy,
+    now: Millis,
+) -> Completion {
     let message = &leased.message;
     let mut patch = MessagePatch {
         status: Status::Queued.as_str().into(),

@@ -427,7 +427,10 @@ impl Store {
             .bind(("id", id.to_string()))
             .await?
             .take(0)?;
-        rows.into_iter().next().map(MessageRow::into_message).transpose()
+        rows.into_iter()
+            .next()
+            .map(MessageRow::into_message)
+            .transpose()
     }
 
     /// The audit trail of one message, oldest attempt first.
@@ -522,7 +525,9 @@ impl Store {
     pub async fn count_due(&self, now: Millis) -> Result<usize, StoreError> {
         let counts: Vec<i64> = self
             .db
-            .query("SELECT VALUE count() FROM message WHERE due_at <= $now AND due_at >= 0 GROUP ALL")
+            .query(
+                "SELECT VALUE count() FROM message WHERE due_at <= $now AND due_at >= 0 GROUP ALL",
+            )
             .bind(("now", now))
             .await?
             .take(0)?;

@@ -53,9 +53,13 @@ DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
 
 impl Store {
     /// Opens the store named by `url` and makes sure the schema exists.
-    pub async fn open(url: &str, credentials: Option<(String, String)>) -> Result<Store, StoreError> {
+    pub async fn open(
+        url: &str,
+        credentials: Option<(String, String)>,
+    ) -> Result<Store, StoreError> {
         if let Some(path) = url.strip_prefix("surrealkv://")
-            && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+            && let Some(parent) =
+                std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
             && !parent.as_os_str().is_empty()
         {
             // SurrealKV creates its own directory but not the ones above it.
@@ -73,7 +77,10 @@ impl Store {
                 .await
                 .map_err(connect_error)?;
         }
-        db.use_ns("chirp").use_db("chirp").await.map_err(connect_error)?;
+        db.use_ns("chirp")
+            .use_db("chirp")
+            .await
+            .map_err(connect_error)?;
         db.query(SCHEMA).await?.check()?;
         Ok(Store { db })
     }

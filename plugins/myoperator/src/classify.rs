@@ -98,13 +98,11 @@ fn success(json: Option<&Value>, status: u16) -> Outcome {
             retry_after_ms: None,
         };
     }
-    let message_id = json
-        .pointer("/data/message_id")
-        .and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
+    let message_id = json.pointer("/data/message_id").and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
     Outcome::Sent { message_id }
 }
 
@@ -192,7 +190,9 @@ mod tests {
             );
         }
         let nested = br#"{"error":{"code":"CHAT_4001","message":"Insufficient wallet balance"}}"#;
-        assert!(matches!(response(402, None, nested), Outcome::Permanent { code, .. } if code == "CHAT_4001"));
+        assert!(
+            matches!(response(402, None, nested), Outcome::Permanent { code, .. } if code == "CHAT_4001")
+        );
     }
 
     #[test]
@@ -209,7 +209,9 @@ mod tests {
 
     #[test]
     fn transport_failures_are_retryable() {
-        assert!(matches!(transport(&http::Error::Timeout), Outcome::Retryable { code, .. } if code == "timeout"));
+        assert!(
+            matches!(transport(&http::Error::Timeout), Outcome::Retryable { code, .. } if code == "timeout")
+        );
         assert!(matches!(
             transport(&http::Error::Connect("refused".into())),
             Outcome::Retryable { code, .. } if code == "connect"

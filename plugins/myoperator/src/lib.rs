@@ -40,7 +40,13 @@ impl Guest for MyOperator {
             name: "myoperator".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             settings: vec![
-                setting("api-key", true, true, None, "Bearer token of the MyOperator API."),
+                setting(
+                    "api-key",
+                    true,
+                    true,
+                    None,
+                    "Bearer token of the MyOperator API.",
+                ),
                 setting(
                     "account-id",
                     true,
@@ -79,7 +85,10 @@ impl Guest for MyOperator {
             method: "POST".into(),
             url: format!("{}/chat/messages", settings.base_url.trim_end_matches('/')),
             headers: vec![
-                ("authorization".into(), format!("Bearer {}", settings.api_key)),
+                (
+                    "authorization".into(),
+                    format!("Bearer {}", settings.api_key),
+                ),
                 ("x-myop-company-id".into(), settings.account_id),
                 ("content-type".into(), "application/json".into()),
                 ("accept".into(), "application/json".into()),
@@ -101,7 +110,10 @@ impl Guest for MyOperator {
                 retry_after_ms,
             } => {
                 log::log(Level::Warn, &format!("retryable failure {code}: {message}"));
-                Err(SendError::Retryable((Failure { code, message }, retry_after_ms)))
+                Err(SendError::Retryable((
+                    Failure { code, message },
+                    retry_after_ms,
+                )))
             }
             classify::Outcome::Permanent { code, message } => {
                 log::log(Level::Warn, &format!("permanent failure {code}: {message}"));
