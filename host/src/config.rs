@@ -54,6 +54,7 @@ pub struct RawConfig {
     pub provider: Option<String>,
     pub max_body_bytes: Option<String>,
     pub log_format: Option<String>,
+    pub pause_delivery: Option<String>,
     /// `[plugins.<name>]` tables: settings per plugin, e.g.
     /// `[plugins.myoperator] api-key = "..."`.
     #[serde(default)]
@@ -96,6 +97,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `CHIRP_LOG_FORMAT`: `text` or `json`.
     pub log_format: LogFormat,
+    /// `CHIRP_PAUSE_DELIVERY`: accept and store messages but send none
+    /// (during a provider incident, or to build a backlog).
+    pub pause_delivery: bool,
     /// Provider settings: `<PLUGIN>_<SETTING>` variables and `[plugins.*]`.
     pub plugin_settings: PluginSettings,
 }
@@ -245,6 +249,19 @@ impl Config {
             }
         };
 
+        let pause_delivery =
+            match pick("CHIRP_PAUSE_DELIVERY", raw.pause_delivery.take()).as_deref() {
+                None | Some("0" | "false" | "no") => false,
+                Some("1" | "true" | "yes") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        var: "CHIRP_PAUSE_DELIVERY",
+                        value: other.into(),
+                        reason: "expected true or false".into(),
+                    });
+                }
+            };
+
         Ok(Config {
             listen,
             db,
@@ -258,6 +275,7 @@ impl Config {
             provider,
             max_body_bytes,
             log_format,
+            pause_delivery,
             plugin_settings: PluginSettings::new(env, raw.plugins),
         })
     }

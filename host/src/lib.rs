@@ -161,7 +161,14 @@ impl Chirp {
             lease: config.lease,
             concurrency: config.send_concurrency,
         };
-        let scheduler_task = tokio::spawn(scheduler.run(stop_rx));
+        let scheduler_task = if config.pause_delivery {
+            tracing::warn!(
+                "delivery is paused (CHIRP_PAUSE_DELIVERY): messages are stored, not sent"
+            );
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(scheduler.run(stop_rx))
+        };
         let app = api::router(state, config.max_body_bytes);
 
         let mut http_stop = stop_tx.subscribe();

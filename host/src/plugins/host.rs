@@ -102,7 +102,7 @@ impl HostState {
             Some(port) => format!("{host}:{port}"),
             None => host,
         };
-        if self.grant.hosts.iter().any(|h| *h == authority) {
+        if self.grant.hosts.contains(&authority) {
             Ok(url)
         } else {
             Err(http::Error::Denied(format!(

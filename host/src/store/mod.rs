@@ -21,12 +21,18 @@ pub enum StoreError {
     #[error("cannot open the store at {url}: {source}")]
     Connect {
         url: String,
-        source: surrealdb::Error,
+        source: Box<surrealdb::Error>,
     },
     #[error("store query failed: {0}")]
-    Query(#[from] surrealdb::Error),
+    Query(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
     Corrupt(String),
+}
+
+impl From<surrealdb::Error> for StoreError {
+    fn from(e: surrealdb::Error) -> StoreError {
+        StoreError::Query(Box::new(e))
+    }
 }
 
 /// A handle on the database. Cheap to clone.
@@ -67,7 +73,7 @@ impl Store {
         }
         let connect_error = |source| StoreError::Connect {
             url: url.to_string(),
-            source,
+            source: Box::new(source),
         };
         let db = surrealdb::engine::any::connect(url)
             .await
