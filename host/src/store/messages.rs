@@ -365,9 +365,12 @@ impl Store {
         let ids: Vec<String> = self
             .db
             .query(
-                "UPDATE message SET status = 'queued', due_at = $now, lease_until = NONE, \
-                     lease = NONE, updated_at = $now \
-                 WHERE lease_until <= $now AND lease_until >= 0 AND status = 'sending' \
+                // The subquery walks the lease index; a bare `UPDATE message
+                // WHERE ...` would visit every message ever sent.
+                "UPDATE (SELECT VALUE id FROM message WHERE lease_until <= $now AND lease_until >= 0) \
+                 SET status = 'queued', due_at = $now, lease_until = NONE, lease = NONE, \
+                     updated_at = $now \
+                 WHERE status = 'sending' \
                  RETURN VALUE record::id(id)",
             )
             .bind(("now", now))
