@@ -55,10 +55,15 @@ pub struct RawConfig {
     pub max_body_bytes: Option<String>,
     pub log_format: Option<String>,
     pub pause_delivery: Option<String>,
+    pub plugin_cache_dir: Option<PathBuf>,
     /// `[plugins.<name>]` tables: settings per plugin, e.g.
     /// `[plugins.myoperator] api-key = "..."`.
     #[serde(default)]
-    pub plugins: HashMap<String, HashMap<String, String>>,
+    pub plugins: HashMap<String, HashMap<String, toml::Value>>,
+    /// `[sandbox.<name>]` tables: the operator's limits per plugin, e.g.
+    /// `[sandbox.myoperator] allow_hosts = ["publicapi.myoperator.co"]`.
+    #[serde(default)]
+    pub sandbox: HashMap<String, HashMap<String, toml::Value>>,
 }
 
 /// How logs are written.
@@ -100,24 +105,74 @@ pub struct Config {
     /// `CHIRP_PAUSE_DELIVERY`: accept and store messages but send none
     /// (during a provider incident, or to build a backlog).
     pub pause_delivery: bool,
+    /// `CHIRP_PLUGIN_CACHE_DIR`: compiled components, keyed by content
+    /// hash and engine, so a restart does not recompile.
+    pub plugin_cache_dir: PathBuf,
     /// Provider settings: `<PLUGIN>_<SETTING>` variables and `[plugins.*]`.
     pub plugin_settings: PluginSettings,
 }
 
-/// Where a plugin's settings come from. A plugin sees only the settings it
-/// declared, looked up under its own name.
+/// Where a plugin's settings and the operator's sandbox policy for it come
+/// from. A plugin sees only the settings it declared, looked up under its
+/// own name; it never sees its sandbox policy.
 #[derive(Debug, Clone, Default)]
 pub struct PluginSettings {
     env: HashMap<String, String>,
     file: HashMap<String, HashMap<String, String>>,
+    sandbox: HashMap<String, HashMap<String, String>>,
+}
+
+/// A TOML value as the string an environment variable would hold; arrays
+/// become comma-separated lists.
+fn as_setting(value: toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s,
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(as_setting)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+fn flatten(
+    tables: HashMap<String, HashMap<String, toml::Value>>,
+) -> HashMap<String, HashMap<String, String>> {
+    tables
+        .into_iter()
+        .map(|(plugin, table)| {
+            let table = table.into_iter().map(|(k, v)| (k, as_setting(v))).collect();
+            (plugin, table)
+        })
+        .collect()
 }
 
 impl PluginSettings {
     pub fn new(
         env: HashMap<String, String>,
-        file: HashMap<String, HashMap<String, String>>,
+        file: HashMap<String, HashMap<String, toml::Value>>,
+        sandbox: HashMap<String, HashMap<String, toml::Value>>,
     ) -> Self {
-        PluginSettings { env, file }
+        PluginSettings {
+            env,
+            file: flatten(file),
+            sandbox: flatten(sandbox),
+        }
+    }
+
+    /// The variable of sandbox `key` for `plugin`:
+    /// `myoperator` + `allow_hosts` -> `CHIRP_SANDBOX_MYOPERATOR_ALLOW_HOSTS`.
+    pub fn sandbox_variable(plugin: &str, key: &str) -> String {
+        format!("CHIRP_SANDBOX_{}", Self::variable(plugin, key))
+    }
+
+    /// The operator's sandbox value `key` for `plugin`, if any.
+    pub fn sandbox(&self, plugin: &str, key: &str) -> Option<String> {
+        if let Some(v) = self.env.get(&Self::sandbox_variable(plugin, key)) {
+            return Some(v.clone());
+        }
+        self.sandbox.get(plugin)?.get(key).cloned()
     }
 
     /// The environment variable that holds `setting` of `plugin`:
@@ -249,6 +304,10 @@ impl Config {
             }
         };
 
+        let plugin_cache_dir = var("CHIRP_PLUGIN_CACHE_DIR")
+            .map(PathBuf::from)
+            .or(raw.plugin_cache_dir.take())
+            .unwrap_or_else(|| PathBuf::from("data/plugin-cache"));
         let pause_delivery =
             match pick("CHIRP_PAUSE_DELIVERY", raw.pause_delivery.take()).as_deref() {
                 None | Some("0" | "false" | "no") => false,
@@ -276,7 +335,8 @@ impl Config {
             max_body_bytes,
             log_format,
             pause_delivery,
-            plugin_settings: PluginSettings::new(env, raw.plugins),
+            plugin_cache_dir,
+            plugin_settings: PluginSettings::new(env, raw.plugins, raw.sandbox),
         })
     }
 }
@@ -384,7 +444,8 @@ mod tests {
     #[test]
     fn environment_wins_over_the_file() {
         let raw: RawConfig = toml::from_str(
-            "max_attempts = \"5\"\n[plugins.myoperator]\napi-key = \"from-file\"\naccount-id = \"acc\"\n",
+            "max_attempts = \"5\"\n[plugins.myoperator]\napi-key = \"from-file\"\naccount-id = \"acc\"\n\
+             [sandbox.myoperator]\nallow_hosts = [\"a.example\", \"b.example\"]\nallow_private = true\n",
         )
         .unwrap();
         let config = Config::from_parts(
@@ -406,6 +467,14 @@ mod tests {
             Some("acc")
         );
         assert_eq!(settings.lookup("other", "api-key"), None);
+        assert_eq!(
+            settings.sandbox("myoperator", "allow_hosts").as_deref(),
+            Some("a.example,b.example")
+        );
+        assert_eq!(
+            settings.sandbox("myoperator", "allow_private").as_deref(),
+            Some("true")
+        );
     }
 
     #[test]

@@ -92,11 +92,29 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         ..Limits::default()
     };
     let plugins = Arc::new(
-        Plugins::new(config.plugin_settings.clone(), limits)
-            .map_err(|e| StartError::Engine(format!("{e:#}")))?,
+        Plugins::new(
+            config.plugin_settings.clone(),
+            limits,
+            &config.plugin_cache_dir,
+            config.send_concurrency,
+        )
+        .map_err(|e| StartError::Engine(format!("{e:#}")))?,
     );
-    if config.plugins_dir.exists() {
-        plugins.load_dir(&config.plugins_dir).await?;
+    std::fs::create_dir_all(&config.plugins_dir).map_err(|e| {
+        StartError::Plugin(plugins::LoadError::Read {
+            path: config.plugins_dir.clone(),
+            reason: e.to_string(),
+        })
+    })?;
+    for error in plugins.sync_dir(&config.plugins_dir).await? {
+        // A plugin that can never work as configured stops start-up; a bad
+        // file is only refused (and shown by GET /api/plugins).
+        if matches!(
+            error,
+            plugins::LoadError::MissingSetting { .. } | plugins::LoadError::Policy { .. }
+        ) {
+            return Err(error.into());
+        }
     }
     if plugins.provider(&config.provider).is_none() {
         tracing::warn!(
@@ -119,6 +137,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         plugins,
         catalog,
         provider: config.provider.clone(),
+        plugins_dir: config.plugins_dir.clone(),
     };
     Ok(Chirp {
         config,
@@ -161,6 +180,14 @@ impl Chirp {
             lease: config.lease,
             concurrency: config.send_concurrency,
         };
+        let watcher = plugins::watcher::spawn(
+            state.plugins.clone(),
+            &config.plugins_dir,
+            stop_tx.subscribe(),
+        );
+        if let Err(e) = &watcher {
+            tracing::error!(error = %e, dir = %config.plugins_dir.display(), "cannot watch the plugins directory; use POST /api/plugins/reload");
+        }
         let scheduler_task = if config.pause_delivery {
             tracing::warn!(
                 "delivery is paused (CHIRP_PAUSE_DELIVERY): messages are stored, not sent"

@@ -223,10 +223,18 @@ impl ChirpOptions {
     /// chirp on `db`, sending through the MyOperator component to `mock`,
     /// with short backoffs so that retries happen within a test.
     pub fn new(db: &str, plugins_dir: PathBuf, mock: &MockMyOperator) -> ChirpOptions {
+        let cache = plugins_dir.with_file_name("plugin-cache");
         ChirpOptions {
             db: db.into(),
             plugins_dir,
             env: vec![
+                ("CHIRP_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+                // The mock listens on loopback, which plugins may reach only
+                // when the operator allows it.
+                (
+                    "CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE".into(),
+                    "true".into(),
+                ),
                 ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
                 ("MYOPERATOR_API_KEY".into(), API_KEY.into()),
                 ("MYOPERATOR_ACCOUNT_ID".into(), ACCOUNT_ID.into()),

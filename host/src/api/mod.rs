@@ -7,6 +7,7 @@
 mod error;
 mod extract;
 mod notifications;
+mod plugins;
 mod templates;
 
 pub use error::ApiError;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The provider new messages go through.
     pub provider: String,
+    /// Where the plugin files are.
+    pub plugins_dir: std::path::PathBuf,
 }
 
 /// The whole API, ready to serve (tests can call it without a socket).
@@ -39,6 +42,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     Router::new()
         .merge(notifications::router())
         .merge(templates::router())
+        .merge(plugins::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -397,8 +397,8 @@ async fn process_queue(State(state): State<AppState>) -> Result<Json<Value>, Api
 /// are loaded.
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.store.ping().await.is_ok();
-    let providers = state.plugins.list();
-    let provider_loaded = providers.iter().any(|p| p.name == state.provider);
+    let plugins = state.plugins.active();
+    let provider_loaded = state.plugins.provider(&state.provider).is_some();
     let status = if !store_ok {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
@@ -411,7 +411,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             "store": if store_ok { "ok" } else { "unreachable" },
             "provider": state.provider,
             "provider_loaded": provider_loaded,
-            "plugins": providers,
+            "plugins": plugins,
         })),
     )
 }

@@ -1,13 +1,35 @@
-//! Host-side bindings of the `chirp:plugin` WIT package, generated once for
-//! the whole host from the same files the guests use.
+//! Host-side bindings of the `chirp:plugin` WIT package, generated from the
+//! same files the guests use: one module per world. The `rules` world's
+//! imports (logging) are the provider world's, so the host implements them
+//! once.
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "provider",
-    imports: { default: async },
-    exports: { default: async },
-});
+/// The `provider` world: `delivery` exported; `http`, `config`, `log`
+/// imported.
+pub mod provider {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "provider",
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
 
-pub use chirp::plugin::http;
-pub use chirp::plugin::log::Level;
-pub use chirp::plugin::types::{Descriptor, Failure, Message, Receipt, SendError, TemplateRef};
+/// The `rules` world: `selection` exported; `log` imported.
+pub mod rules {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "rules",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "chirp:plugin/log": super::provider::chirp::plugin::log },
+    });
+}
+
+pub use provider::chirp::plugin::log::Level;
+pub use provider::chirp::plugin::types::{
+    Descriptor, Failure, Message, Receipt, SendError, TemplateRef,
+};
+pub use provider::chirp::plugin::{config, http, log, types};
+pub use provider::{Provider, ProviderPre};
+pub use rules::chirp::plugin::event_types::{Decision, Event, Profile, RulesDescriptor};
+pub use rules::{Rules, RulesPre};

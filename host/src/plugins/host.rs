@@ -16,8 +16,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::chirp::plugin::{config, log, types};
 use super::bindings::{Level, http};
+use super::bindings::{config, log, types};
+use super::network::{Clients, is_public};
 
 /// Limits on what one plugin call may use.
 #[derive(Debug, Clone)]
@@ -36,20 +37,34 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 * 1024 * 1024,
-            call_timeout: Duration::from_secs(20),
-            http_timeout: Duration::from_secs(15),
+            call_timeout: Duration::from_secs(10),
+            http_timeout: Duration::from_secs(10),
             http_max_response_bytes: 1024 * 1024,
         }
     }
 }
 
-/// What a plugin was granted: its resolved settings and declared hosts.
+/// What a plugin was granted: its resolved settings, the hosts it may
+/// reach (declared by it and allowed by the operator) and its limits.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     pub plugin: String,
     pub settings: HashMap<String, String>,
     /// `host` or `host:port`, lower case. Empty: no HTTP at all.
     pub hosts: Vec<String>,
+    /// Whether the operator lets it reach private and loopback addresses.
+    pub allow_private: bool,
+    pub limits: Limits,
+}
+
+/// Where a plugin's HTTP requests go.
+#[derive(Clone)]
+pub enum Outbound {
+    /// Over the network, through the host's clients.
+    Network(Clients),
+    /// Nowhere: every request is answered `503` without leaving the host.
+    /// Used to self-test a plugin before it is swapped in.
+    SelfTest,
 }
 
 /// The per-call state of a plugin's `Store`.
@@ -58,13 +73,13 @@ pub struct HostState {
     table: ResourceTable,
     pub(super) limits: StoreLimits,
     grant: Arc<Grant>,
-    http: reqwest::Client,
-    http_timeout: Duration,
-    http_max_response_bytes: usize,
+    outbound: Outbound,
+    /// HTTP requests made in this call (the self-test reports them).
+    pub(super) requests: u32,
 }
 
 impl HostState {
-    pub fn new(grant: Arc<Grant>, http: reqwest::Client, limits: &Limits) -> HostState {
+    pub fn new(grant: Arc<Grant>, outbound: Outbound) -> HostState {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
@@ -74,13 +89,13 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
+                .memory_size(grant.limits.memory_bytes)
                 .instances(4)
+                .trap_on_grow_failure(true)
                 .build(),
             grant,
-            http,
-            http_timeout: limits.http_timeout,
-            http_max_response_bytes: limits.http_max_response_bytes,
+            outbound,
+            requests: 0,
         }
     }
 
@@ -102,14 +117,27 @@ impl HostState {
             Some(port) => format!("{host}:{port}"),
             None => host,
         };
-        if self.grant.hosts.contains(&authority) {
-            Ok(url)
-        } else {
-            Err(http::Error::Denied(format!(
-                "{authority} is not among the hosts plugin {} declared",
+        if !self.grant.hosts.contains(&authority) {
+            return Err(http::Error::Denied(format!(
+                "{authority} is not among the hosts plugin {} may reach",
                 self.grant.plugin
-            )))
+            )));
         }
+        let literal_ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal_ip
+            && !self.grant.allow_private
+            && !is_public(ip)
+        {
+            return Err(http::Error::Denied(format!(
+                "{ip} is a private or loopback address; the operator has not allowed plugin {} to reach those",
+                self.grant.plugin
+            )));
+        }
+        Ok(url)
     }
 }
 
@@ -127,6 +155,19 @@ impl types::Host for HostState {}
 impl http::Host for HostState {
     async fn fetch(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
         let url = self.permit(&req.url)?;
+        self.requests += 1;
+        let http = match &self.outbound {
+            Outbound::SelfTest => {
+                return Ok(http::Response {
+                    status: 503,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: br#"{"status":"error","message":"chirp self-test"}"#.to_vec(),
+                });
+            }
+            Outbound::Network(clients) if self.grant.allow_private => &clients.any_address,
+            Outbound::Network(clients) => &clients.public_only,
+        };
+        let limits = &self.grant.limits;
         let method = match req.method.to_ascii_uppercase().as_str() {
             "GET" => reqwest::Method::GET,
             "POST" => reqwest::Method::POST,
@@ -142,9 +183,9 @@ impl http::Host for HostState {
         let timeout = req
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
-            .unwrap_or(self.http_timeout)
-            .min(self.http_timeout);
-        let mut builder = self.http.request(method, url).timeout(timeout);
+            .unwrap_or(limits.http_timeout)
+            .min(limits.http_timeout);
+        let mut builder = http.request(method, url).timeout(timeout);
         for (name, value) in req.headers {
             builder = builder.header(name, value);
         }
@@ -159,7 +200,7 @@ impl http::Host for HostState {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        let cap = self.http_max_response_bytes;
+        let cap = limits.http_max_response_bytes;
         if let Some(length) = response.content_length()
             && length > cap as u64
         {
@@ -211,18 +252,20 @@ impl log::Host for HostState {
 mod tests {
     use super::*;
 
-    fn state(hosts: &[&str]) -> HostState {
+    fn state(hosts: &[&str], allow_private: bool) -> HostState {
         let grant = Grant {
             plugin: "p".into(),
             settings: HashMap::from([("api-key".to_string(), "k".to_string())]),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_private,
+            limits: Limits::default(),
         };
-        HostState::new(Arc::new(grant), reqwest::Client::new(), &Limits::default())
+        HostState::new(Arc::new(grant), Outbound::Network(Clients::new().unwrap()))
     }
 
     #[tokio::test]
     async fn undeclared_hosts_are_denied_without_a_request() {
-        let mut s = state(&["api.example.com", "127.0.0.1:4010"]);
+        let mut s = state(&["api.example.com", "127.0.0.1:4010"], true);
         assert!(s.permit("https://api.example.com/x").is_ok());
         assert!(s.permit("http://127.0.0.1:4010/x").is_ok());
         for url in [
@@ -250,9 +293,41 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn loopback_is_refused_unless_the_operator_allows_it() {
+        let s = state(&["127.0.0.1:4010", "[::1]:4010"], false);
+        assert!(
+            matches!(s.permit("http://127.0.0.1:4010/x"), Err(http::Error::Denied(m)) if m.contains("private"))
+        );
+        assert!(matches!(
+            s.permit("http://[::1]:4010/x"),
+            Err(http::Error::Denied(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_self_test_never_leaves_the_host() {
+        let grant = Grant {
+            plugin: "p".into(),
+            hosts: vec!["api.example.com".into()],
+            ..Grant::default()
+        };
+        let mut s = HostState::new(Arc::new(grant), Outbound::SelfTest);
+        let req = http::Request {
+            method: "POST".into(),
+            url: "https://api.example.com/send".into(),
+            headers: vec![],
+            body: vec![],
+            timeout_ms: None,
+        };
+        let response = http::Host::fetch(&mut s, req).await.unwrap();
+        assert_eq!(response.status, 503);
+        assert_eq!(s.requests, 1);
+    }
+
     #[tokio::test]
     async fn a_plugin_reads_only_its_own_settings() {
-        let mut s = state(&[]);
+        let mut s = state(&[], false);
         assert_eq!(
             config::Host::get(&mut s, "api-key".into()).await.as_deref(),
             Some("k")

@@ -1,235 +1,485 @@
-//! Provider plugins: WebAssembly components run by wasmtime.
+//! Plugins: WebAssembly components run by wasmtime, hot-swappable.
 //!
-//! A plugin file is compiled and linked once, when it is loaded; each call
-//! then gets a fresh `Store` and a fresh instance from the pre-linked
-//! component, so no state leaks from one message to the next and a plugin
-//! that traps, loops or runs out of memory spoils only that call.
+//! A plugin file is compiled (or read from the compile cache), linked,
+//! asked to describe itself and self-tested once, when it is loaded; only a
+//! file that passes every step replaces the version serving before it. Each
+//! call then gets a fresh `Store` and instance from the pre-linked
+//! component, so nothing leaks from one message to the next, a call that
+//! started on a version finishes on it, and a plugin that traps, loops or
+//! runs out of memory spoils only that call.
 //!
 //! **Invariant:** a plugin failure is an attempt's failure, never the
 //! host's: every way a call can go wrong comes back as a [`CallError`].
+//! **Invariant:** a file that fails to load never replaces a working one.
 //!
 //! # Layout
 //! - [`bindings`]: the host side of the `chirp:plugin` WIT package.
 //! - [`host`]: what the host grants a plugin (HTTP, settings, logging).
-//! - this file: the engine, loading, the registry of loaded providers, and
-//!   one call.
+//! - [`network`]: which addresses a plugin's HTTP may reach.
+//! - [`policy`]: the operator's sandbox policy per plugin.
+//! - [`engine`]: the engine (pooling, epochs) and the compile cache.
+//! - [`watcher`]: reloads plugins when their files change.
+//! - this file: loading and checking, the registry, and one call.
 
 pub mod bindings;
+pub mod engine;
 pub mod host;
+pub mod network;
+pub mod policy;
+pub mod watcher;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::config::PluginSettings;
-use bindings::{Descriptor, Provider, ProviderPre};
-pub use host::{Grant, HostState, Limits};
+use bindings::{Descriptor, Provider, ProviderPre, Rules, RulesPre};
+use engine::{Allocator, Compiler, Origin};
+pub use host::{Grant, HostState, Limits, Outbound};
+use network::Clients;
+use policy::Policy;
 
-/// How often the engine's epoch advances; the granularity of deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Longest string a plugin may hand back in a field chirp stores.
+const MAX_FIELD_LEN: usize = 4096;
 
 /// Why a plugin file could not be loaded.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a usable chirp:plugin/provider component: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} was not loaded: {reason}")]
+    Rejected { path: PathBuf, reason: String },
     #[error("plugin {plugin} needs setting {setting}: set {variable}")]
     MissingSetting {
         plugin: String,
         setting: String,
         variable: String,
     },
+    #[error("plugin {plugin}: {source}")]
+    Policy {
+        plugin: String,
+        source: policy::PolicyError,
+    },
 }
 
-/// Why a call into a plugin did not produce an answer.
+/// Why a call into a plugin did not produce a usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error("plugin trapped: {0}")]
     Trap(String),
     #[error("plugin exceeded its time limit of {0:?}")]
     Timeout(Duration),
+    #[error("plugin answered something chirp cannot use: {0}")]
+    Garbage(String),
 }
 
-/// No provider of that name is loaded.
+/// No plugin of that name is loaded.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("provider {0:?} is not loaded")]
+#[error("plugin {0:?} is not loaded")]
 pub struct NotLoaded(pub String);
 
 /// A provider's own answer to `send`.
 pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
 
+/// The worlds chirp knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    Provider,
+    Rules,
+}
+
+/// What is known of a loaded plugin, whatever its world.
+#[derive(Debug, Clone, Serialize)]
+pub struct Meta {
+    pub name: String,
+    pub world: World,
+    pub version: String,
+    pub sha256: String,
+    pub file: PathBuf,
+    #[serde(serialize_with = "serialize_time")]
+    pub loaded_at: SystemTime,
+    /// Whether the machine code came from the cache.
+    pub origin: Origin,
+    pub hosts: Vec<String>,
+}
+
+fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+}
+
 /// A provider ready to be called.
 pub struct LoadedProvider {
+    pub meta: Meta,
     pub descriptor: Descriptor,
-    pub sha256: String,
-    pub path: PathBuf,
-    pub loaded_at: std::time::SystemTime,
     grant: Arc<Grant>,
     pre: ProviderPre<HostState>,
 }
 
-/// What the API shows of a loaded provider.
-#[derive(Debug, Clone, Serialize)]
-pub struct ProviderInfo {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
-    pub file: String,
-    pub hosts: Vec<String>,
+/// A rules plugin ready to be called.
+pub struct LoadedRules {
+    pub meta: Meta,
+    pub kinds: Vec<String>,
+    grant: Arc<Grant>,
+    pre: RulesPre<HostState>,
 }
 
-/// The engine, the linker and the providers currently loaded.
+enum Loaded {
+    Provider(Arc<LoadedProvider>),
+    Rules(Arc<LoadedRules>),
+}
+
+impl Loaded {
+    fn meta(&self) -> &Meta {
+        match self {
+            Loaded::Provider(p) => &p.meta,
+            Loaded::Rules(r) => &r.meta,
+        }
+    }
+}
+
+/// A file that was offered and refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    pub sha256: String,
+    pub error: String,
+    #[serde(serialize_with = "serialize_time")]
+    pub at: SystemTime,
+}
+
+/// What the registry knows of one file in the plugins directory.
+#[derive(Debug, Clone, Default)]
+struct FileEntry {
+    /// The plugin this file is serving, if any.
+    active: Option<Meta>,
+    /// The last version of the file that was refused, if it is the
+    /// file's current content.
+    rejected: Option<Rejection>,
+}
+
+/// One row of `GET /api/plugins`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub file: String,
+    /// `active`: the file's current content serves. `rejected`: it was
+    /// refused (`error` says why); `serving`, if present, is the earlier
+    /// version that keeps serving.
+    pub state: &'static str,
+    pub name: Option<String>,
+    pub world: Option<World>,
+    pub version: Option<String>,
+    pub sha256: Option<String>,
+    pub loaded_at: Option<String>,
+    pub origin: Option<Origin>,
+    pub error: Option<String>,
+    pub serving: Option<Meta>,
+}
+
+#[derive(Default)]
+struct Registry {
+    files: BTreeMap<PathBuf, FileEntry>,
+    providers: HashMap<String, Arc<LoadedProvider>>,
+    rules: HashMap<String, Arc<LoadedRules>>,
+}
+
+/// What became of a file offered to [`Plugins::sync_file`].
+#[derive(Debug, Clone)]
+pub enum Sync {
+    Loaded(Meta),
+    Unchanged,
+    Removed(Option<String>),
+}
+
+/// The engine, the linker and the plugins currently loaded.
 pub struct Plugins {
     engine: Engine,
+    allocator: Allocator,
+    compiler: Compiler,
     linker: Linker<HostState>,
-    http: reqwest::Client,
-    limits: Limits,
+    clients: Clients,
+    defaults: Limits,
     settings: PluginSettings,
-    providers: RwLock<HashMap<String, Arc<LoadedProvider>>>,
+    registry: RwLock<Registry>,
+    /// Serialises loads, so two reloads of one file cannot interleave.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl Plugins {
-    /// Builds the engine (with epoch interruption for deadlines) and the
-    /// linker, and starts the epoch ticker.
-    pub fn new(settings: PluginSettings, limits: Limits) -> Result<Plugins, wasmtime::Error> {
-        let mut config = wasmtime::Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+    /// Builds the engine (pooling sized for `concurrency` calls at once),
+    /// the linker and the HTTP clients, and starts the epoch ticker.
+    pub fn new(
+        settings: PluginSettings,
+        defaults: Limits,
+        cache_dir: &Path,
+        concurrency: usize,
+    ) -> Result<Plugins, wasmtime::Error> {
+        let slots = (concurrency as u32).saturating_add(32);
+        let (engine, allocator) = engine::build(slots)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        spawn_epoch_ticker(&engine);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(256)
-            .build()
-            .map_err(wasmtime::Error::msg)?;
+        engine::spawn_epoch_ticker(&engine);
         Ok(Plugins {
+            compiler: Compiler::new(engine.clone(), cache_dir),
             engine,
+            allocator,
             linker,
-            http,
-            limits,
+            clients: Clients::new().map_err(wasmtime::Error::msg)?,
+            defaults,
             settings,
-            providers: RwLock::new(HashMap::new()),
+            registry: RwLock::new(Registry::default()),
+            loading: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Loads every `*.wasm` in `dir`. A file that is not a provider is
-    /// logged and skipped; a provider missing a required setting stops
-    /// start-up, since it could never send.
-    pub async fn load_dir(&self, dir: &Path) -> Result<Vec<ProviderInfo>, LoadError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| LoadError::Read {
-            path: dir.into(),
-            source,
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-            .collect();
-        paths.sort();
-        let mut loaded = Vec::new();
-        for path in paths {
-            match self.load_file(&path).await {
-                Ok(info) => loaded.push(info),
-                Err(e @ LoadError::MissingSetting { .. }) => return Err(e),
-                Err(e) => tracing::error!(error = %e, "plugin not loaded"),
-            }
-        }
-        Ok(loaded)
+    pub fn allocator(&self) -> Allocator {
+        self.allocator
     }
 
-    /// Compiles, links and checks one file, then makes it the provider of
-    /// its name.
-    pub async fn load_file(&self, path: &Path) -> Result<ProviderInfo, LoadError> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| LoadError::Read {
-                path: path.into(),
-                source,
-            })?;
-        let invalid = |reason: String| LoadError::Invalid {
+    /// Brings the registry in line with `dir`: loads new and changed
+    /// `*.wasm` files, unloads removed ones. Returns the errors of files
+    /// that were refused (they are also in [`Plugins::status`]).
+    pub async fn sync_dir(&self, dir: &Path) -> Result<Vec<LoadError>, LoadError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Read {
+            path: dir.into(),
+            reason: e.to_string(),
+        })?;
+        let mut present: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_plugin_file(p))
+            .collect();
+        present.sort();
+        let known: Vec<PathBuf> = self.read().files.keys().cloned().collect();
+        for gone in known.iter().filter(|k| !present.contains(k)) {
+            self.sync_file(gone).await.ok();
+        }
+        let mut errors = Vec::new();
+        for path in present {
+            if let Err(e) = self.sync_file(&path).await {
+                errors.push(e);
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Brings one file in line: loads it if it is new or changed (and
+    /// passes every check), unloads it if it is gone.
+    pub async fn sync_file(&self, path: &Path) -> Result<Sync, LoadError> {
+        let _serialised = self.loading.lock().await;
+        let bytes = match tokio::fs::read(path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Sync::Removed(self.unload(path)));
+            }
+            Err(e) => {
+                return Err(LoadError::Read {
+                    path: path.into(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let sha256 = hex(&Sha256::digest(&bytes));
+        if let Some(entry) = self.read().files.get(path) {
+            let serving = entry.active.as_ref().is_some_and(|m| m.sha256 == sha256);
+            let refused = entry.rejected.as_ref().is_some_and(|r| r.sha256 == sha256);
+            if (serving && entry.rejected.is_none()) || refused {
+                return Ok(Sync::Unchanged);
+            }
+        }
+        match self.prepare(path, bytes, &sha256).await {
+            Ok(loaded) => Ok(Sync::Loaded(self.install(path, loaded)?)),
+            Err(e) => {
+                tracing::error!(file = %path.display(), error = %e, "plugin refused; the previous version, if any, keeps serving");
+                self.write().files.entry(path.into()).or_default().rejected = Some(Rejection {
+                    sha256,
+                    error: e.to_string(),
+                    at: SystemTime::now(),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Compiles, links, describes and self-tests one file.
+    async fn prepare(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        sha256: &str,
+    ) -> Result<Loaded, LoadError> {
+        let rejected = |reason: String| LoadError::Rejected {
             path: path.into(),
             reason,
         };
-        let sha256 = hex(&Sha256::digest(&bytes));
         // Compiling is CPU-bound and can take a while: keep it off the
         // async workers that serve requests.
-        let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
-            .await
-            .map_err(|e| invalid(e.to_string()))?
-            .map_err(|e| invalid(format!("{e:#}")))?;
+        let compiler = self.compiler.clone();
+        let sha = sha256.to_string();
+        let (component, origin) =
+            tokio::task::spawn_blocking(move || compiler.compile(&bytes, &sha))
+                .await
+                .map_err(|e| rejected(e.to_string()))?
+                .map_err(|e| rejected(format!("not a valid component: {e}")))?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = ProviderPre::new(instance_pre).map_err(|e| invalid(format!("{e:#}")))?;
+            .map_err(|e| rejected(format!("imports something chirp does not provide: {e:#}")))?;
+        let meta = |name: String, world, version: String, hosts| Meta {
+            name,
+            world,
+            version,
+            sha256: sha256.into(),
+            file: path.into(),
+            loaded_at: SystemTime::now(),
+            origin,
+            hosts,
+        };
+        if let Ok(pre) = ProviderPre::new(instance_pre.clone()) {
+            let (descriptor, grant) = self.describe_provider(&pre, path).await?;
+            self.self_test_provider(&pre, grant.clone())
+                .await
+                .map_err(|e| rejected(format!("self-test failed: {e}")))?;
+            let meta = meta(
+                descriptor.name.clone(),
+                World::Provider,
+                descriptor.version.clone(),
+                grant.hosts.clone(),
+            );
+            return Ok(Loaded::Provider(Arc::new(LoadedProvider {
+                meta,
+                descriptor,
+                grant,
+                pre,
+            })));
+        }
+        if let Ok(pre) = RulesPre::new(instance_pre) {
+            let anonymous = Arc::new(Grant::default());
+            let descriptor = self
+                .call(
+                    &pre,
+                    anonymous.clone(),
+                    &self.defaults,
+                    async |rules: Rules, store| {
+                        rules.chirp_plugin_selection().call_describe(store).await
+                    },
+                )
+                .await
+                .map_err(|e| rejected(format!("describe() failed: {e}")))?;
+            check_identity(&descriptor.name, &descriptor.version).map_err(&rejected)?;
+            let grant = Arc::new(Grant {
+                plugin: descriptor.name.clone(),
+                limits: self.defaults.clone(),
+                ..Grant::default()
+            });
+            let probe = bindings::Event {
+                kind: descriptor.kinds.first().cloned().unwrap_or_default(),
+                reference_id: "self-test".into(),
+                payload: "{}".into(),
+                recipient: bindings::Profile {
+                    phone: "+919876543210".into(),
+                    name: None,
+                    language: None,
+                    timezone: None,
+                    opt_outs: vec![],
+                },
+                now_ms: crate::message::now_millis().max(0) as u64,
+            };
+            // Any answer, decisions or an error naming the event's problem,
+            // passes: the test is that the plugin answers within its limits.
+            let _answer = self
+                .call(
+                    &pre,
+                    grant.clone(),
+                    &grant.limits,
+                    async |rules: Rules, store| {
+                        rules
+                            .chirp_plugin_selection()
+                            .call_decide(store, &probe)
+                            .await
+                    },
+                )
+                .await
+                .map_err(|e| rejected(format!("self-test failed: {e}")))?;
+            let meta = meta(
+                descriptor.name.clone(),
+                World::Rules,
+                descriptor.version.clone(),
+                vec![],
+            );
+            return Ok(Loaded::Rules(Arc::new(LoadedRules {
+                meta,
+                kinds: descriptor.kinds,
+                grant,
+                pre,
+            })));
+        }
+        Err(rejected(
+            "exports neither chirp:plugin/delivery@0.1.0 (world provider) nor chirp:plugin/selection@0.1.0 (world rules)".into(),
+        ))
+    }
 
-        // First ask who it is, with no settings; then resolve its settings
-        // and ask again, since its hosts may depend on them.
-        let anonymous = Arc::new(Grant::default());
-        let first = self
-            .describe(&pre, anonymous)
+    /// Asks a provider who it is, with no settings; resolves its settings
+    /// and sandbox policy; asks again, configured, since its hosts may
+    /// depend on its settings.
+    async fn describe_provider(
+        &self,
+        pre: &ProviderPre<HostState>,
+        path: &Path,
+    ) -> Result<(Descriptor, Arc<Grant>), LoadError> {
+        let rejected = |reason: String| LoadError::Rejected {
+            path: path.into(),
+            reason,
+        };
+        let describe = async |grant: Arc<Grant>| {
+            self.call(pre, grant, &self.defaults, async |p: Provider, store| {
+                p.chirp_plugin_delivery().call_describe(store).await
+            })
             .await
-            .map_err(|e| invalid(e.to_string()))?;
-        let grant = Arc::new(self.resolve_grant(&first)?);
-        let mut descriptor = self
-            .describe(&pre, grant.clone())
-            .await
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| rejected(format!("describe() failed: {e}")))
+        };
+        let first = describe(Arc::new(Grant::default())).await?;
+        check_identity(&first.name, &first.version).map_err(&rejected)?;
+        let settings = self.resolve_settings(&first)?;
+        let policy =
+            Policy::read(&self.settings, &first.name, &self.defaults).map_err(|source| {
+                LoadError::Policy {
+                    plugin: first.name.clone(),
+                    source,
+                }
+            })?;
+        let configured = Arc::new(Grant {
+            plugin: first.name.clone(),
+            settings,
+            hosts: Vec::new(),
+            allow_private: policy.allow_private,
+            limits: policy.limits.clone(),
+        });
+        let descriptor = describe(configured.clone()).await?;
         if descriptor.name != first.name {
-            return Err(invalid(
+            return Err(rejected(
                 "describe() changed its name once configured".into(),
             ));
         }
-        check_descriptor(&descriptor).map_err(invalid)?;
-        descriptor.hosts = descriptor
-            .hosts
-            .iter()
-            .map(|h| h.to_ascii_lowercase())
-            .collect();
         let grant = Arc::new(Grant {
-            hosts: descriptor.hosts.clone(),
-            ..(*grant).clone()
+            hosts: policy.reachable(&descriptor.hosts),
+            ..(*configured).clone()
         });
-        let provider = Arc::new(LoadedProvider {
-            descriptor,
-            sha256,
-            path: path.into(),
-            loaded_at: std::time::SystemTime::now(),
-            grant,
-            pre,
-        });
-        let info = provider.info();
-        tracing::info!(
-            plugin = %info.name,
-            version = %info.version,
-            sha256 = %info.sha256,
-            "provider loaded"
-        );
-        self.write_providers().insert(info.name.clone(), provider);
-        Ok(info)
+        Ok((descriptor, grant))
     }
 
     /// The settings a plugin declared, with the operator's values.
-    fn resolve_grant(&self, descriptor: &Descriptor) -> Result<Grant, LoadError> {
+    fn resolve_settings(&self, d: &Descriptor) -> Result<HashMap<String, String>, LoadError> {
         let mut settings = HashMap::new();
-        for setting in &descriptor.settings {
+        for setting in &d.settings {
             let value = self
                 .settings
-                .lookup(&descriptor.name, &setting.name)
+                .lookup(&d.name, &setting.name)
                 .or_else(|| setting.default_value.clone());
             match value {
                 Some(v) => {
@@ -237,30 +487,120 @@ impl Plugins {
                 }
                 None if setting.required => {
                     return Err(LoadError::MissingSetting {
-                        plugin: descriptor.name.clone(),
+                        plugin: d.name.clone(),
                         setting: setting.name.clone(),
-                        variable: PluginSettings::variable(&descriptor.name, &setting.name),
+                        variable: PluginSettings::variable(&d.name, &setting.name),
                     });
                 }
                 None => {}
             }
         }
-        Ok(Grant {
-            plugin: descriptor.name.clone(),
-            settings,
-            hosts: Vec::new(),
-        })
+        Ok(settings)
     }
 
-    async fn describe(
+    /// One send of a sample message against the stub HTTP function: the
+    /// plugin must answer, within its limits, something chirp can use.
+    async fn self_test_provider(
         &self,
         pre: &ProviderPre<HostState>,
         grant: Arc<Grant>,
-    ) -> Result<Descriptor, CallError> {
-        self.call(pre, grant, async |provider, store| {
-            provider.chirp_plugin_delivery().call_describe(store).await
-        })
-        .await
+    ) -> Result<(), CallError> {
+        let sample = bindings::Message {
+            id: "self-test".into(),
+            recipient: "+919876543210".into(),
+            text: "chirp self-test".into(),
+            template: Some(bindings::TemplateRef {
+                name: "self_test".into(),
+                language: "en".into(),
+                parameters: vec!["1".into()],
+            }),
+            idempotency_key: "self-test".into(),
+        };
+        let answer = self
+            .call_with(
+                pre,
+                grant.clone(),
+                &grant.limits,
+                Outbound::SelfTest,
+                async |p: Provider, store| {
+                    p.chirp_plugin_delivery().call_send(store, &sample).await
+                },
+            )
+            .await?;
+        check_answer(&answer)
+    }
+
+    /// Makes `loaded` the plugin of its name and records it for `path`.
+    fn install(&self, path: &Path, loaded: Loaded) -> Result<Meta, LoadError> {
+        let meta = loaded.meta().clone();
+        let mut registry = self.write();
+        let owner = registry
+            .files
+            .iter()
+            .find(|(file, entry)| {
+                file.as_path() != path
+                    && entry
+                        .active
+                        .as_ref()
+                        .is_some_and(|m| m.name == meta.name && m.world == meta.world)
+            })
+            .map(|(file, _)| file.clone());
+        if let Some(owner) = owner {
+            let error = LoadError::Rejected {
+                path: path.into(),
+                reason: format!("{} is already loaded from {}", meta.name, owner.display()),
+            };
+            registry.files.entry(path.into()).or_default().rejected = Some(Rejection {
+                sha256: meta.sha256.clone(),
+                error: error.to_string(),
+                at: SystemTime::now(),
+            });
+            return Err(error);
+        }
+        let entry = registry.files.entry(path.into()).or_default();
+        let previous = entry.active.replace(meta.clone());
+        entry.rejected = None;
+        if let Some(previous) = &previous
+            && previous.name != meta.name
+        {
+            // The file now holds another plugin: the old name is gone.
+            registry.providers.remove(&previous.name);
+            registry.rules.remove(&previous.name);
+        }
+        match loaded {
+            Loaded::Provider(p) => {
+                registry.providers.insert(meta.name.clone(), p);
+            }
+            Loaded::Rules(r) => {
+                registry.rules.insert(meta.name.clone(), r);
+            }
+        }
+        drop(registry);
+        match previous {
+            Some(old) => {
+                tracing::info!(plugin = %meta.name, from = %old.version, to = %meta.version, sha256 = %meta.sha256, "plugin swapped")
+            }
+            None => {
+                tracing::info!(plugin = %meta.name, world = ?meta.world, version = %meta.version, sha256 = %meta.sha256, origin = ?meta.origin, "plugin loaded")
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Forgets `path`; unloads the plugin it was serving. Returns its name.
+    fn unload(&self, path: &Path) -> Option<String> {
+        let mut registry = self.write();
+        let entry = registry.files.remove(path)?;
+        let meta = entry.active?;
+        match meta.world {
+            World::Provider => registry.providers.remove(&meta.name),
+            World::Rules => {
+                registry.rules.remove(&meta.name);
+                None
+            }
+        };
+        tracing::warn!(plugin = %meta.name, file = %path.display(), "plugin file removed; plugin unloaded");
+        Some(meta.name)
     }
 
     /// Sends one message through provider `name`. Returns the version of
@@ -271,30 +611,84 @@ impl Plugins {
         message: &bindings::Message,
     ) -> Result<(String, Result<SendAnswer, CallError>), NotLoaded> {
         let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
+        let grant = provider.grant.clone();
         let answer = self
-            .call(&provider.pre, provider.grant.clone(), async |p, store| {
-                p.chirp_plugin_delivery().call_send(store, message).await
-            })
-            .await;
-        Ok((provider.descriptor.version.clone(), answer))
+            .call(
+                &provider.pre,
+                grant.clone(),
+                &grant.limits,
+                async |p: Provider, store| {
+                    p.chirp_plugin_delivery().call_send(store, message).await
+                },
+            )
+            .await
+            .and_then(|answer| check_answer(&answer).map(|()| answer));
+        Ok((provider.meta.version.clone(), answer))
     }
 
-    /// Runs `f` in a fresh instance under the call limits: memory, wall
-    /// time (the epoch callback traps a guest that runs past its deadline
-    /// and yields to the executor on every tick, so a looping guest never
-    /// blocks a worker thread), and the same deadline around host calls.
-    async fn call<R>(
+    /// The decisions of rules plugin `name` for `event`, with the version
+    /// that made them.
+    pub async fn decide(
         &self,
-        pre: &ProviderPre<HostState>,
+        name: &str,
+        event: &bindings::Event,
+    ) -> Result<
+        (
+            String,
+            Result<Result<Vec<bindings::Decision>, String>, CallError>,
+        ),
+        NotLoaded,
+    > {
+        let rules = self
+            .read()
+            .rules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NotLoaded(name.into()))?;
+        let grant = rules.grant.clone();
+        let answer = self
+            .call(
+                &rules.pre,
+                grant.clone(),
+                &grant.limits,
+                async |r: Rules, store| r.chirp_plugin_selection().call_decide(store, event).await,
+            )
+            .await;
+        Ok((rules.meta.version.clone(), answer))
+    }
+
+    async fn call<P: Instantiate, R>(
+        &self,
+        pre: &P,
         grant: Arc<Grant>,
-        f: impl AsyncFnOnce(&Provider, &mut Store<HostState>) -> wasmtime::Result<R>,
+        limits: &Limits,
+        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let limit = self.limits.call_timeout;
+        self.call_with(
+            pre,
+            grant,
+            limits,
+            Outbound::Network(self.clients.clone()),
+            f,
+        )
+        .await
+    }
+
+    /// Runs `f` in a fresh instance under `limits`: memory (the store's
+    /// limiter), wall time (the epoch callback traps a guest that runs past
+    /// its deadline and yields to the executor on every tick, so a looping
+    /// guest never blocks a worker thread; a timeout covers host calls).
+    async fn call_with<P: Instantiate, R>(
+        &self,
+        pre: &P,
+        grant: Arc<Grant>,
+        limits: &Limits,
+        outbound: Outbound,
+        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let limit = limits.call_timeout;
         let deadline = Instant::now() + limit;
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(grant, self.http.clone(), &self.limits),
-        );
+        let mut store = Store::new(&self.engine, HostState::new(grant, outbound));
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
@@ -305,15 +699,12 @@ impl Plugins {
             }
         });
         let run = async {
-            let provider = pre.instantiate_async(&mut store).await?;
-            f(&provider, &mut store).await
+            let bindings = pre.instantiate(&mut store).await?;
+            f(bindings, &mut store).await
         };
         match tokio::time::timeout(limit, run).await {
             Err(_) => Err(CallError::Timeout(limit)),
-            Ok(Err(trap)) if Instant::now() >= deadline => {
-                tracing::debug!(error = %format!("{trap:#}"), "plugin interrupted at its deadline");
-                Err(CallError::Timeout(limit))
-            }
+            Ok(Err(_)) if Instant::now() >= deadline => Err(CallError::Timeout(limit)),
             Ok(Err(trap)) => Err(CallError::Trap(format!("{trap:#}"))),
             Ok(Ok(value)) => Ok(value),
         }
@@ -321,79 +712,135 @@ impl Plugins {
 
     /// The provider loaded under `name`, if any.
     pub fn provider(&self, name: &str) -> Option<Arc<LoadedProvider>> {
-        self.read_providers().get(name).cloned()
+        self.read().providers.get(name).cloned()
     }
 
-    /// Every loaded provider, by name.
-    pub fn list(&self) -> Vec<ProviderInfo> {
-        let mut list: Vec<_> = self.read_providers().values().map(|p| p.info()).collect();
+    /// Whether a rules plugin of that name is loaded.
+    pub fn rules(&self, name: &str) -> Option<Meta> {
+        self.read().rules.get(name).map(|r| r.meta.clone())
+    }
+
+    /// Every loaded plugin.
+    pub fn active(&self) -> Vec<Meta> {
+        let registry = self.read();
+        let mut list: Vec<Meta> = registry
+            .providers
+            .values()
+            .map(|p| p.meta.clone())
+            .chain(registry.rules.values().map(|r| r.meta.clone()))
+            .collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
 
-    // The registry lock is a `std` lock held only to clone or swap an `Arc`,
+    /// Every file chirp has seen, with its state.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        self.read()
+            .files
+            .iter()
+            .map(|(file, entry)| {
+                let file = file.display().to_string();
+                match (&entry.rejected, &entry.active) {
+                    (None, Some(m)) => PluginStatus {
+                        file,
+                        state: "active",
+                        name: Some(m.name.clone()),
+                        world: Some(m.world),
+                        version: Some(m.version.clone()),
+                        sha256: Some(m.sha256.clone()),
+                        loaded_at: Some(humantime::format_rfc3339_millis(m.loaded_at).to_string()),
+                        origin: Some(m.origin),
+                        error: None,
+                        serving: None,
+                    },
+                    (rejected, serving) => PluginStatus {
+                        file,
+                        state: "rejected",
+                        name: serving.as_ref().map(|m| m.name.clone()),
+                        world: serving.as_ref().map(|m| m.world),
+                        version: None,
+                        sha256: rejected.as_ref().map(|r| r.sha256.clone()),
+                        loaded_at: None,
+                        origin: None,
+                        error: rejected.as_ref().map(|r| r.error.clone()),
+                        serving: serving.clone(),
+                    },
+                }
+            })
+            .collect()
+    }
+
+    // The registry lock is a `std` lock held only to read or swap entries,
     // never across an await. A poisoned lock still holds a consistent map
-    // (every write is a single insert), so it is used as is.
-    fn read_providers(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<LoadedProvider>>> {
-        self.providers.read().unwrap_or_else(|e| e.into_inner())
+    // (no write panics half-way), so it is used as is.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write_providers(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LoadedProvider>>> {
-        self.providers.write().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl LoadedProvider {
-    pub fn info(&self) -> ProviderInfo {
-        ProviderInfo {
-            name: self.descriptor.name.clone(),
-            version: self.descriptor.version.clone(),
-            sha256: self.sha256.clone(),
-            file: self.path.display().to_string(),
-            hosts: self.descriptor.hosts.clone(),
-        }
+/// A pre-linked component of some world that can be instantiated.
+trait Instantiate {
+    type Bindings;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
+}
+
+impl Instantiate for ProviderPre<HostState> {
+    type Bindings = Provider;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Provider> {
+        self.instantiate_async(store).await
     }
 }
 
-fn check_descriptor(d: &Descriptor) -> Result<(), String> {
-    let name_ok = !d.name.is_empty()
-        && d.name.len() <= 64
-        && d.name
+impl Instantiate for RulesPre<HostState> {
+    type Bindings = Rules;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Rules> {
+        self.instantiate_async(store).await
+    }
+}
+
+/// Whether a path names a plugin file.
+pub fn is_plugin_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+}
+
+fn check_identity(name: &str, version: &str) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !name_ok {
         return Err(format!(
-            "name {:?} must be 1-64 lower case letters, digits and -",
-            d.name
+            "describe() gave the name {name:?}; it must be 1-64 lower case letters, digits and -"
         ));
     }
-    if d.version.is_empty() || d.version.len() > 64 {
-        return Err("version must be 1-64 characters".into());
+    if version.is_empty() || version.len() > 64 {
+        return Err("describe() gave an empty or overlong version".into());
     }
     Ok(())
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
-/// engine lives. A plain thread: it must keep ticking even when every async
-/// worker is busy running guests.
-fn spawn_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("chirp-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the epoch ticker; plugin deadlines will not fire");
-    }
+/// Refuses answers chirp would have to store but cannot: oversized ids,
+/// codes or messages.
+fn check_answer(answer: &SendAnswer) -> Result<(), CallError> {
+    let too_long = |what: &str, s: &str| {
+        (s.len() > MAX_FIELD_LEN)
+            .then(|| CallError::Garbage(format!("{what} of {} bytes", s.len())))
+    };
+    let problem = match answer {
+        Ok(receipt) => receipt
+            .provider_message_id
+            .as_deref()
+            .and_then(|id| too_long("provider message id", id)),
+        Err(bindings::SendError::Retryable((f, _)) | bindings::SendError::Permanent(f)) => {
+            too_long("error code", &f.code).or_else(|| too_long("error message", &f.message))
+        }
+    };
+    problem.map_or(Ok(()), Err)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,167 @@
+//! The wasmtime engine chirp runs plugins on, and compiling components with
+//! an on-disk cache.
+//!
+//! The engine uses the pooling allocator when the address space allows it:
+//! instance memory and tables are carved out of one reservation made at
+//! start, so instantiating a plugin per call costs microseconds instead of
+//! `mmap` calls. Epoch interruption gives every call a deadline.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances; the granularity of deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest linear memory any plugin may be granted; per-plugin limits
+/// are at most this.
+pub const MAX_PLUGIN_MEMORY: usize = 256 * 1024 * 1024;
+
+/// Whether instances come from a pool or from the operating system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocator {
+    Pooling,
+    OnDemand,
+}
+
+/// Builds the engine: pooling sized for `instances` concurrent plugin
+/// instances if the address space allows it, on-demand otherwise.
+pub fn build(instances: u32) -> Result<(Engine, Allocator), wasmtime::Error> {
+    let mut config = base_config();
+    if address_space_is_unlimited() {
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust wasip2 component holds a handful of core instances,
+        // memories and tables (its own module plus the WASI adapter's).
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 4)
+            .total_tables(instances * 8)
+            .max_memories_per_module(2)
+            .max_tables_per_module(4)
+            .max_memory_size(MAX_PLUGIN_MEMORY);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok((engine, Allocator::Pooling)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "pooling allocator unavailable; instances will be allocated on demand")
+            }
+        }
+    } else {
+        tracing::warn!(
+            "the address space is limited (ulimit -v); instances will be allocated on demand"
+        );
+    }
+    Ok((Engine::new(&base_config())?, Allocator::OnDemand))
+}
+
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config
+}
+
+/// The pool reserves address space for every slot up front; with a
+/// `ulimit -v` in force that reservation would fail or starve the host.
+fn address_space_is_unlimited() -> bool {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return true; // not Linux: let Engine::new decide
+    };
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .is_none_or(|l| l.contains("unlimited"))
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the
+/// engine lives. A plain thread: it must keep ticking even when every async
+/// worker is busy running guests.
+pub fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("chirp-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the epoch ticker; plugin deadlines will not fire");
+    }
+}
+
+/// Where a component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Compiled from the `.wasm` now.
+    Compiled,
+    /// Read from the on-disk cache.
+    Cache,
+}
+
+/// Compiles components, keeping the machine code on disk keyed by the
+/// component's sha256 and the engine's compatibility hash, so a restart
+/// with unchanged plugins does not recompile.
+///
+/// The cache directory must be writable only by chirp's operator: its files
+/// are loaded as machine code.
+#[derive(Clone)]
+pub struct Compiler {
+    engine: Engine,
+    cache_dir: PathBuf,
+    engine_key: String,
+}
+
+impl Compiler {
+    pub fn new(engine: Engine, cache_dir: &Path) -> Compiler {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        Compiler {
+            engine_key: format!("{:016x}", hasher.finish()),
+            engine,
+            cache_dir: cache_dir.into(),
+        }
+    }
+
+    /// The component for `bytes` (whose sha256 is `sha256`). CPU-bound: call
+    /// it off the async workers.
+    pub fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Origin), String> {
+        let cached = self
+            .cache_dir
+            .join(format!("{sha256}-{}.cwasm", self.engine_key));
+        if cached.exists() {
+            // SAFETY: the file was written by `Component::serialize` of an
+            // engine with the same compatibility hash (it is in the name),
+            // in a directory only chirp's operator may write.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok((component, Origin::Cache)),
+                Err(e) => {
+                    tracing::warn!(file = %cached.display(), error = %format!("{e:#}"), "unusable cache entry; recompiling");
+                    let _ = std::fs::remove_file(&cached);
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        if let Err(e) = self.store(&component, &cached) {
+            tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache the compiled plugin");
+        }
+        Ok((component, Origin::Compiled))
+    }
+
+    fn store(&self, component: &Component, path: &Path) -> Result<(), String> {
+        let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
+        std::fs::create_dir_all(&self.cache_dir).map_err(|e| e.to_string())?;
+        // Write then rename, so a crash never leaves half a file under the
+        // final name.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        std::fs::write(&partial, bytes).map_err(|e| e.to_string())?;
+        std::fs::rename(&partial, path).map_err(|e| e.to_string())
+    }
+}

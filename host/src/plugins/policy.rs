@@ -1,0 +1,155 @@
+//! The operator's sandbox policy for one plugin: which of its declared
+//! hosts it may reach, whether private addresses are allowed, and its
+//! limits. Read from `CHIRP_SANDBOX_<PLUGIN>_<KEY>` or `[sandbox.<plugin>]`.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `allow_hosts` | the hosts it declared | comma list; the plugin may reach only hosts it declared *and* this list names |
+//! | `allow_private` | `false` | whether loopback and private addresses may be reached |
+//! | `memory_mib` | 64 | linear memory cap |
+//! | `timeout` | 10s | wall time of one call |
+//! | `http_timeout` | 10s | one HTTP request |
+//! | `max_response_bytes` | 1048576 | one HTTP response body |
+
+use std::time::Duration;
+
+use super::engine::MAX_PLUGIN_MEMORY;
+use super::host::Limits;
+use crate::config::PluginSettings;
+
+/// Why a plugin's sandbox policy cannot be used.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: {reason}")]
+pub struct PolicyError {
+    pub variable: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// The policy the operator set for one plugin.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `None`: every declared host.
+    pub allow_hosts: Option<Vec<String>>,
+    pub allow_private: bool,
+    pub limits: Limits,
+}
+
+impl Policy {
+    /// Reads the policy for `plugin`, defaulting to `defaults` limits.
+    pub fn read(
+        settings: &PluginSettings,
+        plugin: &str,
+        defaults: &Limits,
+    ) -> Result<Policy, PolicyError> {
+        let error = |key: &str, value: &str, reason: &str| PolicyError {
+            variable: PluginSettings::sandbox_variable(plugin, key),
+            value: value.into(),
+            reason: reason.into(),
+        };
+        let duration = |key: &str, default: Duration| match settings.sandbox(plugin, key) {
+            None => Ok(default),
+            Some(v) => humantime::parse_duration(v.trim())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| error(key, &v, "expected a duration such as 10s")),
+        };
+        let number = |key: &str, default: usize, max: usize| match settings.sandbox(plugin, key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| error(key, &v, &format!("expected a whole number from 1 to {max}"))),
+        };
+        let allow_private = match settings.sandbox(plugin, "allow_private").as_deref() {
+            None | Some("false" | "0" | "no") => false,
+            Some("true" | "1" | "yes") => true,
+            Some(v) => return Err(error("allow_private", v, "expected true or false")),
+        };
+        let allow_hosts = settings.sandbox(plugin, "allow_hosts").map(|list| {
+            list.split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect()
+        });
+        let max_mib = MAX_PLUGIN_MEMORY / (1024 * 1024);
+        let limits = Limits {
+            memory_bytes: number("memory_mib", defaults.memory_bytes / (1024 * 1024), max_mib)?
+                * 1024
+                * 1024,
+            call_timeout: duration("timeout", defaults.call_timeout)?,
+            http_timeout: duration("http_timeout", defaults.http_timeout)?,
+            http_max_response_bytes: number(
+                "max_response_bytes",
+                defaults.http_max_response_bytes,
+                64 * 1024 * 1024,
+            )?,
+        };
+        Ok(Policy {
+            allow_hosts,
+            allow_private,
+            limits,
+        })
+    }
+
+    /// The hosts a plugin that declared `declared` may reach.
+    pub fn reachable(&self, declared: &[String]) -> Vec<String> {
+        declared
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .filter(|h| {
+                self.allow_hosts
+                    .as_ref()
+                    .is_none_or(|allowed| allowed.contains(h))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> PluginSettings {
+        let env = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        PluginSettings::new(env, HashMap::new(), HashMap::new())
+    }
+
+    #[test]
+    fn defaults_allow_declared_public_hosts_only() {
+        let p = Policy::read(&settings(&[]), "myoperator", &Limits::default()).unwrap();
+        assert!(!p.allow_private);
+        assert_eq!(p.reachable(&["A.example".into()]), ["a.example"]);
+        assert_eq!(p.limits.memory_bytes, Limits::default().memory_bytes);
+    }
+
+    #[test]
+    fn the_operator_narrows_hosts_and_sets_limits() {
+        let s = settings(&[
+            ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_HOSTS", "a.example"),
+            ("CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB", "16"),
+            ("CHIRP_SANDBOX_MYOPERATOR_TIMEOUT", "2s"),
+        ]);
+        let p = Policy::read(&s, "myoperator", &Limits::default()).unwrap();
+        assert_eq!(
+            p.reachable(&["a.example".into(), "b.example".into()]),
+            ["a.example"]
+        );
+        assert_eq!(p.limits.memory_bytes, 16 * 1024 * 1024);
+        assert_eq!(p.limits.call_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let s = settings(&[("CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB", "lots")]);
+        let err = Policy::read(&s, "myoperator", &Limits::default()).unwrap_err();
+        assert_eq!(err.variable, "CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB");
+    }
+}
