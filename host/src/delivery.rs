@@ -52,8 +52,15 @@ pub async fn attempt(plugins: &Plugins, leased: &Leased) -> Delivery {
     };
     let outcome = match answer {
         Ok(answer) => outcome_of(answer),
-        Err(e @ CallError::Timeout(_)) => retryable("plugin_timeout", &e),
-        Err(e) => retryable("plugin_trap", &e),
+        Err(e) => {
+            let code = match &e {
+                CallError::Timeout(_) => "plugin_timeout",
+                CallError::Trap(_) => "plugin_trap",
+                CallError::Garbage(_) => "plugin_garbage",
+                CallError::Denied(_) => "host_denied",
+            };
+            retryable(code, &e)
+        }
     };
     Delivery::Attempted(Attempt {
         message_id: message.id.clone(),

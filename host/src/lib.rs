@@ -15,6 +15,7 @@
 //! - [`config`]: environment + `chirp.toml` -> validated [`Config`].
 //! - [`message`]: the domain types (message, attempt, outcome).
 //! - [`phone`]: E.164 phone numbers.
+//! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //!
 //! [`start`] wires the parts together; [`Chirp::serve`] runs them until
 //! shutdown.
@@ -28,6 +29,7 @@ pub mod plugins;
 pub mod queue;
 pub mod store;
 pub mod templates;
+pub mod tools;
 
 pub use config::Config;
 

@@ -6,10 +6,14 @@ use std::process::ExitCode;
 use chirp::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: chirp [serve]
+const USAGE: &str = "usage:
+  chirp [serve]                      run the notification engine
+  chirp plugin check FILE.wasm       validate a plugin component offline
+  chirp plugin send FILE.wasm --to PHONE --text TEXT [--url BASE_URL]
+                                     send one message through a provider plugin
 
-Runs the chirp notification engine. Configuration comes from CHIRP_*
-environment variables and an optional chirp.toml (see README.md).";
+Configuration comes from CHIRP_* environment variables and an optional
+chirp.toml; plugin settings from <PLUGIN>_<SETTING> variables (see README.md).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,6 +24,19 @@ fn main() -> ExitCode {
         .as_slice()
     {
         [] | ["serve"] => serve(),
+        ["plugin", "check", file] => tool(chirp::tools::check(std::path::Path::new(file))),
+        ["plugin", "send", file, rest @ ..] => match send_flags(rest) {
+            Some((to, text, url)) => tool(chirp::tools::send(
+                std::path::Path::new(file),
+                to,
+                text,
+                url,
+            )),
+            None => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -68,6 +85,46 @@ fn serve() -> ExitCode {
             }
         }
     })
+}
+
+/// `--to PHONE --text TEXT [--url URL]`, in any order.
+fn send_flags<'a>(args: &[&'a str]) -> Option<(&'a str, &'a str, Option<&'a str>)> {
+    let (mut to, mut text, mut url) = (None, None, None);
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = *rest.next()?;
+        match *flag {
+            "--to" => to = Some(value),
+            "--text" => text = Some(value),
+            "--url" => url = Some(value),
+            _ => return None,
+        }
+    }
+    Some((to?, text?, url))
+}
+
+/// Runs a plugin tool to completion and prints its report.
+fn tool(
+    work: impl std::future::Future<Output = Result<String, chirp::tools::ToolError>>,
+) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chirp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chirp: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

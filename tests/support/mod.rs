@@ -36,14 +36,23 @@ fn target_dir() -> PathBuf {
 /// returns the `.wasm`. Uses its own target directory: the outer `cargo
 /// test` may still hold the lock on the main one.
 pub fn build_plugin(package: &str) -> PathBuf {
+    build_plugin_variant(package, &[])
+}
+
+/// Like [`build_plugin`], with build-time environment variables (e.g. a
+/// different `MYOPERATOR_BUILD_VERSION`); each variant gets its own target
+/// directory.
+pub fn build_plugin_variant(package: &str, env: &[(&str, &str)]) -> PathBuf {
     static BUILT: OnceLock<Mutex<Vec<(String, PathBuf)>>> = OnceLock::new();
+    let key = format!("{package}{env:?}");
     let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap();
-    if let Some((_, path)) = built.iter().find(|(p, _)| p == package) {
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(k, _)| *k == key) {
         return path.clone();
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let plugin_target = target_dir().join("plugins");
+    let variant: String = env.iter().map(|(k, v)| format!("-{k}-{v}")).collect();
+    let plugin_target = target_dir().join(format!("plugins{variant}"));
     let status = Command::new(env!("CARGO"))
         .current_dir(workspace)
         .args([
@@ -55,6 +64,7 @@ pub fn build_plugin(package: &str) -> PathBuf {
             package,
         ])
         .env("CARGO_TARGET_DIR", &plugin_target)
+        .envs(env.iter().copied())
         .status()
         .expect("run cargo to build the plugin");
     assert!(status.success(), "building plugin {package} failed");
@@ -62,7 +72,7 @@ pub fn build_plugin(package: &str) -> PathBuf {
         .join("wasm32-wasip2/release")
         .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(wasm.exists(), "{} missing", wasm.display());
-    built.push((package.to_string(), wasm.clone()));
+    built.push((key, wasm.clone()));
     wasm
 }
 
@@ -345,6 +355,18 @@ impl ChirpProcess {
         read(response).await
     }
 
+    /// The plugin row of `GET /api/plugins` for `file_name`, if any.
+    pub async fn plugin_row(&self, file_name: &str) -> Option<Value> {
+        let (status, list) = self.get("/api/plugins").await;
+        assert_eq!(status, 200, "{list}");
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["file"].as_str().is_some_and(|f| f.ends_with(file_name)))
+            .cloned()
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         read(self.http.get(self.url(path)).send().await.unwrap()).await
     }
@@ -376,6 +398,11 @@ impl ChirpProcess {
             matches!(m["status"].as_str(), Some("sent" | "failed"))
         })
         .await
+    }
+
+    /// The chirp binary's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: the process gets no chance to clean up.

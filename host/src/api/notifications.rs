@@ -49,6 +49,7 @@ async fn send_message(
     let language = bounded(fields.string("language")?, "language")?;
     let reference_id = bounded(fields.string("reference_id")?, "reference_id")?;
     let idempotency_key = bounded(fields.string("idempotency_key")?, "idempotency_key")?;
+    let provider = bounded(fields.string("provider")?, "provider")?;
     fields.finish()?;
 
     let phone = Phone::parse(&phone_text)
@@ -104,7 +105,7 @@ async fn send_message(
         text,
         provider_template,
         reference_id,
-        provider: state.provider.clone(),
+        provider: provider.unwrap_or_else(|| state.provider.clone()),
         created_at: now_millis(),
     };
     let accepted = state.queue.enqueue(message).await?;

@@ -76,6 +76,10 @@ pub struct HostState {
     outbound: Outbound,
     /// HTTP requests made in this call (the self-test reports them).
     pub(super) requests: u32,
+    /// The first request the host refused in this call: a plugin that
+    /// tried to leave its sandbox does not get to call the attempt a
+    /// success.
+    pub(super) denied: Option<String>,
 }
 
 impl HostState {
@@ -96,6 +100,7 @@ impl HostState {
             grant,
             outbound,
             requests: 0,
+            denied: None,
         }
     }
 
@@ -154,7 +159,16 @@ impl types::Host for HostState {}
 
 impl http::Host for HostState {
     async fn fetch(&mut self, req: http::Request) -> Result<http::Response, http::Error> {
-        let url = self.permit(&req.url)?;
+        let url = match self.permit(&req.url) {
+            Ok(url) => url,
+            Err(refusal) => {
+                if let http::Error::Denied(reason) = &refusal {
+                    tracing::warn!(plugin = %self.grant.plugin, %reason, "plugin request refused");
+                    self.denied.get_or_insert_with(|| reason.clone());
+                }
+                return Err(refusal);
+            }
+        };
         self.requests += 1;
         let http = match &self.outbound {
             Outbound::SelfTest => {
@@ -238,6 +252,12 @@ impl config::Host for HostState {
 impl log::Host for HostState {
     async fn log(&mut self, level: Level, message: String) {
         let plugin = self.grant.plugin.as_str();
+        // What a plugin says while being self-tested against the stub is
+        // about the stub's answers, not about real sends: keep it quiet.
+        let level = match self.outbound {
+            Outbound::SelfTest => Level::Debug,
+            Outbound::Network(_) => level,
+        };
         match level {
             Level::Trace => tracing::trace!(plugin, "{message}"),
             Level::Debug => tracing::debug!(plugin, "{message}"),

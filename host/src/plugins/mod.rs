@@ -77,6 +77,8 @@ pub enum CallError {
     Timeout(Duration),
     #[error("plugin answered something chirp cannot use: {0}")]
     Garbage(String),
+    #[error("plugin tried to reach what it may not: {0}")]
+    Denied(String),
 }
 
 /// No plugin of that name is loaded.
@@ -208,6 +210,8 @@ pub struct Plugins {
     registry: RwLock<Registry>,
     /// Serialises loads, so two reloads of one file cannot interleave.
     loading: tokio::sync::Mutex<()>,
+    /// Announces the name of every plugin loaded or swapped in.
+    loaded: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Plugins {
@@ -235,11 +239,17 @@ impl Plugins {
             settings,
             registry: RwLock::new(Registry::default()),
             loading: tokio::sync::Mutex::new(()),
+            loaded: tokio::sync::broadcast::channel(64).0,
         })
     }
 
     pub fn allocator(&self) -> Allocator {
         self.allocator
+    }
+
+    /// The names of plugins as they are loaded or swapped in.
+    pub fn subscribe_loaded(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.loaded.subscribe()
     }
 
     /// Brings the registry in line with `dir`: loads new and changed
@@ -558,15 +568,28 @@ impl Plugins {
             return Err(error);
         }
         let entry = registry.files.entry(path.into()).or_default();
+        if let Some(serving) = &entry.active
+            && (serving.name != meta.name || serving.world != meta.world)
+        {
+            // Most likely the wrong file copied over a working one: refuse,
+            // and keep the plugin that serves. Remove the file first to
+            // replace a plugin with another.
+            let error = LoadError::Rejected {
+                path: path.into(),
+                reason: format!(
+                    "this file serves {} ({:?}); the new content is {} ({:?})",
+                    serving.name, serving.world, meta.name, meta.world
+                ),
+            };
+            entry.rejected = Some(Rejection {
+                sha256: meta.sha256.clone(),
+                error: error.to_string(),
+                at: SystemTime::now(),
+            });
+            return Err(error);
+        }
         let previous = entry.active.replace(meta.clone());
         entry.rejected = None;
-        if let Some(previous) = &previous
-            && previous.name != meta.name
-        {
-            // The file now holds another plugin: the old name is gone.
-            registry.providers.remove(&previous.name);
-            registry.rules.remove(&previous.name);
-        }
         match loaded {
             Loaded::Provider(p) => {
                 registry.providers.insert(meta.name.clone(), p);
@@ -576,6 +599,7 @@ impl Plugins {
             }
         }
         drop(registry);
+        let _ = self.loaded.send(meta.name.clone());
         match previous {
             Some(old) => {
                 tracing::info!(plugin = %meta.name, from = %old.version, to = %meta.version, sha256 = %meta.sha256, "plugin swapped")
@@ -702,7 +726,11 @@ impl Plugins {
             let bindings = pre.instantiate(&mut store).await?;
             f(bindings, &mut store).await
         };
-        match tokio::time::timeout(limit, run).await {
+        let result = tokio::time::timeout(limit, run).await;
+        if let Some(reason) = store.data_mut().denied.take() {
+            return Err(CallError::Denied(reason));
+        }
+        match result {
             Err(_) => Err(CallError::Timeout(limit)),
             Ok(Err(_)) if Instant::now() >= deadline => Err(CallError::Timeout(limit)),
             Ok(Err(trap)) => Err(CallError::Trap(format!("{trap:#}"))),

@@ -31,7 +31,7 @@ use crate::store::{Completion, MessagePatch, Store};
 const CLAIM_BATCH: usize = 256;
 
 /// How long a message waits before chirp looks again for its provider when
-/// the provider is not loaded.
+/// the provider is not loaded (a load of that provider releases it sooner).
 const PROVIDER_MISSING_RECHECK: Duration = Duration::from_secs(30);
 
 /// How long to back off after the store failed a scheduler query.
@@ -61,6 +61,11 @@ impl Scheduler {
         let sweep_every =
             (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
         let mut next_sweep = Instant::now();
+        let releaser = tokio::spawn(release_on_load(
+            self.store.clone(),
+            self.plugins.subscribe_loaded(),
+            self.wake.clone(),
+        ));
 
         while !*shutdown.borrow() {
             if Instant::now() >= next_sweep {
@@ -137,9 +142,36 @@ impl Scheduler {
 
         // Let the attempts in flight finish; their completions are written
         // before the writer sees its channel close.
+        releaser.abort();
         let _ = workers.acquire_many(self.concurrency as u32).await;
         drop(done_tx);
         let _ = writer.await;
+    }
+}
+
+/// When a provider is loaded, the messages that were waiting for it are
+/// due at once.
+async fn release_on_load(
+    store: Store,
+    mut loaded: tokio::sync::broadcast::Receiver<String>,
+    wake: Arc<Notify>,
+) {
+    loop {
+        let name = match loaded.recv().await {
+            Ok(name) => name,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        match store.release_waiting(&name, now_millis()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(provider = %name, messages = n, "provider loaded; waiting messages released");
+                wake.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "releasing messages waiting for a provider failed")
+            }
+        }
     }
 }
 
@@ -160,10 +192,12 @@ pub fn complete(
         provider_message_id: None,
         error_code: None,
         error_message: None,
+        waiting_for: None,
     };
     let attempt = match delivery {
         Delivery::Deferred(note) => {
             patch.due_at = Some(now + PROVIDER_MISSING_RECHECK.as_millis() as Millis);
+            patch.waiting_for = Some(message.provider.clone());
             patch.error_code = Some(note.code);
             patch.error_message = Some(note.message);
             None

@@ -197,6 +197,8 @@ pub struct MessagePatch {
     pub provider_message_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The provider the message waits for, when it is not loaded.
+    pub waiting_for: Option<String>,
 }
 
 /// One finished piece of work for [`Store::complete`]: the message's new
@@ -406,6 +408,7 @@ impl Store {
                          provider_message_id = $c.patch.provider_message_id,
                          error_code = $c.patch.error_code,
                          error_message = $c.patch.error_message,
+                         waiting_for = $c.patch.waiting_for,
                          lease_until = NONE,
                          lease = NONE
                      WHERE lease = $c.lease;
@@ -522,6 +525,24 @@ impl Store {
             return Ok(Some((row.into_message()?, true)));
         }
         Ok(self.message(id).await?.map(|m| (m, false)))
+    }
+
+    /// Makes the messages waiting for `provider` due at `now` (it has just
+    /// been loaded). Returns how many.
+    pub async fn release_waiting(&self, provider: &str, now: Millis) -> Result<usize, StoreError> {
+        let ids: Vec<String> = self
+            .db
+            .query(
+                "UPDATE (SELECT VALUE id FROM message WHERE waiting_for = $provider) \
+                 SET due_at = $now, waiting_for = NONE, updated_at = $now \
+                 WHERE status = 'queued' \
+                 RETURN VALUE record::id(id)",
+            )
+            .bind(("provider", provider.to_string()))
+            .bind(("now", now))
+            .await?
+            .take(0)?;
+        Ok(ids.len())
     }
 
     /// How many queued messages are due at `now`.

@@ -43,8 +43,9 @@ pub struct Store {
 
 /// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
 ///
-/// `due_at` is set only while a message is `queued` and `lease_until` only
-/// while it is `sending`, so each index holds just the messages the
+/// `due_at` is set only while a message is `queued`, `lease_until` only
+/// while it is `sending`, and `waiting_for` only while it waits for a
+/// provider that is not loaded, so each index holds just the messages the
 /// scheduler may have to look at, not the whole history.
 const SCHEMA: &str = "
 DEFINE TABLE IF NOT EXISTS message SCHEMALESS;
@@ -53,6 +54,7 @@ DEFINE INDEX IF NOT EXISTS message_lease ON message FIELDS lease_until;
 DEFINE INDEX IF NOT EXISTS message_idempotency ON message FIELDS idempotency_key UNIQUE;
 DEFINE INDEX IF NOT EXISTS message_phone ON message FIELDS phone;
 DEFINE INDEX IF NOT EXISTS message_reference ON message FIELDS reference_id;
+DEFINE INDEX IF NOT EXISTS message_waiting ON message FIELDS waiting_for;
 DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
 ";

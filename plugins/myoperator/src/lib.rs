@@ -38,7 +38,11 @@ impl Guest for MyOperator {
         let base = base_url();
         Descriptor {
             name: "myoperator".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            // A build can carry its own version (e.g. a canary), set at
+            // compile time; chirp records it with every attempt.
+            version: option_env!("MYOPERATOR_BUILD_VERSION")
+                .unwrap_or(env!("CARGO_PKG_VERSION"))
+                .into(),
             settings: vec![
                 setting(
                     "api-key",
