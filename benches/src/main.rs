@@ -12,6 +12,12 @@
 //!    reaches the mock through the WebAssembly component;
 //! 3. mixed: accepting and draining at the same time;
 //!
+//! 4. hot swap: the time from a changed plugin file landing in the plugins
+//!    directory to the new version serving;
+//! 5. sandbox cost: one provider call through the sandbox (new store,
+//!    instantiate, call, the host's HTTP function) against the same request
+//!    made natively, both to the mock, one at a time;
+//!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
 
@@ -138,7 +144,155 @@ async fn main() {
         delivered as f64 / elapsed.as_secs_f64(),
         chirp.peak_rss_kib() / 1024
     );
+
+    // 4. Hot swap on the running server.
+    hot_swap(&chirp, &plugins.join("myoperator.wasm")).await;
     chirp.stop();
+
+    // 5. The sandbox's cost per call.
+    sandbox_cost(&options.plugin, &mock, work.path()).await;
+}
+
+/// Rewrites the plugin file with a different custom section (same code, a
+/// new sha256) five times and reports how long each took to serve.
+async fn hot_swap(chirp: &Chirp, file: &Path) {
+    let client = reqwest::Client::new();
+    let original = std::fs::read(file).expect("plugin file");
+    let mut times = Vec::new();
+    for n in 0..5u8 {
+        let mut bytes = original.clone();
+        // A custom section: id 0, size, name "bench", one payload byte.
+        bytes.extend_from_slice(&[0, 7, 5, b'b', b'e', b'n', b'c', b'h', n]);
+        let sha = sha256_hex(&bytes);
+        let landed = Instant::now();
+        std::fs::write(file, &bytes).expect("write plugin");
+        loop {
+            let list: serde_json::Value = serde_json::from_str(
+                &client
+                    .get(format!("{}/api/plugins", chirp.base))
+                    .send()
+                    .await
+                    .expect("GET /api/plugins")
+                    .text()
+                    .await
+                    .expect("body"),
+            )
+            .expect("json");
+            let serving = list["items"].as_array().is_some_and(|items| {
+                items.iter().any(|row| row["sha256"] == sha.as_str() && row["state"] == "active")
+            });
+            if serving {
+                break;
+            }
+            assert!(landed.elapsed() < Duration::from_secs(30), "swap never happened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        times.push(landed.elapsed());
+    }
+    times.sort();
+    println!(
+        "hot swap (file written -> new version serving, 5 swaps, 200 ms of it is the write-settling debounce): median {:.0} ms, max {:.0} ms",
+        times[2].as_secs_f64() * 1e3,
+        times[4].as_secs_f64() * 1e3
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One provider call through the sandbox against the same HTTP request
+/// made natively; sequential, so the difference is the sandbox's cost.
+async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
+    use chirp::config::PluginSettings;
+    use chirp::plugins::{Limits, Plugins, bindings};
+    use std::collections::HashMap;
+
+    const CALLS: u32 = 2000;
+    let env: HashMap<String, String> = [
+        ("MYOPERATOR_API_KEY", "bench-token"),
+        ("MYOPERATOR_ACCOUNT_ID", "bench-company"),
+        ("MYOPERATOR_PHONE_NUMBER_ID", "bench-number"),
+        ("MYOPERATOR_BASE_URL", mock.base.as_str()),
+        ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
+    let plugins = Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 4)
+        .expect("engine");
+    plugins.sync_file(plugin).await.expect("load plugin");
+    let message = |n: u32| bindings::Message {
+        id: format!("bench-{n}"),
+        recipient: "+919876543210".into(),
+        text: "Order #1 confirmed".into(),
+        template: Some(bindings::TemplateRef {
+            name: "order_confirmation".into(),
+            language: "en".into(),
+            parameters: vec!["1".into(), "25 Nov".into(), "240".into()],
+        }),
+        idempotency_key: format!("bench-{n}"),
+    };
+    // Warm both paths (connection pools, caches).
+    for n in 0..100 {
+        let _ = plugins.send("myoperator", &message(n)).await;
+    }
+    let started = Instant::now();
+    for n in 0..CALLS {
+        let (_, answer) = plugins.send("myoperator", &message(n)).await.expect("loaded");
+        assert!(matches!(answer, Ok(Ok(_))), "sandboxed send failed: {answer:?}");
+    }
+    let sandboxed = started.elapsed() / CALLS;
+
+    let client = reqwest::Client::new();
+    let native = |n: u32| {
+        let client = client.clone();
+        let url = format!("{}/chat/messages", mock.base);
+        async move {
+            let body = json!({
+                "phone_number_id": "bench-number",
+                "customer_country_code": "91",
+                "customer_number": "9876543210",
+                "data": {"type": "template", "context": {
+                    "template_name": "order_confirmation", "language": "en",
+                    "body": {"1": "1", "2": "25 Nov", "3": "240"}}},
+                "myop_ref_id": format!("bench-{n}"),
+            });
+            let response = client
+                .post(url)
+                .header("authorization", "Bearer bench-token")
+                .header("x-myop-company-id", "bench-company")
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("native send");
+            let status = response.status();
+            let answer: serde_json::Value =
+                serde_json::from_slice(&response.bytes().await.expect("body")).expect("json");
+            assert!(status.is_success() && answer["status"] == "success");
+        }
+    };
+    for n in 0..100 {
+        native(n).await;
+    }
+    let started = Instant::now();
+    for n in 0..CALLS {
+        native(n).await;
+    }
+    let direct = started.elapsed() / CALLS;
+    println!(
+        "sandbox cost ({CALLS} sequential sends, allocator {:?}): through the component {:.1} µs, native {:.1} µs, overhead {:.1} µs per send",
+        plugins.allocator(),
+        sandboxed.as_secs_f64() * 1e6,
+        direct.as_secs_f64() * 1e6,
+        (sandboxed.as_secs_f64() - direct.as_secs_f64()) * 1e6
+    );
 }
 
 /// What one load run measured.
