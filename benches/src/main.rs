@@ -179,12 +179,17 @@ async fn hot_swap(chirp: &Chirp, file: &Path) {
             )
             .expect("json");
             let serving = list["items"].as_array().is_some_and(|items| {
-                items.iter().any(|row| row["sha256"] == sha.as_str() && row["state"] == "active")
+                items
+                    .iter()
+                    .any(|row| row["sha256"] == sha.as_str() && row["state"] == "active")
             });
             if serving {
                 break;
             }
-            assert!(landed.elapsed() < Duration::from_secs(30), "swap never happened");
+            assert!(
+                landed.elapsed() < Duration::from_secs(30),
+                "swap never happened"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         times.push(landed.elapsed());
@@ -224,8 +229,8 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
-    let plugins = Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 4)
-        .expect("engine");
+    let plugins =
+        Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 4).expect("engine");
     plugins.sync_file(plugin).await.expect("load plugin");
     let message = |n: u32| bindings::Message {
         id: format!("bench-{n}"),
@@ -244,8 +249,14 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
     }
     let started = Instant::now();
     for n in 0..CALLS {
-        let (_, answer) = plugins.send("myoperator", &message(n)).await.expect("loaded");
-        assert!(matches!(answer, Ok(Ok(_))), "sandboxed send failed: {answer:?}");
+        let (_, answer) = plugins
+            .send("myoperator", &message(n))
+            .await
+            .expect("loaded");
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "sandboxed send failed: {answer:?}"
+        );
     }
     let sandboxed = started.elapsed() / CALLS;
 

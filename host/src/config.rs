@@ -52,6 +52,7 @@ pub struct RawConfig {
     pub send_concurrency: Option<String>,
     pub lease: Option<String>,
     pub provider: Option<String>,
+    pub rules: Option<String>,
     pub max_body_bytes: Option<String>,
     pub log_format: Option<String>,
     pub pause_delivery: Option<String>,
@@ -98,6 +99,8 @@ pub struct Config {
     pub lease: Duration,
     /// `CHIRP_PROVIDER`: the provider plugin messages go through.
     pub provider: String,
+    /// `CHIRP_RULES`: the rules plugin events go through.
+    pub rules: String,
     /// `CHIRP_MAX_BODY_BYTES`: the largest request body the API reads.
     pub max_body_bytes: usize,
     /// `CHIRP_LOG_FORMAT`: `text` or `json`.
@@ -286,6 +289,8 @@ impl Config {
         }
         let provider =
             pick("CHIRP_PROVIDER", raw.provider.take()).unwrap_or_else(|| "myoperator".into());
+        let rules =
+            pick("CHIRP_RULES", raw.rules.take()).unwrap_or_else(|| "rules-earlybird".into());
         let max_body_bytes = parse_number(
             "CHIRP_MAX_BODY_BYTES",
             pick("CHIRP_MAX_BODY_BYTES", raw.max_body_bytes.take()),
@@ -332,6 +337,7 @@ impl Config {
             send_concurrency,
             lease,
             provider,
+            rules,
             max_body_bytes,
             log_format,
             pause_delivery,

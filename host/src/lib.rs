@@ -5,6 +5,8 @@
 //! # Layout
 //! The data path, top-down:
 //! - [`api`]: the REST API (axum). Validates requests into domain types.
+//! - [`intake`]: a send request or an event -> messages to store
+//!   (rendering, rules, preferences).
 //! - [`templates`]: the template catalog and strict rendering (no I/O).
 //! - [`queue`]: group-committed acceptance, the scheduler (leases, retries).
 //! - [`delivery`]: one attempt of one message through its provider.
@@ -23,6 +25,7 @@
 pub mod api;
 pub mod config;
 pub mod delivery;
+pub mod intake;
 pub mod message;
 pub mod phone;
 pub mod plugins;
@@ -46,7 +49,7 @@ use crate::queue::Queue;
 use crate::queue::retry::RetryPolicy;
 use crate::queue::scheduler::Scheduler;
 use crate::store::Store;
-use crate::templates::Catalog;
+use crate::templates::{Catalog, Templates};
 
 /// How long chirp waits, after it stops accepting, for attempts in flight
 /// to finish and be recorded. Whatever is still leased after that is taken
@@ -85,8 +88,27 @@ pub struct Chirp {
 /// Opens the store, loads templates and plugins and binds the socket.
 /// Every configuration problem surfaces here, before anything is served.
 pub async fn start(config: Config) -> Result<Chirp, StartError> {
-    let catalog = Arc::new(Catalog::load(&config.templates_dir)?);
+    // The files seed the store; from then on the store is the truth.
+    let files = Catalog::load(&config.templates_dir)?;
     let store = Store::open(&config.db, config.db_credentials.clone()).await?;
+    let seeded = store
+        .seed_templates(&files.all().cloned().collect::<Vec<_>>())
+        .await?;
+    if seeded > 0 {
+        tracing::info!(templates = seeded, "templates seeded from files");
+    }
+    let stored = store.templates().await?;
+    let templates = Arc::new(Templates::new(Catalog::from_defs(
+        stored
+            .into_iter()
+            .map(|d| {
+                (
+                    std::path::PathBuf::from(format!("store:template:{}", d.name)),
+                    d,
+                )
+            })
+            .collect(),
+    )?));
     let limits = Limits {
         // A call must end well before its lease does, or another worker
         // could take the message while it is still being sent.
@@ -137,8 +159,9 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         store,
         queue,
         plugins,
-        catalog,
+        templates,
         provider: config.provider.clone(),
+        rules: config.rules.clone(),
         plugins_dir: config.plugins_dir.clone(),
     };
     Ok(Chirp {

@@ -30,6 +30,8 @@ pub fn rfc3339(at: Millis) -> String {
 ///
 /// `queued` -> `sending` (leased to a worker) -> `sent`, or back to `queued`
 /// for a retry, or `failed` when attempts run out or the error is permanent.
+/// `skipped` messages were never to be sent (the recipient opted out, the
+/// template is disabled) and are kept so history shows why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -37,6 +39,7 @@ pub enum Status {
     Sending,
     Sent,
     Failed,
+    Skipped,
 }
 
 impl Status {
@@ -46,6 +49,7 @@ impl Status {
             Status::Sending => "sending",
             Status::Sent => "sent",
             Status::Failed => "failed",
+            Status::Skipped => "skipped",
         }
     }
 }
@@ -64,8 +68,9 @@ impl FromStr for Status {
             "sending" => Ok(Status::Sending),
             "sent" => Ok(Status::Sent),
             "failed" => Ok(Status::Failed),
+            "skipped" => Ok(Status::Skipped),
             other => Err(format!(
-                "unknown status {other:?}; expected queued, sending, sent or failed"
+                "unknown status {other:?}; expected queued, sending, sent, failed or skipped"
             )),
         }
     }
@@ -89,6 +94,8 @@ pub struct NewMessage {
     pub phone: Phone,
     /// chirp's template (`order_confirmation`), if the message came from one.
     pub template: Option<String>,
+    /// The version of the template it was rendered from.
+    pub template_version: Option<u32>,
     /// The rendered text.
     pub text: String,
     /// How the provider should send it, for template messages.
@@ -99,6 +106,21 @@ pub struct NewMessage {
     /// The provider plugin that will deliver it.
     pub provider: String,
     pub created_at: Millis,
+    /// When it may first be sent (now, or later for scheduled sends).
+    pub not_before: Millis,
+    /// Why it will not be sent at all, if so: it is stored as `skipped`.
+    pub skip: Option<ErrorNote>,
+}
+
+impl NewMessage {
+    /// The status it is stored with.
+    pub fn initial_status(&self) -> Status {
+        if self.skip.is_some() {
+            Status::Skipped
+        } else {
+            Status::Queued
+        }
+    }
 }
 
 /// A message as stored, with where it is in its life.
@@ -108,6 +130,7 @@ pub struct Message {
     pub status: Status,
     pub phone: String,
     pub template: Option<String>,
+    pub template_version: Option<u32>,
     pub text: String,
     pub provider_template: Option<ProviderTemplate>,
     pub reference_id: Option<String>,

@@ -52,6 +52,12 @@ pub struct TemplateDef {
     pub whatsapp: WhatsappTemplate,
     /// Text per language code; `en` is required.
     pub text: BTreeMap<String, String>,
+    /// Example values of the variables, for previews.
+    #[serde(default)]
+    pub sample: BTreeMap<String, Value>,
+    /// The saved version this definition is (1 for the seed from the file).
+    #[serde(default)]
+    pub version: u32,
 }
 
 fn enabled_by_default() -> bool {
@@ -68,6 +74,26 @@ pub enum CatalogError {
     },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
+}
+
+/// What is wrong with a template definition: the field (`text.hi`,
+/// `variables`), the line of the text if the problem is in one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct TemplateProblem {
+    pub field: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl TemplateProblem {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> TemplateProblem {
+        TemplateProblem {
+            field: field.into(),
+            line: None,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Why a message cannot be rendered. `field` names what the caller must fix.
@@ -102,6 +128,8 @@ pub struct Rendered {
     pub text: String,
     pub language: String,
     pub provider_template: ProviderTemplate,
+    /// The template version it was rendered from.
+    pub version: u32,
 }
 
 /// The loaded, checked templates.
@@ -138,7 +166,7 @@ impl Catalog {
         Catalog::from_defs(defs)
     }
 
-    /// Builds a catalog from definitions; `origin` names each in errors.
+    /// Builds a catalog from definitions; the path names each in errors.
     pub fn from_defs(defs: Vec<(PathBuf, TemplateDef)>) -> Result<Catalog, CatalogError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -148,27 +176,49 @@ impl Catalog {
                 path: path.clone(),
                 reason,
             };
-            check_definition(&def).map_err(invalid)?;
-            let declared: BTreeSet<&str> = def.variables.iter().map(String::as_str).collect();
-            for (language, text) in &def.text {
-                let key = template_key(&def.name, language);
-                env.add_template_owned(key.clone(), text.clone())
-                    .map_err(|e| invalid(format!("text.{language}: {e}")))?;
-                let compiled = env
-                    .get_template(&key)
-                    .map_err(|e| invalid(format!("text.{language}: {e}")))?;
-                let used = compiled.undeclared_variables(false);
-                if let Some(unknown) = used.iter().find(|v| !declared.contains(v.as_str())) {
-                    return Err(invalid(format!(
-                        "text.{language} uses {unknown:?}, which is not in variables"
-                    )));
-                }
-            }
+            add_checked(&mut env, &def).map_err(|p| invalid(p.to_string()))?;
             if by_name.insert(def.name.clone(), def).is_some() {
                 return Err(invalid("a template of this name is defined twice".into()));
             }
         }
         Ok(Catalog { defs: by_name, env })
+    }
+
+    /// The same catalog with `def` added or replacing the template of its
+    /// name; the definition is checked first.
+    pub fn with(&self, def: TemplateDef) -> Result<Catalog, TemplateProblem> {
+        let mut env = self.env.clone();
+        for language in self
+            .defs
+            .get(&def.name)
+            .into_iter()
+            .flat_map(|d| d.text.keys())
+        {
+            env.remove_template(&template_key(&def.name, language));
+        }
+        add_checked(&mut env, &def)?;
+        let mut defs = self.defs.clone();
+        defs.insert(def.name.clone(), def);
+        Ok(Catalog { defs, env })
+    }
+
+    /// Example variables of a template: its `sample`, and the variable's
+    /// own name in angle brackets for any the sample leaves out.
+    pub fn sample_variables(&self, name: &str) -> Option<Map<String, Value>> {
+        let def = self.defs.get(name)?;
+        Some(
+            def.variables
+                .iter()
+                .map(|v| {
+                    let value = def
+                        .sample
+                        .get(v)
+                        .cloned()
+                        .unwrap_or_else(|| Value::String(format!("<{v}>")));
+                    (v.clone(), value)
+                })
+                .collect(),
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&TemplateDef> {
@@ -180,7 +230,8 @@ impl Catalog {
     }
 
     /// Renders template `name` in `language` (falling back to English) with
-    /// the caller's `variables`.
+    /// the caller's `variables`. Renders disabled templates too: whether to
+    /// send is the caller's decision.
     pub fn render(
         &self,
         name: &str,
@@ -191,9 +242,6 @@ impl Catalog {
             .defs
             .get(name)
             .ok_or_else(|| RenderError::UnknownTemplate(name.into()))?;
-        if !def.enabled {
-            return Err(RenderError::Disabled(name.into()));
-        }
         for variable in &def.variables {
             match variables.get(variable) {
                 None | Some(Value::Null) => {
@@ -229,6 +277,7 @@ impl Catalog {
                 language: language.into(),
                 parameters,
             },
+            version: def.version,
         })
     }
 }
@@ -245,20 +294,77 @@ fn plain_text(value: &Value) -> String {
     }
 }
 
-fn check_definition(def: &TemplateDef) -> Result<(), String> {
+/// Checks `def` and adds its texts to `env`.
+fn add_checked(env: &mut Environment<'static>, def: &TemplateDef) -> Result<(), TemplateProblem> {
+    check_definition(def)?;
+    let declared: BTreeSet<&str> = def.variables.iter().map(String::as_str).collect();
+    for (language, text) in &def.text {
+        let field = format!("text.{language}");
+        if !valid_language(language) {
+            return Err(TemplateProblem::new(
+                field,
+                "a language is a code such as en or hi",
+            ));
+        }
+        let key = template_key(&def.name, language);
+        let syntax = |e: minijinja::Error| TemplateProblem {
+            field: field.clone(),
+            line: e.line(),
+            reason: e
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+        };
+        env.add_template_owned(key.clone(), text.clone())
+            .map_err(syntax)?;
+        let compiled = env.get_template(&key).map_err(syntax)?;
+        let used = compiled.undeclared_variables(false);
+        if let Some(unknown) = used.iter().find(|v| !declared.contains(v.as_str())) {
+            let line = text
+                .lines()
+                .position(|l| l.contains(unknown.as_str()))
+                .map(|i| i + 1);
+            return Err(TemplateProblem {
+                field,
+                line,
+                reason: format!("uses {unknown:?}, which is not among the variables"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn valid_language(code: &str) -> bool {
+    (2..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+}
+
+fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem> {
     let valid_name = !def.name.is_empty()
         && def
             .name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !valid_name {
-        return Err(format!(
-            "name {:?} must be lower case letters, digits and _",
-            def.name
+        return Err(TemplateProblem::new(
+            "name",
+            format!("{:?} must be lower case letters, digits and _", def.name),
         ));
     }
     if !def.text.contains_key(DEFAULT_LANGUAGE) {
-        return Err(format!("text.{DEFAULT_LANGUAGE} is required"));
+        return Err(TemplateProblem::new(
+            format!("text.{DEFAULT_LANGUAGE}"),
+            "every template needs an English text",
+        ));
+    }
+    if let Some(v) = def
+        .variables
+        .iter()
+        .find(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(TemplateProblem::new(
+            "variables",
+            format!("{v:?} is not a variable name (letters, digits, _)"),
+        ));
     }
     if let Some(p) = def
         .whatsapp
@@ -266,11 +372,41 @@ fn check_definition(def: &TemplateDef) -> Result<(), String> {
         .iter()
         .find(|p| !def.variables.contains(p))
     {
-        return Err(format!(
-            "whatsapp.parameters names {p:?}, which is not in variables"
+        return Err(TemplateProblem::new(
+            "whatsapp.parameters",
+            format!("names {p:?}, which is not among the variables"),
         ));
     }
     Ok(())
+}
+
+/// The catalog in force, replaced whole on every edit: readers take an
+/// `Arc` and render without holding any lock.
+pub struct Templates {
+    current: std::sync::RwLock<std::sync::Arc<Catalog>>,
+}
+
+impl Templates {
+    pub fn new(catalog: Catalog) -> Templates {
+        Templates {
+            current: std::sync::RwLock::new(std::sync::Arc::new(catalog)),
+        }
+    }
+
+    /// The catalog as it is now.
+    pub fn current(&self) -> std::sync::Arc<Catalog> {
+        // Held only to clone the Arc; a poisoned lock still holds a whole
+        // catalog (the write is a single assignment).
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `catalog` in force.
+    pub fn replace(&self, catalog: Catalog) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(catalog);
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::intake::IntakeError;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 use crate::templates::RenderError;
@@ -112,6 +113,27 @@ impl From<QueueError> for ApiError {
                 "shutting_down",
                 "chirp is shutting down; the message was not accepted",
             ),
+        }
+    }
+}
+
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> ApiError {
+        match e {
+            IntakeError::Render(e) => e.into(),
+            IntakeError::Invalid {
+                field,
+                code,
+                message,
+            } => ApiError::invalid(field, code, message),
+            IntakeError::Rules(detail) => {
+                tracing::error!(error = %detail, "rules component unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "rules_unavailable",
+                    "the rules component could not decide; nothing was stored, try again",
+                )
+            }
         }
     }
 }

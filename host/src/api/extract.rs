@@ -103,6 +103,47 @@ impl Fields {
         }
     }
 
+    /// An optional boolean field.
+    pub fn boolean(&mut self, name: &str) -> Result<Option<bool>, ApiError> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                "invalid_type",
+                format!("{name} must be true or false"),
+            )),
+        }
+    }
+
+    /// An optional list of strings.
+    pub fn strings(&mut self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let wrong = || {
+            ApiError::invalid(
+                name,
+                "invalid_type",
+                format!("{name} must be a list of strings"),
+            )
+        };
+        match self.map.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(wrong()),
+                })
+                .collect::<Result<_, _>>()
+                .map(Some),
+            Some(_) => Err(wrong()),
+        }
+    }
+
+    /// An optional field of any JSON type.
+    pub fn value(&mut self, name: &str) -> Option<Value> {
+        self.map.remove(name).filter(|v| !v.is_null())
+    }
+
     /// An optional object field.
     pub fn object(&mut self, name: &str) -> Result<Option<Map<String, Value>>, ApiError> {
         match self.map.remove(name) {

@@ -5,9 +5,11 @@
 //! shape the answer; they hold no business rules of their own.
 
 mod error;
+mod events;
 mod extract;
 mod notifications;
 mod plugins;
+mod preferences;
 mod templates;
 
 pub use error::ApiError;
@@ -22,7 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::plugins::Plugins;
 use crate::queue::Queue;
 use crate::store::Store;
-use crate::templates::Catalog;
+use crate::templates::Templates;
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -30,9 +32,11 @@ pub struct AppState {
     pub store: Store,
     pub queue: Queue,
     pub plugins: Arc<Plugins>,
-    pub catalog: Arc<Catalog>,
+    pub templates: Arc<Templates>,
     /// The provider new messages go through.
     pub provider: String,
+    /// The rules plugin events go through.
+    pub rules: String,
     /// Where the plugin files are.
     pub plugins_dir: std::path::PathBuf,
 }
@@ -43,6 +47,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(notifications::router())
         .merge(templates::router())
         .merge(plugins::router())
+        .merge(preferences::router())
+        .merge(events::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

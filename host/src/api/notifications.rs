@@ -7,13 +7,12 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::extract::{Fields, JsonObject, QueryParams};
 use super::{ApiError, AppState};
-use crate::message::{
-    Attempt, ErrorNote, Message, Millis, NewMessage, Outcome, Status, now_millis, rfc3339,
-};
+use crate::intake::{self, Draft, Recipient};
+use crate::message::{Attempt, ErrorNote, Message, Millis, Outcome, Status, now_millis, rfc3339};
 use crate::phone::Phone;
 use crate::store::HistoryFilter;
 
@@ -50,19 +49,38 @@ async fn send_message(
     let reference_id = bounded(fields.string("reference_id")?, "reference_id")?;
     let idempotency_key = bounded(fields.string("idempotency_key")?, "idempotency_key")?;
     let provider = bounded(fields.string("provider")?, "provider")?;
+
+    let override_opt_out = fields.boolean("override_opt_out")?.unwrap_or(false);
     fields.finish()?;
 
     let phone = Phone::parse(&phone_text)
         .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
-    let id = ulid::Ulid::new().to_string();
-    let (template, text, provider_template) = match (template, text) {
+    let preferences = state.store.preferences(phone.as_str()).await?;
+    let recipient = Recipient {
+        phone: &phone,
+        preferences: &preferences,
+    };
+    let provider = provider.unwrap_or_else(|| state.provider.clone());
+    let now = now_millis();
+    let message = match (template, text) {
         (Some(name), None) => {
-            let rendered = state.catalog.render(
-                &name,
-                language.as_deref(),
-                &variables.unwrap_or_else(Map::new),
-            )?;
-            (Some(name), rendered.text, Some(rendered.provider_template))
+            let variables = variables.unwrap_or_default();
+            let draft = Draft {
+                template: &name,
+                language: language.as_deref(),
+                variables: &variables,
+                reference_id,
+                idempotency_key,
+                not_before: None,
+                override_opt_out,
+            };
+            intake::template_message(
+                &state.templates.current(),
+                &recipient,
+                draft,
+                &provider,
+                now,
+            )?
         }
         (None, Some(text)) => {
             if variables.is_some() {
@@ -79,7 +97,15 @@ async fn send_message(
                     format!("text must be 1 to {MAX_TEXT_LEN} characters"),
                 ));
             }
-            (None, text, None)
+            intake::text_message(
+                &recipient,
+                text,
+                reference_id,
+                idempotency_key,
+                override_opt_out,
+                &provider,
+                now,
+            )
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -96,28 +122,17 @@ async fn send_message(
             ));
         }
     };
-
-    let message = NewMessage {
-        idempotency_key: idempotency_key.unwrap_or_else(|| id.clone()),
-        id,
-        phone,
-        template,
-        text,
-        provider_template,
-        reference_id,
-        provider: provider.unwrap_or_else(|| state.provider.clone()),
-        created_at: now_millis(),
-    };
+    let reason = message.skip.as_ref().map(|s| s.message.clone());
     let accepted = state.queue.enqueue(message).await?;
     let mut headers = HeaderMap::new();
     if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        headers,
-        Json(json!({ "id": accepted.id, "status": accepted.status })),
-    ))
+    let mut answer = json!({ "id": accepted.id, "status": accepted.status });
+    if let (Some(reason), false) = (reason, accepted.replayed) {
+        answer["reason"] = json!(reason);
+    }
+    Ok((StatusCode::ACCEPTED, headers, Json(answer)))
 }
 
 fn bounded(value: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
@@ -138,6 +153,7 @@ struct MessageView {
     status: Status,
     phone: String,
     template: Option<String>,
+    template_version: Option<u32>,
     text: String,
     provider_template: Option<crate::message::ProviderTemplate>,
     reference_id: Option<String>,
@@ -161,6 +177,7 @@ impl MessageView {
             status: m.status,
             phone: m.phone,
             template: m.template,
+            template_version: m.template_version,
             text: m.text,
             provider_template: m.provider_template,
             reference_id: m.reference_id,

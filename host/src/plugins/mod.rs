@@ -743,6 +743,15 @@ impl Plugins {
         self.read().providers.get(name).cloned()
     }
 
+    /// The event kinds rules plugin `name` handles (empty if not loaded).
+    pub fn rules_kinds(&self, name: &str) -> Vec<String> {
+        self.read()
+            .rules
+            .get(name)
+            .map(|r| r.kinds.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether a rules plugin of that name is loaded.
     pub fn rules(&self, name: &str) -> Option<Meta> {
         self.read().rules.get(name).map(|r| r.meta.clone())

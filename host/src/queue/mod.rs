@@ -41,9 +41,11 @@ pub enum QueueError {
     Closed,
 }
 
+/// Messages that must be stored together (one event's messages), and where
+/// to answer.
 struct Pending {
-    message: NewMessage,
-    reply: oneshot::Sender<Result<Inserted, QueueError>>,
+    messages: Vec<NewMessage>,
+    reply: oneshot::Sender<Result<Vec<Inserted>, QueueError>>,
 }
 
 /// The front door of the queue. Cheap to clone.
@@ -65,9 +67,22 @@ impl Queue {
     /// Stores `message` durably. Returns once it is committed, with its id
     /// (or, for a known idempotency key, the id of the message stored first).
     pub async fn enqueue(&self, message: NewMessage) -> Result<Inserted, QueueError> {
+        let mut stored = self.enqueue_all(vec![message]).await?;
+        stored.pop().ok_or(QueueError::Closed)
+    }
+
+    /// Stores `messages` durably in one transaction: all or none. Answers
+    /// in the same order.
+    pub async fn enqueue_all(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Inserted>, QueueError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, answer) = oneshot::channel();
         self.pending
-            .send(Pending { message, reply })
+            .send(Pending { messages, reply })
             .await
             .map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
@@ -82,12 +97,17 @@ impl Queue {
 async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let messages: Vec<NewMessage> = batch.iter().map(|p| p.message.clone()).collect();
+        let messages: Vec<NewMessage> = batch
+            .iter()
+            .flat_map(|p| p.messages.iter().cloned())
+            .collect();
         match store.insert_batch(&messages).await {
             Ok(results) => {
                 let any_new = results.iter().any(|r| !r.replayed);
-                for (pending, result) in batch.drain(..).zip(results) {
-                    let _ = pending.reply.send(Ok(result));
+                let mut results = results.into_iter();
+                for pending in batch.drain(..) {
+                    let mine = results.by_ref().take(pending.messages.len()).collect();
+                    let _ = pending.reply.send(Ok(mine));
                 }
                 if any_new {
                     wake.notify_one();

@@ -12,7 +12,7 @@ use crate::message::{
 
 /// The fields of a message as chirp reads them back, with the record id as
 /// a plain string.
-const MESSAGE_FIELDS: &str = "record::id(id) AS id, status, phone, template, text, wa_template, \
+const MESSAGE_FIELDS: &str = "record::id(id) AS id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, lease, retry_base";
 
@@ -22,6 +22,7 @@ struct MessageRow {
     status: String,
     phone: String,
     template: Option<String>,
+    template_version: Option<i64>,
     text: String,
     wa_template: Option<String>,
     wa_language: Option<String>,
@@ -44,11 +45,13 @@ struct MessageRow {
 impl MessageRow {
     fn from_new(m: &NewMessage) -> MessageRow {
         let wa = m.provider_template.as_ref();
+        let skipped = m.skip.as_ref();
         MessageRow {
             id: m.id.clone(),
-            status: Status::Queued.as_str().into(),
+            status: m.initial_status().as_str().into(),
             phone: m.phone.as_str().into(),
             template: m.template.clone(),
+            template_version: m.template_version.map(i64::from),
             text: m.text.clone(),
             wa_template: wa.map(|t| t.name.clone()),
             wa_language: wa.map(|t| t.language.clone()),
@@ -59,11 +62,11 @@ impl MessageRow {
             attempts: 0,
             created_at: m.created_at,
             updated_at: m.created_at,
-            due_at: Some(m.created_at),
+            due_at: skipped.is_none().then_some(m.not_before),
             sent_at: None,
             provider_message_id: None,
-            error_code: None,
-            error_message: None,
+            error_code: skipped.map(|s| s.code.clone()),
+            error_message: skipped.map(|s| s.message.clone()),
             lease: None,
             retry_base: None,
         }
@@ -88,6 +91,7 @@ impl MessageRow {
             status,
             phone: self.phone,
             template: self.template,
+            template_version: self.template_version.map(|v| v.max(0) as u32),
             text: self.text,
             provider_template,
             reference_id: self.reference_id,
@@ -258,7 +262,7 @@ impl Store {
             }
             let inserted = Inserted {
                 id: m.id.clone(),
-                status: Status::Queued,
+                status: m.initial_status(),
                 replayed: false,
             };
             known.insert(m.idempotency_key.clone(), inserted.clone());

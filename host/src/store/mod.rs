@@ -8,8 +8,12 @@
 //! a commit with fsync costs about as much as a few hundred rows.
 
 mod messages;
+mod preferences;
+mod templates;
 
 pub use messages::{Completion, HistoryFilter, Inserted, MessagePatch};
+pub use preferences::Preferences;
+pub use templates::TemplateVersion;
 
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
@@ -55,6 +59,10 @@ DEFINE INDEX IF NOT EXISTS message_idempotency ON message FIELDS idempotency_key
 DEFINE INDEX IF NOT EXISTS message_phone ON message FIELDS phone;
 DEFINE INDEX IF NOT EXISTS message_reference ON message FIELDS reference_id;
 DEFINE INDEX IF NOT EXISTS message_waiting ON message FIELDS waiting_for;
+DEFINE TABLE IF NOT EXISTS template SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS template_version SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS template_version_name ON template_version FIELDS name, version;
+DEFINE TABLE IF NOT EXISTS preference SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
 ";

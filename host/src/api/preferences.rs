@@ -1,0 +1,80 @@
+//! `/api/preferences/{phone}`: what a recipient opted out of, and their
+//! language and time zone.
+
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use super::extract::{Fields, JsonObject};
+use super::{ApiError, AppState};
+use crate::phone::Phone;
+use crate::store::Preferences;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/preferences/{phone}", get(read).put(replace))
+}
+
+fn phone(text: &str) -> Result<Phone, ApiError> {
+    Phone::parse(text)
+        .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+) -> Result<Json<Preferences>, ApiError> {
+    let phone = phone(&text)?;
+    Ok(Json(state.store.preferences(phone.as_str()).await?))
+}
+
+/// Replaces the preferences; fields left out take their defaults (opted
+/// in, language and time zone unknown).
+async fn replace(
+    State(state): State<AppState>,
+    Path(text): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Json<Preferences>, ApiError> {
+    let phone = phone(&text)?;
+    let mut fields = Fields::new(body);
+    let prefs = Preferences {
+        phone: phone.as_str().into(),
+        opt_out_all: fields.boolean("opt_out_all")?.unwrap_or(false),
+        opt_out_marketing: fields.boolean("opt_out_marketing")?.unwrap_or(false),
+        opt_out_templates: fields.strings("opt_out_templates")?.unwrap_or_default(),
+        language: fields.string("language")?,
+        timezone: fields.string("timezone")?,
+        updated_at: None,
+    };
+    fields.finish()?;
+    let catalog = state.templates.current();
+    if let Some(unknown) = prefs
+        .opt_out_templates
+        .iter()
+        .find(|t| catalog.get(t).is_none())
+    {
+        return Err(ApiError::invalid(
+            "opt_out_templates",
+            "unknown_template",
+            format!("{unknown:?} is not a template"),
+        ));
+    }
+    if let Some(language) = &prefs.language
+        && !(2..=8).contains(&language.len())
+    {
+        return Err(ApiError::invalid(
+            "language",
+            "invalid_language",
+            "language is a code such as en or hi",
+        ));
+    }
+    if let Some(tz) = &prefs.timezone
+        && (tz.len() > 64 || !tz.contains('/') && tz != "UTC")
+    {
+        return Err(ApiError::invalid(
+            "timezone",
+            "invalid_timezone",
+            "timezone is an IANA name such as Asia/Kolkata",
+        ));
+    }
+    Ok(Json(state.store.save_preferences(prefs).await?))
+}

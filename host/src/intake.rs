@@ -1,0 +1,338 @@
+//! Intake: turning a request to send, or a business event, into the
+//! messages to store, with the recipient's preferences applied.
+//!
+//! It decides what the customer will see (rendering) and whether they will
+//! see it at all (opt-outs, disabled templates). A message that must not be
+//! sent is still stored, as `skipped` with the reason, so history shows
+//! what was decided and why. Nothing here does I/O but the call to the
+//! rules component; storing is the caller's.
+
+use serde_json::{Map, Value};
+
+use crate::message::{ErrorNote, Millis, NewMessage};
+use crate::phone::Phone;
+use crate::plugins::{CallError, NotLoaded, Plugins, bindings};
+use crate::store::Preferences;
+use crate::templates::{Catalog, Category, RenderError};
+
+/// Why a request or event cannot become messages. Each names the request
+/// field at fault.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// A problem with the request, found by chirp or the rules component.
+    #[error("{message}")]
+    Invalid {
+        field: String,
+        code: &'static str,
+        message: String,
+    },
+    /// The rules component is not there or failed.
+    #[error("{0}")]
+    Rules(String),
+}
+
+fn invalid(
+    field: impl Into<String>,
+    code: &'static str,
+    message: impl Into<String>,
+) -> IntakeError {
+    IntakeError::Invalid {
+        field: field.into(),
+        code,
+        message: message.into(),
+    }
+}
+
+/// Who a message is for and how to address them.
+pub struct Recipient<'a> {
+    pub phone: &'a Phone,
+    pub preferences: &'a Preferences,
+}
+
+/// What a message is made of before it is rendered.
+pub struct Draft<'a> {
+    pub template: &'a str,
+    pub language: Option<&'a str>,
+    pub variables: &'a Map<String, Value>,
+    pub reference_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub not_before: Option<Millis>,
+    /// Send even if the recipient opted out of all messages or of this
+    /// template. Only for transactional templates.
+    pub override_opt_out: bool,
+}
+
+/// Builds the message for a template `draft`: rendered, and `skip`ped if
+/// the template is disabled or the recipient opted out.
+pub fn template_message(
+    catalog: &Catalog,
+    recipient: &Recipient<'_>,
+    draft: Draft<'_>,
+    provider: &str,
+    now: Millis,
+) -> Result<NewMessage, IntakeError> {
+    let def = catalog
+        .get(draft.template)
+        .ok_or_else(|| RenderError::UnknownTemplate(draft.template.into()))?;
+    if draft.override_opt_out && def.category == Category::Marketing {
+        return Err(invalid(
+            "override_opt_out",
+            "override_not_allowed",
+            format!(
+                "{} is a marketing template; opt-outs of marketing cannot be overridden",
+                def.name
+            ),
+        ));
+    }
+    let language = draft.language.or(recipient.preferences.language.as_deref());
+    let rendered = catalog.render(draft.template, language, draft.variables)?;
+    let skip = if !def.enabled {
+        Some(note(
+            "template_disabled",
+            format!("template {} is disabled", def.name),
+        ))
+    } else {
+        opted_out(
+            recipient.preferences,
+            &def.name,
+            def.category,
+            draft.override_opt_out,
+        )
+    };
+    let id = ulid::Ulid::new().to_string();
+    Ok(NewMessage {
+        idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
+        id,
+        phone: recipient.phone.clone(),
+        template: Some(def.name.clone()),
+        template_version: Some(rendered.version),
+        text: rendered.text,
+        provider_template: Some(rendered.provider_template),
+        reference_id: draft.reference_id,
+        provider: provider.into(),
+        created_at: now,
+        not_before: draft.not_before.unwrap_or(now).max(now),
+        skip,
+    })
+}
+
+/// Free text counts as transactional: a service reply inside the
+/// customer's conversation window.
+pub fn text_message(
+    recipient: &Recipient<'_>,
+    text: String,
+    reference_id: Option<String>,
+    idempotency_key: Option<String>,
+    override_opt_out: bool,
+    provider: &str,
+    now: Millis,
+) -> NewMessage {
+    let id = ulid::Ulid::new().to_string();
+    let skip = opted_out(
+        recipient.preferences,
+        "",
+        Category::Transactional,
+        override_opt_out,
+    );
+    NewMessage {
+        idempotency_key: idempotency_key.unwrap_or_else(|| id.clone()),
+        id,
+        phone: recipient.phone.clone(),
+        template: None,
+        template_version: None,
+        text,
+        provider_template: None,
+        reference_id,
+        provider: provider.into(),
+        created_at: now,
+        not_before: now,
+        skip,
+    }
+}
+
+fn note(code: &str, message: String) -> ErrorNote {
+    ErrorNote {
+        code: code.into(),
+        message,
+    }
+}
+
+/// Whether `prefs` keep a message of `template` (`category`) from being
+/// sent, and why.
+fn opted_out(
+    prefs: &Preferences,
+    template: &str,
+    category: Category,
+    override_opt_out: bool,
+) -> Option<ErrorNote> {
+    let overridden = override_opt_out && category == Category::Transactional;
+    if category == Category::Marketing && prefs.opt_out_marketing {
+        return Some(note("opted_out", "recipient opted out of marketing".into()));
+    }
+    if overridden {
+        return None;
+    }
+    if prefs.opt_out_all {
+        return Some(note(
+            "opted_out",
+            "recipient opted out of all messages".into(),
+        ));
+    }
+    if !template.is_empty() && prefs.opt_out_templates.iter().any(|t| t == template) {
+        return Some(note(
+            "opted_out",
+            format!("recipient opted out of {template}"),
+        ));
+    }
+    None
+}
+
+/// A business event as EarlyBird reports it.
+pub struct Event<'a> {
+    pub kind: &'a str,
+    pub reference_id: &'a str,
+    pub phone: &'a Phone,
+    pub name: Option<&'a str>,
+    pub language: Option<&'a str>,
+    pub timezone: Option<&'a str>,
+    pub data: &'a Map<String, Value>,
+}
+
+/// A decision not to send, as the caller sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    pub template: String,
+    pub reason: String,
+}
+
+/// Asks rules component `rules` what `event` should send, renders every
+/// message, and returns them all (skipped ones included) or the first
+/// problem: nothing is half-made. The idempotency key of each message is
+/// derived from the event, so the same event posted twice stores nothing
+/// new.
+pub async fn event_messages(
+    plugins: &Plugins,
+    rules: &str,
+    catalog: &Catalog,
+    event: &Event<'_>,
+    preferences: &Preferences,
+    provider: &str,
+    now: Millis,
+) -> Result<(Vec<NewMessage>, Vec<Skipped>), IntakeError> {
+    let call = bindings::Event {
+        kind: event.kind.into(),
+        reference_id: event.reference_id.into(),
+        payload: Value::Object(event.data.clone()).to_string(),
+        recipient: bindings::Profile {
+            phone: event.phone.as_str().into(),
+            name: event.name.map(Into::into),
+            language: event
+                .language
+                .map(Into::into)
+                .or(preferences.language.clone()),
+            timezone: event
+                .timezone
+                .map(Into::into)
+                .or(preferences.timezone.clone()),
+            opt_outs: preferences.opt_outs(),
+        },
+        now_ms: now.max(0) as u64,
+    };
+    let (_, answer) = plugins
+        .decide(rules, &call)
+        .await
+        .map_err(|NotLoaded(name)| {
+            IntakeError::Rules(format!("rules plugin {name:?} is not loaded"))
+        })?;
+    let decisions = answer
+        .map_err(|e: CallError| IntakeError::Rules(e.to_string()))?
+        .map_err(|problem| {
+            // The rules name the field (`data.order_id`) in their message.
+            let field = problem
+                .split_whitespace()
+                .find(|w| w.starts_with("data.") || w.starts_with("customer."))
+                .unwrap_or("data")
+                .trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != '_')
+                .to_string();
+            invalid(field, "invalid_event", problem)
+        })?;
+
+    let recipient = Recipient {
+        phone: event.phone,
+        preferences,
+    };
+    let key = |template: &str| format!("event:{}:{}:{template}", event.kind, event.reference_id);
+    let mut messages = Vec::new();
+    let mut skipped = Vec::new();
+    for decision in decisions {
+        match decision {
+            bindings::Decision::Send(send) => {
+                let variables = match serde_json::from_str(&send.variables) {
+                    Ok(Value::Object(map)) => map,
+                    _ => {
+                        return Err(IntakeError::Rules(format!(
+                            "rules gave non-object variables for {}",
+                            send.template
+                        )));
+                    }
+                };
+                let draft = Draft {
+                    template: &send.template,
+                    language: Some(&send.language),
+                    variables: &variables,
+                    reference_id: Some(event.reference_id.into()),
+                    idempotency_key: Some(key(&send.template)),
+                    not_before: send.not_before_ms.map(|t| t.min(i64::MAX as u64) as Millis),
+                    override_opt_out: false,
+                };
+                let message = template_message(catalog, &recipient, draft, provider, now).map_err(
+                    |e| match e {
+                        // A variable the template needs comes from the event's data.
+                        IntakeError::Render(RenderError::MissingVariable(v)) => invalid(
+                            format!("data.{v}"),
+                            "missing_variable",
+                            format!("data.{v} is required by template {}", send.template),
+                        ),
+                        other => other,
+                    },
+                )?;
+                if let Some(skip) = &message.skip {
+                    skipped.push(Skipped {
+                        template: send.template.clone(),
+                        reason: skip.message.clone(),
+                    });
+                }
+                messages.push(message);
+            }
+            bindings::Decision::Skip(skip) => {
+                // Kept as a skipped message so history shows the decision.
+                let text = catalog
+                    .render(&skip.template, event.language, event.data)
+                    .map(|r| r.text)
+                    .unwrap_or_default();
+                let id = ulid::Ulid::new().to_string();
+                messages.push(NewMessage {
+                    id,
+                    phone: event.phone.clone(),
+                    template: Some(skip.template.clone()),
+                    template_version: catalog.get(&skip.template).map(|d| d.version),
+                    text,
+                    provider_template: None,
+                    reference_id: Some(event.reference_id.into()),
+                    idempotency_key: key(&skip.template),
+                    provider: provider.into(),
+                    created_at: now,
+                    not_before: now,
+                    skip: Some(note("skipped_by_rules", skip.reason.clone())),
+                });
+                skipped.push(Skipped {
+                    template: skip.template,
+                    reason: skip.reason,
+                });
+            }
+        }
+    }
+    Ok((messages, skipped))
+}
