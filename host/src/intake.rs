@@ -118,14 +118,20 @@ pub fn template_message(
     })
 }
 
+/// A free-text message before it is stored.
+pub struct TextDraft {
+    pub text: String,
+    pub reference_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub not_before: Option<Millis>,
+    pub override_opt_out: bool,
+}
+
 /// Free text counts as transactional: a service reply inside the
 /// customer's conversation window.
 pub fn text_message(
     recipient: &Recipient<'_>,
-    text: String,
-    reference_id: Option<String>,
-    idempotency_key: Option<String>,
-    override_opt_out: bool,
+    draft: TextDraft,
     provider: &str,
     now: Millis,
 ) -> NewMessage {
@@ -134,20 +140,20 @@ pub fn text_message(
         recipient.preferences,
         "",
         Category::Transactional,
-        override_opt_out,
+        draft.override_opt_out,
     );
     NewMessage {
-        idempotency_key: idempotency_key.unwrap_or_else(|| id.clone()),
+        idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
         id,
         phone: recipient.phone.clone(),
         template: None,
         template_version: None,
-        text,
+        text: draft.text,
         provider_template: None,
-        reference_id,
+        reference_id: draft.reference_id,
         provider: provider.into(),
         created_at: now,
-        not_before: now,
+        not_before: draft.not_before.unwrap_or(now).max(now),
         skip,
     }
 }

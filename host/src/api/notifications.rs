@@ -51,6 +51,10 @@ async fn send_message(
     let provider = bounded(fields.string("provider")?, "provider")?;
 
     let override_opt_out = fields.boolean("override_opt_out")?.unwrap_or(false);
+    let send_at = fields
+        .string("send_at")?
+        .map(|t| parse_time("send_at", &t))
+        .transpose()?;
     fields.finish()?;
 
     let phone = Phone::parse(&phone_text)
@@ -71,7 +75,7 @@ async fn send_message(
                 variables: &variables,
                 reference_id,
                 idempotency_key,
-                not_before: None,
+                not_before: send_at,
                 override_opt_out,
             };
             intake::template_message(
@@ -97,15 +101,14 @@ async fn send_message(
                     format!("text must be 1 to {MAX_TEXT_LEN} characters"),
                 ));
             }
-            intake::text_message(
-                &recipient,
+            let draft = intake::TextDraft {
                 text,
                 reference_id,
                 idempotency_key,
+                not_before: send_at,
                 override_opt_out,
-                &provider,
-                now,
-            )
+            };
+            intake::text_message(&recipient, draft, &provider, now)
         }
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
