@@ -76,7 +76,7 @@ async fn accept(
         )
     })?;
     let kinds = state.plugins.rules_kinds(&rules.name);
-    if !kinds.iter().any(|k| *k == kind) {
+    if !kinds.contains(&kind) {
         return Err(ApiError::invalid(
             "type",
             "unknown_event_type",
