@@ -476,6 +476,8 @@ impl Chirp {
             .env("MYOPERATOR_ACCOUNT_ID", "bench-company")
             .env("MYOPERATOR_PHONE_NUMBER_ID", "bench-number")
             .env("MYOPERATOR_BASE_URL", &mock.base)
+            // The mock is on loopback, which plugins reach only when allowed.
+            .env("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
