@@ -350,26 +350,8 @@ fn night_timezone() -> (String, i64) {
 async fn every_event_type_becomes_its_messages_and_duplicates_are_absorbed() {
     let w = world(false).await;
     let chirp = w.options.start();
-    let data = json!({
-        "order_id": "A-1", "delivery_date": "tomorrow", "total_amount": 240,
-        "product": "Toned milk 1L", "start_date": "1 Dec", "amount": 1200, "month": "November",
-        "payment_method": "UPI", "resume_date": "5 Dec", "eta_time": "8:30 AM",
-        "availability_date": "1 Dec", "period": "November"
-    });
-    let expected = [
-        (
-            "order.created",
-            vec!["order_confirmation", "delivery_reminder"],
-        ),
-        ("subscription.created", vec!["subscription_confirmation"]),
-        ("delivery.confirmed", vec!["delivery_confirmed"]),
-        ("payment.recorded", vec!["payment_confirmation"]),
-        ("subscription.paused", vec!["pause_confirmation"]),
-        ("delivery.delayed", vec!["delivery_delayed"]),
-        ("product.launched", vec!["new_product"]),
-        ("payment.due", vec!["payment_reminder"]),
-        ("customer.churn_risk", vec!["churn_risk"]),
-    ];
+    let data = support::earlybird_event_data("tomorrow");
+    let expected = support::EARLYBIRD_EVENTS;
     let mut ids = Vec::new();
     let mut marketing = Vec::new();
     for (kind, templates) in &expected {

@@ -461,26 +461,8 @@ mod rules {
     async fn each_earlybird_event_gives_its_templates() {
         let dir = tempfile::tempdir().unwrap();
         let plugins = rules_plugins(dir.path()).await;
-        let data = json!({
-            "order_id": "A-1", "delivery_date": "20 Nov", "total_amount": 240,
-            "product": "Toned milk 1L", "start_date": "1 Dec", "amount": 1200, "month": "November",
-            "payment_method": "UPI", "resume_date": "5 Dec", "eta_time": "8:30 AM",
-            "availability_date": "1 Dec", "period": "November"
-        });
-        let expected = [
-            (
-                "order.created",
-                vec!["order_confirmation", "delivery_reminder"],
-            ),
-            ("subscription.created", vec!["subscription_confirmation"]),
-            ("delivery.confirmed", vec!["delivery_confirmed"]),
-            ("payment.recorded", vec!["payment_confirmation"]),
-            ("subscription.paused", vec!["pause_confirmation"]),
-            ("delivery.delayed", vec!["delivery_delayed"]),
-            ("product.launched", vec!["new_product"]),
-            ("payment.due", vec!["payment_reminder"]),
-            ("customer.churn_risk", vec!["churn_risk"]),
-        ];
+        let data = support::earlybird_event_data("20 Nov");
+        let expected = support::EARLYBIRD_EVENTS;
         for (kind, templates) in expected {
             let decisions = decide(&plugins, &event(kind, data.clone(), &[], IST_12_00))
                 .await
