@@ -80,11 +80,13 @@ async fn swapping_the_provider_while_messages_flow_loses_nothing() {
         let base = chirp.base.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::new();
+            let token = format!("Bearer {}", support::admin_token());
             let mut ids = Vec::new();
             for n in 0..300 {
                 let response = client
                     .post(format!("{base}/api/notifications/send-message"))
                     .header("content-type", "application/json")
+                    .header("authorization", &token)
                     .body(message(n).to_string())
                     .send()
                     .await

@@ -156,7 +156,7 @@ async fn main() {
 /// Rewrites the plugin file with a different custom section (same code, a
 /// new sha256) five times and reports how long each took to serve.
 async fn hot_swap(chirp: &Chirp, file: &Path) {
-    let client = reqwest::Client::new();
+    let client = admin_client(1);
     let original = std::fs::read(file).expect("plugin file");
     let mut times = Vec::new();
     for n in 0..5u8 {
@@ -338,13 +338,37 @@ impl LoadReport {
     }
 }
 
+const BENCH_SECRET: &str = "chirp-bench-secret-of-32-bytes-or-more";
+
+/// An admin token for the benchmark's chirp.
+fn admin_client(connections: usize) -> reqwest::Client {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 24 * 3600;
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": "chirp-bench", "role": "admin", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(BENCH_SECRET.as_bytes()),
+    )
+    .expect("token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(connections)
+        .build()
+        .expect("http client")
+}
+
 /// Sends `messages` send-message requests over `connections` concurrent
 /// keep-alive connections, as fast as chirp answers.
 async fn load(base: &str, messages: usize, connections: usize, tag: &str) -> LoadReport {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .build()
-        .expect("http client");
+    let client = admin_client(connections);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -472,6 +496,7 @@ impl Chirp {
                 if paused { "true" } else { "false" },
             )
             .env("CHIRP_LOG", "warn")
+            .env("CHIRP_JWT_SECRET", BENCH_SECRET)
             .env("MYOPERATOR_API_KEY", "bench-token")
             .env("MYOPERATOR_ACCOUNT_ID", "bench-company")
             .env("MYOPERATOR_PHONE_NUMBER_ID", "bench-number")

@@ -56,6 +56,8 @@ pub struct RawConfig {
     pub max_body_bytes: Option<String>,
     pub log_format: Option<String>,
     pub pause_delivery: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub insecure_no_auth: Option<String>,
     pub plugin_cache_dir: Option<PathBuf>,
     /// `[plugins.<name>]` tables: settings per plugin, e.g.
     /// `[plugins.myoperator] api-key = "..."`.
@@ -65,6 +67,16 @@ pub struct RawConfig {
     /// `[sandbox.myoperator] allow_hosts = ["publicapi.myoperator.co"]`.
     #[serde(default)]
     pub sandbox: HashMap<String, HashMap<String, toml::Value>>,
+}
+
+/// A secret that never shows in `Debug` output or logs.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
 }
 
 /// How logs are written.
@@ -108,6 +120,11 @@ pub struct Config {
     /// `CHIRP_PAUSE_DELIVERY`: accept and store messages but send none
     /// (during a provider incident, or to build a backlog).
     pub pause_delivery: bool,
+    /// `CHIRP_JWT_SECRET` (HS256); `None` only with `insecure_no_auth`.
+    pub jwt_secret: Option<Secret>,
+    /// `CHIRP_INSECURE_NO_AUTH=true`: every caller is an admin. For local
+    /// development only; logged loudly at start.
+    pub insecure_no_auth: bool,
     /// `CHIRP_PLUGIN_CACHE_DIR`: compiled components, keyed by content
     /// hash and engine, so a restart does not recompile.
     pub plugin_cache_dir: PathBuf,
@@ -309,6 +326,28 @@ impl Config {
             }
         };
 
+        let insecure_no_auth = matches!(
+            pick("CHIRP_INSECURE_NO_AUTH", raw.insecure_no_auth.take()).as_deref(),
+            Some("true" | "1" | "yes")
+        );
+        let jwt_secret = pick("CHIRP_JWT_SECRET", raw.jwt_secret.take());
+        match &jwt_secret {
+            None if !insecure_no_auth => {
+                return Err(ConfigError::Invalid {
+                    var: "CHIRP_JWT_SECRET",
+                    value: String::new(),
+                    reason: "is required (HS256 secret, at least 32 bytes); for local development only, CHIRP_INSECURE_NO_AUTH=true runs without authentication".into(),
+                });
+            }
+            Some(secret) if secret.len() < 32 => {
+                return Err(ConfigError::Invalid {
+                    var: "CHIRP_JWT_SECRET",
+                    value: "<hidden>".into(),
+                    reason: "must be at least 32 bytes".into(),
+                });
+            }
+            _ => {}
+        }
         let plugin_cache_dir = var("CHIRP_PLUGIN_CACHE_DIR")
             .map(PathBuf::from)
             .or(raw.plugin_cache_dir.take())
@@ -341,6 +380,8 @@ impl Config {
             max_body_bytes,
             log_format,
             pause_delivery,
+            jwt_secret: jwt_secret.map(Secret),
+            insecure_no_auth,
             plugin_cache_dir,
             plugin_settings: PluginSettings::new(env, raw.plugins, raw.sandbox),
         })
@@ -437,7 +478,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_seed() {
-        let config = Config::from_parts(RawConfig::default(), HashMap::new()).unwrap();
+        let config = Config::from_parts(
+            RawConfig::default(),
+            env(&[("CHIRP_INSECURE_NO_AUTH", "true")]),
+        )
+        .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.db, "surrealkv://data/chirp");
         assert_eq!(config.max_attempts, 3);
@@ -459,6 +504,10 @@ mod tests {
             env(&[
                 ("CHIRP_MAX_ATTEMPTS", "4"),
                 ("MYOPERATOR_API_KEY", "from-env"),
+                (
+                    "CHIRP_JWT_SECRET",
+                    "a-secret-that-is-at-least-32-bytes-long",
+                ),
             ]),
         )
         .unwrap();
@@ -491,9 +540,25 @@ mod tests {
             ("CHIRP_LISTEN", "8080"),
             ("CHIRP_DB", "rocksdb://x"),
         ] {
-            let err = Config::from_parts(RawConfig::default(), env(&[(var, value)])).unwrap_err();
+            let err = Config::from_parts(
+                RawConfig::default(),
+                env(&[(var, value), ("CHIRP_INSECURE_NO_AUTH", "true")]),
+            )
+            .unwrap_err();
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn chirp_refuses_to_start_without_a_jwt_secret() {
+        let err = Config::from_parts(RawConfig::default(), HashMap::new()).unwrap_err();
+        assert!(err.to_string().starts_with("CHIRP_JWT_SECRET"), "{err}");
+        let err = Config::from_parts(RawConfig::default(), env(&[("CHIRP_JWT_SECRET", "short")]))
+            .unwrap_err();
+        assert!(
+            !err.to_string().contains("short"),
+            "the secret leaked: {err}"
+        );
     }
 
     #[test]

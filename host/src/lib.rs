@@ -162,6 +162,15 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         templates,
         provider: config.provider.clone(),
         rules: config.rules.clone(),
+        auth: Arc::new(match &config.jwt_secret {
+            Some(secret) => api::Auth::hs256(&secret.0),
+            None => {
+                tracing::error!(
+                    "AUTHENTICATION IS OFF (CHIRP_INSECURE_NO_AUTH): every caller is an admin; never run this way in production"
+                );
+                api::Auth::Disabled
+            }
+        }),
         plugins_dir: config.plugins_dir.clone(),
     };
     Ok(Chirp {

@@ -24,6 +24,32 @@ use serde_json::{Value, json};
 pub const API_KEY: &str = "test-token-secret";
 pub const ACCOUNT_ID: &str = "company-42";
 pub const PHONE_NUMBER_ID: &str = "pn-7";
+/// The HS256 secret test instances of chirp run with.
+pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes!!";
+
+/// A token for `role` (and `phone`, for users), valid for `ttl_secs`
+/// (negative: already expired), signed with `secret`.
+pub fn token_with(secret: &str, role: &str, phone: Option<&str>, ttl_secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut claims = json!({"sub": format!("test-{role}"), "role": role, "exp": now + ttl_secs});
+    if let Some(phone) = phone {
+        claims["phone"] = json!(phone);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid admin token for test instances.
+pub fn admin_token() -> String {
+    token_with(JWT_SECRET, "admin", None, 3600)
+}
 
 /// The cargo target directory this test binary was built in.
 fn target_dir() -> PathBuf {
@@ -239,6 +265,7 @@ impl ChirpOptions {
             plugins_dir,
             env: vec![
                 ("CHIRP_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+                ("CHIRP_JWT_SECRET".into(), JWT_SECRET.into()),
                 // The mock listens on loopback, which plugins may reach only
                 // when the operator allows it.
                 (
@@ -304,10 +331,19 @@ impl ChirpOptions {
                 panic!("chirp did not start listening (exit: {status:?})");
             }
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", admin_token()).parse().unwrap(),
+        );
         ChirpProcess {
             child,
             base,
-            http: reqwest::Client::new(),
+            // Requests are an admin's unless a test says otherwise.
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
         }
     }
 

@@ -10,6 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::auth::Admin;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::intake::{self, Event};
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
 /// `{type, reference_id, customer: {phone, name, language?, timezone?},
 /// data}` -> `202 {messages: [{id, template, status}], skipped: [...]}`.
 async fn accept(
+    Admin(caller): Admin,
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -109,6 +111,7 @@ async fn accept(
     let not_before: Vec<i64> = messages.iter().map(|m| m.not_before).collect();
     let stored = state.queue.enqueue_all(messages).await?;
     let replayed = stored.iter().all(|s| s.replayed) && !stored.is_empty();
+    tracing::debug!(kind = %kind, reference_id = %reference_id, by = %caller.subject, messages = stored.len(), replayed, "event accepted");
     let items: Vec<Value> = stored
         .iter()
         .zip(templates)

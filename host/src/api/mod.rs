@@ -4,6 +4,7 @@
 //! input into domain types, call the queue, store, catalog or plugins, and
 //! shape the answer; they hold no business rules of their own.
 
+mod auth;
 mod error;
 mod events;
 mod extract;
@@ -12,6 +13,7 @@ mod plugins;
 mod preferences;
 mod templates;
 
+pub use auth::{Auth, SharedAuth};
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub rules: String,
     /// Where the plugin files are.
     pub plugins_dir: std::path::PathBuf,
+    /// How callers are authenticated.
+    pub auth: SharedAuth,
 }
 
 /// The whole API, ready to serve (tests can call it without a socket).

@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::auth::{Admin, Caller, Role};
 use super::extract::{Fields, JsonObject, QueryParams};
 use super::{ApiError, AppState};
 use crate::intake::{self, Draft, Recipient};
@@ -31,12 +32,14 @@ pub fn router() -> Router<AppState> {
         .route("/api/notifications/resend/{id}", post(resend))
         .route("/api/notifications/process-queue", post(process_queue))
         .route("/api/notifications/health", get(health))
+        .route("/ready", get(ready))
         .route("/api/notifications/{id}", get(message))
 }
 
 /// `POST /api/notifications/send-message`: validate, render, store; `202`
 /// once the message is committed.
 async fn send_message(
+    Admin(caller): Admin,
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -131,6 +134,7 @@ async fn send_message(
     if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    tracing::debug!(id = %accepted.id, by = %caller.subject, replayed = accepted.replayed, "message accepted");
     let mut answer = json!({ "id": accepted.id, "status": accepted.status });
     if let (Some(reason), false) = (reason, accepted.replayed) {
         answer["reason"] = json!(reason);
@@ -244,6 +248,7 @@ impl From<Attempt> for AttemptView {
 
 /// `GET /api/notifications/{id}`: the message and its audit trail.
 async fn message(
+    caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MessageView>, ApiError> {
@@ -252,6 +257,7 @@ async fn message(
         .message(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("message", &id))?;
+    caller.may_access(&message.phone)?;
     let attempts = state.store.attempts(&id).await?;
     Ok(Json(MessageView::new(message, Some(attempts))))
 }
@@ -278,21 +284,31 @@ struct Page {
 
 /// `GET /api/notifications/history`: messages, newest first, filtered.
 async fn history(
+    caller: Caller,
     State(state): State<AppState>,
     QueryParams(params): QueryParams<HistoryParams>,
 ) -> Result<Json<Page>, ApiError> {
-    let filter = history_filter(params)?;
+    let mut filter = history_filter(params)?;
+    if caller.role == Role::User {
+        // A user sees only their own messages.
+        match &filter.phone {
+            Some(phone) => caller.may_access(phone)?,
+            None => filter.phone = caller.phone.clone(),
+        }
+    }
     page(&state, filter).await
 }
 
 /// `GET /api/notifications/history/{phone}`: one recipient's messages.
 async fn history_of_phone(
+    caller: Caller,
     State(state): State<AppState>,
     Path(phone): Path<String>,
     QueryParams(params): QueryParams<HistoryParams>,
 ) -> Result<Json<Page>, ApiError> {
     let phone = Phone::parse(&phone)
         .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
+    caller.may_access(phone.as_str())?;
     let mut filter = history_filter(params)?;
     filter.phone = Some(phone.as_str().to_string());
     page(&state, filter).await
@@ -380,6 +396,7 @@ fn parse_time(field: &'static str, text: &str) -> Result<Millis, ApiError> {
 /// queued or sending changes nothing (so a retried request cannot send
 /// twice); a sent message is not sent again.
 async fn resend(
+    _admin: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -406,12 +423,33 @@ async fn resend(
 
 /// `POST /api/notifications/process-queue`: take back expired leases and
 /// run whatever is due now, without waiting for the scheduler's next wake.
-async fn process_queue(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn process_queue(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let now = now_millis();
     let reclaimed = state.store.reclaim_expired(now).await?;
     let due = state.store.count_due(now).await?;
     state.queue.wake();
     Ok(Json(json!({ "due": due, "reclaimed": reclaimed })))
+}
+
+/// `GET /ready`: ready to take traffic: the store answers and at least one
+/// provider is active. `503` otherwise, so a load balancer holds traffic.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let store_ok = state.store.ping().await.is_ok();
+    let provider_ok = state.plugins.provider(&state.provider).is_some();
+    let status = if store_ok && provider_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(
+            json!({ "ready": status == StatusCode::OK, "store": store_ok, "provider": provider_ok }),
+        ),
+    )
 }
 
 /// `GET /api/notifications/health`: the store answers and which providers

@@ -6,6 +6,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::auth::Admin;
 use super::{ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -14,7 +15,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/plugins/reload", post(reload))
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
+async fn list(_admin: Admin, State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "items": state.plugins.status(),
         "allocator": state.plugins.allocator(),
@@ -22,7 +23,7 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// Rescans the directory now (the watcher does the same on file events).
-async fn reload(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn reload(_admin: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let refused = state
         .plugins
         .sync_dir(&state.plugins_dir)

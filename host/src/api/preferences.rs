@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::auth::Caller;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::phone::Phone;
@@ -20,21 +21,26 @@ fn phone(text: &str) -> Result<Phone, ApiError> {
 }
 
 async fn read(
+    caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,
 ) -> Result<Json<Preferences>, ApiError> {
     let phone = phone(&text)?;
+    caller.may_access(phone.as_str())?;
     Ok(Json(state.store.preferences(phone.as_str()).await?))
 }
 
 /// Replaces the preferences; fields left out take their defaults (opted
 /// in, language and time zone unknown).
 async fn replace(
+    caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Json<Preferences>, ApiError> {
     let phone = phone(&text)?;
+    // Users edit their own preferences; an admin edits anyone's.
+    caller.may_access(phone.as_str())?;
     let mut fields = Fields::new(body);
     let prefs = Preferences {
         phone: phone.as_str().into(),

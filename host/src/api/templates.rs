@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 
+use super::auth::{Admin, Caller};
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::message::rfc3339;
@@ -31,7 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/notifications/templates/{name}/preview", post(preview))
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
+async fn list(_caller: Caller, State(state): State<AppState>) -> Json<Value> {
     let catalog = state.templates.current();
     let templates: Vec<&TemplateDef> = catalog.all().collect();
     Json(json!({ "items": templates }))
@@ -47,6 +48,7 @@ fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
 }
 
 async fn one(
+    _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TemplateDef>, ApiError> {
@@ -57,6 +59,7 @@ async fn one(
 /// English), `enabled`, `variables`, `category`, `description`,
 /// `whatsapp`, `sample`. Fields left out keep their value.
 async fn update(
+    _admin: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonObject(body): JsonObject,
@@ -160,6 +163,7 @@ fn problem(p: TemplateProblem) -> ApiError {
 }
 
 async fn versions(
+    _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -182,6 +186,7 @@ async fn versions(
 
 /// Saves an earlier version's content as a new version.
 async fn rollback(
+    _admin: Admin,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<TemplateDef>, ApiError> {
@@ -202,6 +207,7 @@ async fn rollback(
 /// Renders with the given `variables` (or the template's samples) and
 /// `language`; sends nothing.
 async fn preview(
+    _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,

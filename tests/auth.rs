@@ -1,0 +1,379 @@
+//! Access control: the role matrix over every route, and the tokens that
+//! must be refused.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{
+    ChirpOptions, ChirpProcess, JWT_SECRET, MockMyOperator, plugins_dir_with_myoperator, token_with,
+};
+
+const OWN: &str = "+919876543210";
+const OTHER: &str = "+919812345678";
+
+/// Who calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Who {
+    Admin,
+    UserOwn,
+    NoToken,
+    Expired,
+    OtherSecret,
+    AlgNone,
+    UserWithoutPhone,
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn token(who: Who) -> Option<String> {
+    match who {
+        Who::Admin => Some(token_with(JWT_SECRET, "admin", None, 600)),
+        Who::UserOwn => Some(token_with(JWT_SECRET, "user", Some(OWN), 600)),
+        Who::NoToken => None,
+        Who::Expired => Some(token_with(JWT_SECRET, "admin", None, -600)),
+        Who::OtherSecret => Some(token_with(
+            "another-secret-of-at-least-32-bytes!",
+            "admin",
+            None,
+            600,
+        )),
+        Who::UserWithoutPhone => Some(token_with(JWT_SECRET, "user", None, 600)),
+        Who::AlgNone => {
+            let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+            let payload = base64url(
+                json!({"sub": "x", "role": "admin", "exp": 4_000_000_000u64})
+                    .to_string()
+                    .as_bytes(),
+            );
+            Some(format!("{header}.{payload}."))
+        }
+    }
+}
+
+async fn call(
+    chirp: &ChirpProcess,
+    who: Who,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), chirp.url(path));
+    if let Some(token) = token(who) {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Which callers a route admits.
+#[derive(Debug, Clone, Copy)]
+enum Access {
+    Public,
+    /// Any authenticated caller.
+    AnyUser,
+    /// Admins, and users for their own phone only.
+    OwnPhone,
+    Admin,
+}
+
+#[tokio::test]
+async fn every_route_admits_exactly_its_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = plugins_dir_with_myoperator(dir.path());
+    std::fs::copy(
+        support::build_plugin("rules-earlybird"),
+        plugins.join("rules-earlybird.wasm"),
+    )
+    .unwrap();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let (_, own) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": OWN, "text": "mine"}),
+        )
+        .await;
+    let (_, other) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": OTHER, "text": "theirs"}),
+        )
+        .await;
+    let own_id = own["id"].as_str().unwrap().to_string();
+    let other_id = other["id"].as_str().unwrap().to_string();
+    chirp.wait_final(&own_id).await;
+
+    let text = json!({"phone": OWN, "text": "hi"});
+    let template = json!({"text": {"en": "⏰ Delivery ETA: {{ eta_time }}"}});
+    let event = json!({"type": "payment.due", "reference_id": "r", "customer": {"phone": OWN}, "data": {"amount": 1, "period": "x"}});
+    let prefs = json!({"language": "en"});
+    // (method, path, body, access, is this the caller's own phone?)
+    let routes: Vec<(&str, String, Option<Value>, Access, bool)> = vec![
+        (
+            "GET",
+            "/api/notifications/health".into(),
+            None,
+            Access::Public,
+            true,
+        ),
+        ("GET", "/ready".into(), None, Access::Public, true),
+        (
+            "POST",
+            "/api/notifications/send-message".into(),
+            Some(text),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/notifications/resend/{own_id}"),
+            Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            "/api/notifications/process-queue".into(),
+            Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "GET",
+            "/api/notifications/templates".into(),
+            None,
+            Access::AnyUser,
+            true,
+        ),
+        (
+            "GET",
+            "/api/notifications/templates/delivery_delayed".into(),
+            None,
+            Access::AnyUser,
+            true,
+        ),
+        (
+            "GET",
+            "/api/notifications/templates/delivery_delayed/versions".into(),
+            None,
+            Access::AnyUser,
+            true,
+        ),
+        (
+            "POST",
+            "/api/notifications/templates/delivery_delayed/preview".into(),
+            Some(json!({})),
+            Access::AnyUser,
+            true,
+        ),
+        (
+            "PUT",
+            "/api/notifications/templates/delivery_delayed".into(),
+            Some(template),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            "/api/notifications/templates/delivery_delayed/rollback/1".into(),
+            Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        ("GET", "/api/plugins".into(), None, Access::Admin, true),
+        (
+            "POST",
+            "/api/plugins/reload".into(),
+            Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            "/api/events".into(),
+            Some(event),
+            Access::Admin,
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/notifications/{own_id}"),
+            None,
+            Access::OwnPhone,
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/notifications/{other_id}"),
+            None,
+            Access::OwnPhone,
+            false,
+        ),
+        (
+            "GET",
+            format!(
+                "/api/notifications/history?phone={}",
+                OWN.replace('+', "%2B")
+            ),
+            None,
+            Access::OwnPhone,
+            true,
+        ),
+        (
+            "GET",
+            format!(
+                "/api/notifications/history?phone={}",
+                OTHER.replace('+', "%2B")
+            ),
+            None,
+            Access::OwnPhone,
+            false,
+        ),
+        (
+            "GET",
+            format!("/api/notifications/history/{OWN}"),
+            None,
+            Access::OwnPhone,
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/notifications/history/{OTHER}"),
+            None,
+            Access::OwnPhone,
+            false,
+        ),
+        (
+            "GET",
+            format!("/api/preferences/{OWN}"),
+            None,
+            Access::OwnPhone,
+            true,
+        ),
+        (
+            "GET",
+            format!("/api/preferences/{OTHER}"),
+            None,
+            Access::OwnPhone,
+            false,
+        ),
+        (
+            "PUT",
+            format!("/api/preferences/{OWN}"),
+            Some(prefs.clone()),
+            Access::OwnPhone,
+            true,
+        ),
+        (
+            "PUT",
+            format!("/api/preferences/{OTHER}"),
+            Some(prefs),
+            Access::OwnPhone,
+            false,
+        ),
+    ];
+    let callers = [
+        Who::Admin,
+        Who::UserOwn,
+        Who::NoToken,
+        Who::Expired,
+        Who::OtherSecret,
+        Who::AlgNone,
+        Who::UserWithoutPhone,
+    ];
+    for (method, path, body, access, own_phone) in &routes {
+        for who in callers {
+            let (status, answer) = call(&chirp, who, method, path, body.as_ref()).await;
+            let expected = match (access, who) {
+                (Access::Public, _) => "allowed",
+                (
+                    _,
+                    Who::NoToken
+                    | Who::Expired
+                    | Who::OtherSecret
+                    | Who::AlgNone
+                    | Who::UserWithoutPhone,
+                ) => "401",
+                (_, Who::Admin) => "allowed",
+                (Access::AnyUser, Who::UserOwn) => "allowed",
+                (Access::OwnPhone, Who::UserOwn) if *own_phone => "allowed",
+                (Access::OwnPhone | Access::Admin, Who::UserOwn) => "403",
+                _ => unreachable!(),
+            };
+            let context = format!("{method} {path} as {who:?}: {status} {answer}");
+            match expected {
+                "allowed" => assert!(
+                    status < 400 || status == 404 || status == 409 || status == 422,
+                    "{context}"
+                ),
+                "401" => {
+                    assert_eq!(status, 401, "{context}");
+                    assert_eq!(answer["code"], "unauthorized", "{context}");
+                }
+                _ => {
+                    assert_eq!(status, 403, "{context}");
+                    assert_eq!(answer["code"], "forbidden", "{context}");
+                }
+            }
+        }
+    }
+
+    // A user's unfiltered history holds only their own messages.
+    let (status, page) = call(
+        &chirp,
+        Who::UserOwn,
+        "GET",
+        "/api/notifications/history",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let phones: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["phone"].as_str().unwrap())
+        .collect();
+    assert!(
+        !phones.is_empty() && phones.iter().all(|p| *p == OWN),
+        "{phones:?}"
+    );
+}
+
+#[tokio::test]
+async fn chirp_refuses_to_start_without_a_secret_unless_told_it_is_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = plugins_dir_with_myoperator(dir.path());
+    let options = ChirpOptions::new("mem://", plugins, &mock).unset("CHIRP_JWT_SECRET");
+    let stderr = options.start_failure();
+    assert!(stderr.contains("CHIRP_JWT_SECRET"), "{stderr}");
+
+    let chirp = options.set("CHIRP_INSECURE_NO_AUTH", "true").start();
+    let (status, _) = call(&chirp, Who::NoToken, "GET", "/api/plugins", None).await;
+    assert_eq!(status, 200, "development mode admits everyone");
+}
