@@ -586,3 +586,70 @@ async fn a_missing_provider_setting_stops_start_up_naming_the_variable() {
         .start_failure();
     assert!(stderr.contains("MYOPERATOR_PHONE_NUMBER_ID"), "{stderr}");
 }
+
+#[tokio::test]
+async fn statistics_agree_with_the_messages() {
+    let w = world().await;
+    let chirp = w.options.start();
+    w.mock.script([Reply::status(500), Reply::success("a")]);
+    let a = accept(&chirp, order_confirmation("+919876543210")).await;
+    chirp.wait_final(&a).await;
+    let b = accept(&chirp, json!({"phone": "+919812345678", "text": "hello"})).await;
+    chirp.wait_final(&b).await;
+    w.mock.script([Reply::status(401)]);
+    let c = accept(&chirp, order_confirmation("+919876543210")).await;
+    assert_eq!(chirp.wait_final(&c).await["status"], "failed");
+
+    let (status, stats) = chirp.get("/api/notifications/statistics").await;
+    assert_eq!(status, 200, "{stats}");
+    let count = |list: &str, key: &str| {
+        stats[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key)
+            .map_or(0, |c| c["count"].as_u64().unwrap())
+    };
+    assert_eq!(stats["total"], 3);
+    assert_eq!(
+        (count("by_status", "sent"), count("by_status", "failed")),
+        (2, 1)
+    );
+    assert_eq!(count("by_template", "order_confirmation"), 2);
+    assert_eq!(count("by_template", "none"), 1);
+    assert_eq!(stats["by_day"].as_array().unwrap().len(), 1);
+    let rate = stats["success_rate"].as_f64().unwrap();
+    assert!((rate - 2.0 / 3.0).abs() < 1e-9, "{rate}");
+    let mean = stats["average_attempts"].as_f64().unwrap();
+    assert!((mean - 4.0 / 3.0).abs() < 1e-9, "{mean}");
+    assert!(stats["accept_to_sent_p50_ms"].as_i64().unwrap() >= 0);
+    assert!(
+        stats["accept_to_sent_p95_ms"].as_i64().unwrap()
+            >= stats["accept_to_sent_p50_ms"].as_i64().unwrap()
+    );
+    assert_eq!(stats["queue_depth"], 0);
+    let outcomes: Vec<(String, u64)> = stats["provider_outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["outcome"].as_str().unwrap().to_string(),
+                o["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for expected in [("sent", 2), ("retryable", 1), ("permanent", 1)] {
+        assert!(
+            outcomes.contains(&(expected.0.to_string(), expected.1)),
+            "{outcomes:?}"
+        );
+    }
+
+    // A range that ends before the messages holds nothing.
+    let (_, empty) = chirp
+        .get("/api/notifications/statistics?to=2020-01-01T00:00:00Z")
+        .await;
+    assert_eq!(empty["total"], 0);
+    assert!(empty["success_rate"].is_null());
+}

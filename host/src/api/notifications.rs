@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/notifications/resend/{id}", post(resend))
         .route("/api/notifications/process-queue", post(process_queue))
         .route("/api/notifications/health", get(health))
+        .route("/api/notifications/statistics", get(statistics))
         .route("/ready", get(ready))
         .route("/api/notifications/{id}", get(message))
 }
@@ -432,6 +433,41 @@ async fn process_queue(
     let due = state.store.count_due(now).await?;
     state.queue.wake();
     Ok(Json(json!({ "due": due, "reclaimed": reclaimed })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /api/notifications/statistics?from=&to=`: counts, rates and
+/// latencies of the messages accepted in the range (default: all time),
+/// and the queue as it is now.
+async fn statistics(
+    _caller: Caller,
+    State(state): State<AppState>,
+    QueryParams(range): QueryParams<RangeParams>,
+) -> Result<Json<crate::store::Statistics>, ApiError> {
+    let from = range
+        .from
+        .map(|t| parse_time("from", &t))
+        .transpose()?
+        .unwrap_or(0);
+    let to = range
+        .to
+        .map(|t| parse_time("to", &t))
+        .transpose()?
+        .unwrap_or(Millis::MAX);
+    if from >= to {
+        return Err(ApiError::invalid(
+            "to",
+            "invalid_range",
+            "to must be after from",
+        ));
+    }
+    Ok(Json(state.store.statistics(from, to).await?))
 }
 
 /// `GET /ready`: ready to take traffic: the store answers and at least one

@@ -9,10 +9,12 @@
 
 mod messages;
 mod preferences;
+mod statistics;
 mod templates;
 
 pub use messages::{Completion, HistoryFilter, Inserted, MessagePatch};
 pub use preferences::Preferences;
+pub use statistics::Statistics;
 pub use templates::TemplateVersion;
 
 use surrealdb::Surreal;

@@ -1,0 +1,132 @@
+//! Aggregates over the `message` and `attempt` tables for
+//! `GET /api/notifications/statistics`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Store, StoreError};
+use crate::message::{Millis, now_millis};
+
+/// One count of a group.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    pub key: String,
+    pub count: u64,
+}
+
+/// Outcomes of a provider's attempts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProviderOutcomes {
+    pub provider: String,
+    pub outcome: String,
+    pub count: u64,
+}
+
+/// Statistics of messages accepted in `[from, to)`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Statistics {
+    pub total: u64,
+    pub by_status: Vec<Count>,
+    pub by_template: Vec<Count>,
+    /// Days as `YYYY-MM-DD` (UTC).
+    pub by_day: Vec<Count>,
+    /// sent / (sent + failed); `null` when nothing has finished.
+    pub success_rate: Option<f64>,
+    /// Mean attempts of finished (sent or failed) messages.
+    pub average_attempts: Option<f64>,
+    /// Time from acceptance to `sent`, in milliseconds.
+    pub accept_to_sent_p50_ms: Option<i64>,
+    pub accept_to_sent_p95_ms: Option<i64>,
+    /// Queued now (any time range), and the age of the oldest of them.
+    pub queue_depth: u64,
+    pub oldest_queued_age_ms: Option<i64>,
+    pub provider_outcomes: Vec<ProviderOutcomes>,
+}
+
+fn counts(rows: Vec<Value>, key: &str) -> Vec<Count> {
+    rows.into_iter()
+        .map(|row| Count {
+            key: match &row[key] {
+                Value::String(s) => s.clone(),
+                Value::Null => "none".into(),
+                other => other.to_string(),
+            },
+            count: row["n"].as_u64().unwrap_or(0),
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(index).copied()
+}
+
+impl Store {
+    /// Statistics of the messages accepted in `[from, to)`.
+    pub async fn statistics(&self, from: Millis, to: Millis) -> Result<Statistics, StoreError> {
+        let mut response = self
+            .db
+            .query("SELECT status, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY status")
+            .query("SELECT template, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY template")
+            .query("SELECT math::floor(created_at / 86400000) AS day, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY day")
+            .query("SELECT VALUE sent_at - created_at FROM message WHERE status = 'sent' AND created_at >= $from AND created_at < $to")
+            .query("SELECT math::mean(attempts) AS mean FROM message WHERE status IN ['sent', 'failed'] AND created_at >= $from AND created_at < $to GROUP ALL")
+            .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = 'queued' GROUP ALL")
+            .query("SELECT provider, outcome, count() AS n FROM attempt WHERE started_at >= $from AND started_at < $to GROUP BY provider, outcome")
+            .bind(("from", from))
+            .bind(("to", to))
+            .await?;
+        let by_status = counts(response.take::<Vec<Value>>(0)?, "status");
+        let by_template = counts(response.take::<Vec<Value>>(1)?, "template");
+        let by_day = counts(response.take::<Vec<Value>>(2)?, "day")
+            .into_iter()
+            .map(|c| Count {
+                key: day_name(c.key.parse::<f64>().unwrap_or(0.0) as i64),
+                count: c.count,
+            })
+            .collect();
+        let mut latencies: Vec<i64> = response.take(3)?;
+        latencies.sort_unstable();
+        let mean: Vec<Value> = response.take(4)?;
+        let queue: Vec<Value> = response.take(5)?;
+        let providers: Vec<Value> = response.take(6)?;
+
+        let count_of = |status: &str| {
+            by_status
+                .iter()
+                .find(|c| c.key == status)
+                .map_or(0, |c| c.count)
+        };
+        let (sent, failed) = (count_of("sent"), count_of("failed"));
+        let queue_depth = queue.first().and_then(|q| q["n"].as_u64()).unwrap_or(0);
+        let oldest = queue.first().and_then(|q| q["oldest"].as_i64());
+        Ok(Statistics {
+            total: by_status.iter().map(|c| c.count).sum(),
+            success_rate: (sent + failed > 0).then(|| sent as f64 / (sent + failed) as f64),
+            average_attempts: mean.first().and_then(|m| m["mean"].as_f64()),
+            accept_to_sent_p50_ms: percentile(&latencies, 0.50),
+            accept_to_sent_p95_ms: percentile(&latencies, 0.95),
+            queue_depth,
+            oldest_queued_age_ms: oldest.map(|t| now_millis() - t),
+            provider_outcomes: providers
+                .into_iter()
+                .map(|row| ProviderOutcomes {
+                    provider: row["provider"].as_str().unwrap_or_default().into(),
+                    outcome: row["outcome"].as_str().unwrap_or_default().into(),
+                    count: row["n"].as_u64().unwrap_or(0),
+                })
+                .collect(),
+            by_status,
+            by_template,
+            by_day,
+        })
+    }
+}
+
+/// Days since the epoch as `YYYY-MM-DD`.
+fn day_name(day: i64) -> String {
+    crate::message::rfc3339(day * 86_400_000)[..10].to_string()
+}
