@@ -646,6 +646,26 @@ async fn statistics_agree_with_the_messages() {
         );
     }
 
+    // The same story in Prometheus series, without a token.
+    let metrics = reqwest::get(chirp.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "chirp_messages_accepted_total 3",
+        "chirp_messages_sent_total 2",
+        "chirp_messages_failed_total 1",
+        "chirp_retries_total 1",
+        "chirp_queue_depth 0",
+        "chirp_provider_latency_seconds_bucket{provider=\"myoperator\",outcome=\"sent\"",
+        "chirp_plugin_reloads_total{outcome=\"loaded\"} 1",
+        "chirp_http_request_duration_seconds_bucket{route=\"/api/notifications/send-message\",method=\"POST\",status=\"202\"",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in:\n{metrics}");
+    }
+
     // A range that ends before the messages holds nothing.
     let (_, empty) = chirp
         .get("/api/notifications/statistics?to=2020-01-01T00:00:00Z")

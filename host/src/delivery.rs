@@ -59,9 +59,11 @@ pub async fn attempt(plugins: &Plugins, leased: &Leased) -> Delivery {
                 CallError::Garbage(_) => "plugin_garbage",
                 CallError::Denied(_) => "host_denied",
             };
+            crate::telemetry::plugin_fault(&message.provider, code);
             retryable(code, &e)
         }
     };
+    crate::telemetry::provider_call(&message.provider, outcome.label(), clock.elapsed());
     Delivery::Attempted(Attempt {
         message_id: message.id.clone(),
         number: message.attempts + 1,

@@ -18,6 +18,7 @@
 //! - [`message`]: the domain types (message, attempt, outcome).
 //! - [`phone`]: E.164 phone numbers.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
+//! - [`telemetry`]: the Prometheus series.
 //!
 //! [`start`] wires the parts together; [`Chirp::serve`] runs them until
 //! shutdown.
@@ -31,6 +32,7 @@ pub mod phone;
 pub mod plugins;
 pub mod queue;
 pub mod store;
+pub mod telemetry;
 pub mod templates;
 pub mod tools;
 
@@ -88,6 +90,7 @@ pub struct Chirp {
 /// Opens the store, loads templates and plugins and binds the socket.
 /// Every configuration problem surfaces here, before anything is served.
 pub async fn start(config: Config) -> Result<Chirp, StartError> {
+    let metrics = telemetry::install();
     // The files seed the store; from then on the store is the truth.
     let files = Catalog::load(&config.templates_dir)?;
     let store = Store::open(&config.db, config.db_credentials.clone()).await?;
@@ -162,6 +165,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         templates,
         provider: config.provider.clone(),
         rules: config.rules.clone(),
+        metrics,
         auth: Arc::new(match &config.jwt_secret {
             Some(secret) => api::Auth::hs256(&secret.0),
             None => {

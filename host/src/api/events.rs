@@ -111,6 +111,11 @@ async fn accept(
     let not_before: Vec<i64> = messages.iter().map(|m| m.not_before).collect();
     let stored = state.queue.enqueue_all(messages).await?;
     let replayed = stored.iter().all(|s| s.replayed) && !stored.is_empty();
+    let fresh = stored.iter().filter(|s| !s.replayed);
+    let (skips, sends): (Vec<_>, Vec<_>) =
+        fresh.partition(|s| s.status == crate::message::Status::Skipped);
+    crate::telemetry::accepted(sends.len() as u64);
+    crate::telemetry::skipped(skips.len() as u64);
     tracing::debug!(kind = %kind, reference_id = %reference_id, by = %caller.subject, messages = stored.len(), replayed, "event accepted");
     let items: Vec<Value> = stored
         .iter()

@@ -43,6 +43,52 @@ pub struct AppState {
     pub plugins_dir: std::path::PathBuf,
     /// How callers are authenticated.
     pub auth: SharedAuth,
+    /// Renders `/metrics`; `None` if this process has no recorder.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// `GET /metrics`: Prometheus text format. Public, like health.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    if let Ok(depth) = state.store.count_due(i64::MAX).await {
+        crate::telemetry::queue_depth(depth as u64);
+    }
+    let body = state
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        body,
+    )
+}
+
+/// Records every request's latency under its route template (not its
+/// path, so ids do not explode the label space).
+async fn measure(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::telemetry::http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// The whole API, ready to serve (tests can call it without a socket).
@@ -53,10 +99,12 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .merge(plugins::router())
         .merge(preferences::router())
         .merge(events::router())
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(measure))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -135,6 +135,11 @@ async fn send_message(
     if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    match (accepted.replayed, accepted.status) {
+        (true, _) => {}
+        (false, Status::Skipped) => crate::telemetry::skipped(1),
+        (false, _) => crate::telemetry::accepted(1),
+    }
     tracing::debug!(id = %accepted.id, by = %caller.subject, replayed = accepted.replayed, "message accepted");
     let mut answer = json!({ "id": accepted.id, "status": accepted.status });
     if let (Some(reason), false) = (reason, accepted.replayed) {

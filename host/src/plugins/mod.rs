@@ -303,8 +303,17 @@ impl Plugins {
             }
         }
         match self.prepare(path, bytes, &sha256).await {
-            Ok(loaded) => Ok(Sync::Loaded(self.install(path, loaded)?)),
+            Ok(loaded) => {
+                let installed = self.install(path, loaded);
+                crate::telemetry::plugin_reload(if installed.is_ok() {
+                    "loaded"
+                } else {
+                    "rejected"
+                });
+                Ok(Sync::Loaded(installed?))
+            }
             Err(e) => {
+                crate::telemetry::plugin_reload("rejected");
                 tracing::error!(file = %path.display(), error = %e, "plugin refused; the previous version, if any, keeps serving");
                 self.write().files.entry(path.into()).or_default().rejected = Some(Rejection {
                     sha256,

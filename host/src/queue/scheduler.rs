@@ -207,6 +207,7 @@ pub fn complete(
             let made_this_round = attempt.number.saturating_sub(message.retry_base);
             match policy.next(made_this_round, &attempt.outcome, now) {
                 Next::Sent => {
+                    crate::telemetry::sent();
                     patch.status = Status::Sent.as_str().into();
                     patch.sent_at = Some(now);
                     if let crate::message::Outcome::Sent {
@@ -216,8 +217,14 @@ pub fn complete(
                         patch.provider_message_id = provider_message_id.clone();
                     }
                 }
-                Next::Failed => patch.status = Status::Failed.as_str().into(),
-                Next::RetryAt(at) => patch.due_at = Some(at),
+                Next::Failed => {
+                    crate::telemetry::failed();
+                    patch.status = Status::Failed.as_str().into();
+                }
+                Next::RetryAt(at) => {
+                    crate::telemetry::retry();
+                    patch.due_at = Some(at);
+                }
             }
             if let Some(error) = attempt.outcome.error() {
                 patch.error_code = Some(error.code.clone());

@@ -1,0 +1,113 @@
+//! Metrics: the series chirp exports in Prometheus text format at
+//! `GET /metrics`, and one place that names them.
+//!
+//! The recorder is process-wide. Code records through the functions here,
+//! so a series' name and labels are written once.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Installs the Prometheus recorder; `None` if another recorder was
+/// installed first (then nothing is exported, and recording is a no-op).
+pub fn install() -> Option<PrometheusHandle> {
+    let latency_buckets = [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    let recorder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+        .ok()?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).ok()?;
+    describe();
+    Some(handle)
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "chirp_messages_accepted_total",
+        "Messages stored to be sent"
+    );
+    metrics::describe_counter!(
+        "chirp_messages_skipped_total",
+        "Messages stored as skipped (opt-out, disabled template)"
+    );
+    metrics::describe_counter!(
+        "chirp_messages_sent_total",
+        "Messages the provider accepted"
+    );
+    metrics::describe_counter!(
+        "chirp_messages_failed_total",
+        "Messages that ran out of attempts or failed permanently"
+    );
+    metrics::describe_counter!(
+        "chirp_retries_total",
+        "Attempts that failed and will be retried"
+    );
+    metrics::describe_gauge!("chirp_queue_depth", "Messages queued now");
+    metrics::describe_histogram!(
+        "chirp_provider_latency_seconds",
+        "Time of one provider call through the sandbox"
+    );
+    metrics::describe_counter!(
+        "chirp_plugin_faults_total",
+        "Plugin calls that trapped, timed out, answered garbage or were denied"
+    );
+    metrics::describe_counter!(
+        "chirp_plugin_reloads_total",
+        "Plugin files loaded or refused"
+    );
+    metrics::describe_histogram!(
+        "chirp_http_request_duration_seconds",
+        "API request latency by route"
+    );
+}
+
+pub fn accepted(n: u64) {
+    metrics::counter!("chirp_messages_accepted_total").increment(n);
+}
+
+pub fn skipped(n: u64) {
+    metrics::counter!("chirp_messages_skipped_total").increment(n);
+}
+
+pub fn sent() {
+    metrics::counter!("chirp_messages_sent_total").increment(1);
+}
+
+pub fn failed() {
+    metrics::counter!("chirp_messages_failed_total").increment(1);
+}
+
+pub fn retry() {
+    metrics::counter!("chirp_retries_total").increment(1);
+}
+
+pub fn queue_depth(n: u64) {
+    metrics::gauge!("chirp_queue_depth").set(n as f64);
+}
+
+pub fn provider_call(provider: &str, outcome: &'static str, took: Duration) {
+    metrics::histogram!("chirp_provider_latency_seconds", "provider" => provider.to_string(), "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
+pub fn plugin_fault(plugin: &str, kind: &'static str) {
+    metrics::counter!("chirp_plugin_faults_total", "plugin" => plugin.to_string(), "kind" => kind)
+        .increment(1);
+}
+
+pub fn plugin_reload(outcome: &'static str) {
+    metrics::counter!("chirp_plugin_reloads_total", "outcome" => outcome).increment(1);
+}
+
+pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
+    metrics::histogram!(
+        "chirp_http_request_duration_seconds",
+        "route" => route.to_string(),
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .record(took.as_secs_f64());
+}
