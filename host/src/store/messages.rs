@@ -514,17 +514,32 @@ impl Store {
         id: &str,
         now: Millis,
     ) -> Result<Option<(Message, bool)>, StoreError> {
-        let rows: Vec<MessageRow> = self
-            .db
-            .query(format!(
-                "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
-                     retry_base = attempts, updated_at = $now \
-                 WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
-            ))
-            .bind(("id", id.to_string()))
-            .bind(("now", now))
-            .await?
-            .take(0)?;
+        // Two resends at once conflict in the store's optimistic
+        // transactions; the statement is idempotent (it moves only a failed
+        // message), so the loser simply runs it again and finds nothing to do.
+        let mut tries = 0;
+        let rows: Vec<MessageRow> = loop {
+            let result = self
+                .db
+                .query(format!(
+                    "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
+                         retry_base = attempts, updated_at = $now \
+                     WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
+                ))
+                .bind(("id", id.to_string()))
+                .bind(("now", now))
+                .await
+                .and_then(|mut r| r.take(0));
+            match result {
+                Ok(rows) => break rows,
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "resend conflicted; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         if let Some(row) = rows.into_iter().next() {
             return Ok(Some((row.into_message()?, true)));
         }
