@@ -673,3 +673,61 @@ async fn statistics_agree_with_the_messages() {
     assert_eq!(empty["total"], 0);
     assert!(empty["success_rate"].is_null());
 }
+
+#[tokio::test]
+async fn the_provider_rate_limit_delays_sends_without_failing_them() {
+    let w = world().await;
+    let chirp = w.options.set("CHIRP_PROVIDER_RATE", "5").start();
+    let mut ids = Vec::new();
+    for n in 0..15 {
+        ids.push(
+            accept(
+                &chirp,
+                json!({"phone": "+919876543210", "text": format!("n{n}")}),
+            )
+            .await,
+        );
+    }
+    for id in &ids {
+        assert_eq!(chirp.wait_final(id).await["status"], "sent");
+    }
+    let received = w.mock.received();
+    assert_eq!(received.len(), 15);
+    let span = received.last().unwrap().at - received.first().unwrap().at;
+    // A bucket of 5 with 5 more each second: 15 sends take at least 2 s.
+    assert!(
+        span >= Duration::from_millis(1800),
+        "15 sends at 5/s took only {span:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_rate_limit_answers_429_with_retry_after() {
+    let w = world().await;
+    let chirp = w.options.set("CHIRP_API_RATE_LIMIT", "5").start();
+    let mut limited = None;
+    for _ in 0..20 {
+        let response = chirp
+            .http
+            .get(chirp.url("/api/notifications/history"))
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 429 {
+            limited = Some(response);
+            break;
+        }
+    }
+    let response = limited.expect("20 requests at once were never limited at 5/s");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    // Health is never limited.
+    let (status, _) = chirp.get("/api/notifications/health").await;
+    assert_eq!(status, 200);
+}

@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     pub pause_delivery: Option<String>,
     pub jwt_secret: Option<String>,
+    pub provider_rate: Option<String>,
+    pub api_rate_limit: Option<String>,
     pub insecure_no_auth: Option<String>,
     pub plugin_cache_dir: Option<PathBuf>,
     /// `[plugins.<name>]` tables: settings per plugin, e.g.
@@ -122,6 +124,12 @@ pub struct Config {
     pub pause_delivery: bool,
     /// `CHIRP_JWT_SECRET` (HS256); `None` only with `insecure_no_auth`.
     pub jwt_secret: Option<Secret>,
+    /// `CHIRP_PROVIDER_RATE`: messages per second per provider (a token
+    /// bucket that delays, never fails). WhatsApp's default per number is 80.
+    pub provider_rate: u32,
+    /// `CHIRP_API_RATE_LIMIT`: requests per second per token; `None` (the
+    /// default) is no limit.
+    pub api_rate_limit: Option<u32>,
     /// `CHIRP_INSECURE_NO_AUTH=true`: every caller is an admin. For local
     /// development only; logged loudly at start.
     pub insecure_no_auth: bool,
@@ -348,6 +356,19 @@ impl Config {
             }
             _ => {}
         }
+        let provider_rate = parse_number(
+            "CHIRP_PROVIDER_RATE",
+            pick("CHIRP_PROVIDER_RATE", raw.provider_rate.take()),
+            80,
+            1..=1_000_000,
+        )? as u32;
+        let api_rate_limit = match pick("CHIRP_API_RATE_LIMIT", raw.api_rate_limit.take()) {
+            None => None,
+            Some(text) if text == "off" => None,
+            Some(text) => {
+                Some(parse_number("CHIRP_API_RATE_LIMIT", Some(text), 0, 1..=1_000_000)? as u32)
+            }
+        };
         let plugin_cache_dir = var("CHIRP_PLUGIN_CACHE_DIR")
             .map(PathBuf::from)
             .or(raw.plugin_cache_dir.take())
@@ -381,6 +402,8 @@ impl Config {
             log_format,
             pause_delivery,
             jwt_secret: jwt_secret.map(Secret),
+            provider_rate,
+            api_rate_limit,
             insecure_no_auth,
             plugin_cache_dir,
             plugin_settings: PluginSettings::new(env, raw.plugins, raw.sandbox),

@@ -217,6 +217,8 @@ impl Chirp {
             wake,
             lease: config.lease,
             concurrency: config.send_concurrency,
+            provider_rate: std::num::NonZeroU32::new(config.provider_rate)
+                .unwrap_or(std::num::NonZeroU32::MIN),
         };
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
@@ -234,7 +236,7 @@ impl Chirp {
         } else {
             tokio::spawn(scheduler.run(stop_rx))
         };
-        let app = api::router(state, config.max_body_bytes);
+        let app = api::router(state, config.max_body_bytes, config.api_rate_limit);
 
         let mut http_stop = stop_tx.subscribe();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {

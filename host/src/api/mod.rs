@@ -68,6 +68,45 @@ async fn metrics(
     )
 }
 
+/// Answers `429` with `Retry-After` to a caller (by token) over its rate;
+/// health, readiness and metrics are never limited.
+async fn limit(
+    limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = request.uri().path();
+    let exempt = matches!(path, "/metrics" | "/ready" | "/api/notifications/health");
+    if let (Some(limiter), false) = (limiter, exempt) {
+        let key = request
+            .headers()
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("anonymous")
+            .to_string();
+        if let Err(not_until) = limiter.check_key(&key) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests for this token; retry in {seconds} s"),
+            )
+            .into_response();
+            if let Ok(value) = seconds.max(1).to_string().parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
 /// Records every request's latency under its route template (not its
 /// path, so ids do not explode the label space).
 async fn measure(
@@ -92,7 +131,12 @@ async fn measure(
 }
 
 /// The whole API, ready to serve (tests can call it without a socket).
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState, max_body_bytes: usize, rate_limit: Option<u32>) -> Router {
+    let limiter = rate_limit.and_then(std::num::NonZeroU32::new).map(|rate| {
+        Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(
+            rate,
+        )))
+    });
     Router::new()
         .merge(notifications::router())
         .merge(templates::router())
@@ -104,6 +148,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            limit(limiter.clone(), request, next)
+        }))
         .layer(axum::middleware::from_fn(measure))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

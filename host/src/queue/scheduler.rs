@@ -45,6 +45,8 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
     pub lease: Duration,
     pub concurrency: usize,
+    /// Sends per second per provider; attempts wait for their turn.
+    pub provider_rate: std::num::NonZeroU32,
 }
 
 impl Scheduler {
@@ -58,6 +60,9 @@ impl Scheduler {
             self.wake.clone(),
         ));
         let workers = Arc::new(Semaphore::new(self.concurrency));
+        let pace: Arc<governor::DefaultKeyedRateLimiter<String>> = Arc::new(
+            governor::RateLimiter::keyed(governor::Quota::per_second(self.provider_rate)),
+        );
         let sweep_every =
             (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
         let mut next_sweep = Instant::now();
@@ -111,7 +116,12 @@ impl Scheduler {
                 let plugins = self.plugins.clone();
                 let policy = self.policy.clone();
                 let done = done_tx.clone();
+                let pace = pace.clone();
                 tokio::spawn(async move {
+                    // The provider's rate limit delays the attempt; it never
+                    // fails it. (The lease is long enough for the wait at any
+                    // sane rate: a worker waits for at most its share.)
+                    pace.until_key_ready(&leased.message.provider).await;
                     let delivery = delivery::attempt(&plugins, &leased).await;
                     let completion = complete(&leased, delivery, &policy, now_millis());
                     let _ = done.send(completion).await;
