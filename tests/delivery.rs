@@ -731,3 +731,54 @@ async fn the_api_rate_limit_answers_429_with_retry_after() {
     let (status, _) = chirp.get("/api/notifications/health").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn sigterm_under_load_loses_nothing() {
+    let w = world().await;
+    let db = format!("surrealkv://{}", w._dir.path().join("store").display());
+    let options = ChirpOptions::new(&db, w.options.plugins_dir.clone(), &w.mock)
+        .set("CHIRP_SEND_CONCURRENCY", "8");
+    // Slow provider: attempts are in flight when the signal comes.
+    w.mock.script(
+        (0..400).map(|n| Reply::success(&format!("w{n}")).after(Duration::from_millis(40))),
+    );
+    let chirp = options.start();
+    let load = {
+        let http = chirp.http.clone();
+        let url = chirp.url("/api/notifications/send-message");
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for n in 0..400 {
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(json!({"phone": "+919876543210", "text": format!("n{n}")}).to_string())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().as_u16() == 202 => {
+                        let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+                        accepted.push(body["id"].as_str().unwrap().to_string());
+                    }
+                    // Refused or cut off during shutdown: never acknowledged.
+                    _ => break,
+                }
+            }
+            accepted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (clean, took) = tokio::task::spawn_blocking(move || chirp.terminate())
+        .await
+        .unwrap();
+    assert!(clean, "chirp did not exit cleanly on SIGTERM");
+    assert!(took < Duration::from_secs(20), "shutdown took {took:?}");
+    let accepted = load.await.unwrap();
+    assert!(!accepted.is_empty());
+
+    // Every 202 ends sent, after a restart on the same store.
+    let chirp = options.start();
+    for id in &accepted {
+        assert_eq!(chirp.wait_final(id).await["status"], "sent", "{id}");
+    }
+}

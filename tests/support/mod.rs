@@ -441,6 +441,17 @@ impl ChirpProcess {
         self.child.id()
     }
 
+    /// SIGTERM, then waits for the process to exit; returns whether it
+    /// exited cleanly and how long it took.
+    pub fn terminate(mut self) -> (bool, Duration) {
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().expect("wait for chirp");
+        (status.success(), started.elapsed())
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -122,7 +122,15 @@ impl Scheduler {
                     // fails it. (The lease is long enough for the wait at any
                     // sane rate: a worker waits for at most its share.)
                     pace.until_key_ready(&leased.message.provider).await;
-                    let delivery = delivery::attempt(&plugins, &leased).await;
+                    let span = tracing::info_span!(
+                        "attempt",
+                        message_id = %leased.message.id,
+                        provider = %leased.message.provider,
+                        attempt = leased.message.attempts + 1
+                    );
+                    let delivery =
+                        tracing::Instrument::instrument(delivery::attempt(&plugins, &leased), span)
+                            .await;
                     let completion = complete(&leased, delivery, &policy, now_millis());
                     let _ = done.send(completion).await;
                     drop(permit);
