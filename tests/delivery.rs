@@ -31,6 +31,13 @@ async fn world() -> World {
     }
 }
 
+/// chirp on a durable `surrealkv://` store in the world's directory, so a
+/// test can stop it and start it again on the same data.
+fn durable(w: &World) -> ChirpOptions {
+    let db = format!("surrealkv://{}", w._dir.path().join("store").display());
+    ChirpOptions::new(&db, w.options.plugins_dir.clone(), &w.mock)
+}
+
 fn order_confirmation(phone: &str) -> Value {
     json!({
         "phone": phone,
@@ -285,13 +292,7 @@ async fn a_failed_message_resent_twice_is_sent_once() {
 #[tokio::test]
 async fn a_message_leased_when_chirp_dies_is_delivered_after_restart() {
     let w = world().await;
-    let db_dir = w._dir.path().join("store");
-    let options = ChirpOptions::new(
-        &format!("surrealkv://{}", db_dir.display()),
-        w.options.plugins_dir.clone(),
-        &w.mock,
-    )
-    .set("CHIRP_LEASE", "2s");
+    let options = durable(&w).set("CHIRP_LEASE", "2s");
     // The first attempt hangs at the provider; chirp is killed meanwhile.
     w.mock
         .script([Reply::success("never-seen").after(Duration::from_secs(30))]);
@@ -320,13 +321,7 @@ async fn a_message_leased_when_chirp_dies_is_delivered_after_restart() {
 #[tokio::test]
 async fn accepted_messages_survive_a_restart_before_they_are_sent() {
     let w = world().await;
-    let db_dir = w._dir.path().join("store");
-    let options = ChirpOptions::new(
-        &format!("surrealkv://{}", db_dir.display()),
-        w.options.plugins_dir.clone(),
-        &w.mock,
-    )
-    .set("CHIRP_PROVIDER", "not-loaded-yet");
+    let options = durable(&w).set("CHIRP_PROVIDER", "not-loaded-yet");
     let chirp = options.start();
     let mut ids = Vec::new();
     for n in 0..20 {
@@ -735,9 +730,7 @@ async fn the_api_rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn sigterm_under_load_loses_nothing() {
     let w = world().await;
-    let db = format!("surrealkv://{}", w._dir.path().join("store").display());
-    let options = ChirpOptions::new(&db, w.options.plugins_dir.clone(), &w.mock)
-        .set("CHIRP_SEND_CONCURRENCY", "8");
+    let options = durable(&w).set("CHIRP_SEND_CONCURRENCY", "8");
     // Slow provider: attempts are in flight when the signal comes.
     w.mock.script(
         (0..400).map(|n| Reply::success(&format!("w{n}")).after(Duration::from_millis(40))),
