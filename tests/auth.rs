@@ -141,6 +141,14 @@ async fn every_route_admits_exactly_its_roles() {
             true,
         ),
         ("GET", "/ready".into(), None, Access::Public, true),
+        ("GET", "/metrics".into(), None, Access::Public, true),
+        (
+            "GET",
+            "/api/openapi.json".into(),
+            None,
+            Access::Public,
+            true,
+        ),
         (
             "POST",
             "/api/notifications/send-message".into(),
@@ -202,6 +210,13 @@ async fn every_route_admits_exactly_its_roles() {
             "/api/notifications/templates/delivery_delayed/rollback/1".into(),
             Some(json!({})),
             Access::Admin,
+            true,
+        ),
+        (
+            "GET",
+            "/api/notifications/statistics".into(),
+            None,
+            Access::AnyUser,
             true,
         ),
         ("GET", "/api/plugins".into(), None, Access::Admin, true),
@@ -296,6 +311,21 @@ async fn every_route_admits_exactly_its_roles() {
             false,
         ),
     ];
+    let (status, document) = chirp.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let document = support::openapi::Document { json: document };
+    document
+        .validate_against_meta_schema()
+        .expect("the document is valid OpenAPI 3.1");
+    // The matrix covers every documented operation, and every route in it
+    // is documented.
+    for (method, template) in document.operations() {
+        assert!(
+            routes.iter().any(|(m, path, ..)| *m == method
+                && document.template_of(m, path).as_deref() == Some(template.as_str())),
+            "{method} {template} is documented but not in the matrix"
+        );
+    }
     let callers = [
         Who::Admin,
         Who::UserOwn,
@@ -324,6 +354,9 @@ async fn every_route_admits_exactly_its_roles() {
                 (Access::OwnPhone | Access::Admin, Who::UserOwn) => "403",
             };
             let context = format!("{method} {path} as {who:?}: {status} {answer}");
+            if let Err(problem) = document.check_answer(method, path, status, &answer) {
+                panic!("{context}: {problem}");
+            }
             match expected {
                 "allowed" => assert!(
                     status < 400 || status == 404 || status == 409 || status == 422,
@@ -375,4 +408,51 @@ async fn chirp_refuses_to_start_without_a_secret_unless_told_it_is_insecure() {
     let chirp = options.set("CHIRP_INSECURE_NO_AUTH", "true").start();
     let (status, _) = call(&chirp, Who::NoToken, "GET", "/api/plugins", None).await;
     assert_eq!(status, 200, "development mode admits everyone");
+}
+
+#[tokio::test]
+async fn every_documented_example_is_accepted_and_answered_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = plugins_dir_with_myoperator(dir.path());
+    std::fs::copy(
+        support::build_plugin("rules-earlybird"),
+        plugins.join("rules-earlybird.wasm"),
+    )
+    .unwrap();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let (_, document) = chirp.get("/api/openapi.json").await;
+    let document = support::openapi::Document { json: document };
+    let mut tried = Vec::new();
+    for (method, template) in document.operations() {
+        let operation = &document.json["paths"][&template][method.to_lowercase()];
+        let Some(example) = operation["requestBody"]["content"]["application/json"]
+            .get("example")
+            .cloned()
+        else {
+            continue;
+        };
+        let path = template
+            .replace("{name}", "order_confirmation")
+            .replace("{phone}", OWN);
+        let (status, answer) = call(&chirp, Who::Admin, &method, &path, Some(&example)).await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} with its example: {status} {answer}"
+        );
+        document
+            .check_answer(&method, &path, status, &answer)
+            .unwrap();
+        tried.push(template);
+    }
+    assert!(tried.len() >= 5, "examples tried: {tried:?}");
+
+    // The interactive page is served and carries the document.
+    let page = reqwest::get(chirp.url("/api/docs"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("api-reference") && page.contains("/api/notifications/send-message"));
 }

@@ -207,7 +207,7 @@ pub struct Event<'a> {
 }
 
 /// A decision not to send, as the caller sees it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Skipped {
     pub template: String,
     pub reason: String,

@@ -32,7 +32,7 @@ pub fn rfc3339(at: Millis) -> String {
 /// for a retry, or `failed` when attempts run out or the error is permanent.
 /// `skipped` messages were never to be sent (the recipient opted out, the
 /// template is disabled) and are kept so history shows why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
@@ -77,7 +77,7 @@ impl FromStr for Status {
 }
 
 /// The approved provider template a message goes out as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProviderTemplate {
     /// The name WhatsApp approved.
     pub name: String,
@@ -152,7 +152,7 @@ pub struct Message {
 
 /// A code and a human explanation, as recorded for a failed attempt or a
 /// message waiting for its provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErrorNote {
     pub code: String,
     pub message: String,

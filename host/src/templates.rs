@@ -20,7 +20,7 @@ pub const DEFAULT_LANGUAGE: &str = "en";
 
 /// Whether a message is a service message or promotion (opt-outs and quiet
 /// hours apply to marketing only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Transactional,
@@ -28,7 +28,7 @@ pub enum Category {
 }
 
 /// The WhatsApp-approved template a chirp template maps to.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsappTemplate {
     /// The name WhatsApp approved.
@@ -38,7 +38,7 @@ pub struct WhatsappTemplate {
 }
 
 /// One template file, as written in `templates/NAME.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDef {
     pub name: String,

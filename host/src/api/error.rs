@@ -24,10 +24,15 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The error body, as sent and as the OpenAPI document shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody<'a> {
+    /// Stable machine code, e.g. `invalid_phone`, `unauthorized`.
     code: &'a str,
+    /// What went wrong, for a human.
     message: &'a str,
+    /// The request field at fault (`customer.phone`), or `null`.
     field: Option<&'a str>,
 }
 
@@ -74,7 +79,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
+        let body = ErrorBody {
             code: self.code,
             message: &self.message,
             field: self.field.as_deref(),

@@ -4,30 +4,101 @@
 //! which it must not, e.g. for opted-out recipients, and when, e.g. quiet
 //! hours); chirp renders and stores them all in one transaction, or none.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
-use crate::intake::{self, Event};
-use crate::message::now_millis;
+use crate::intake::{self, Event, Skipped};
+use crate::message::{Status, now_millis, rfc3339};
 use crate::phone::Phone;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/events", post(accept))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(accept))
+}
+
+/// A business event, as the OpenAPI document shows it; the handler reads
+/// exactly these fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct EventRequest {
+    /// The event type, e.g. `order.created` (see the rules plugin).
+    #[schema(rename = "type")]
+    kind: String,
+    /// EarlyBird's id of the thing the event is about (order, payment).
+    reference_id: String,
+    customer: Customer,
+    /// The event's facts, as the templates it leads to need them.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Map<String, Value>>,
+}
+
+/// Who the event is about.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct Customer {
+    phone: String,
+    name: Option<String>,
+    /// Language code; the recipient's saved preference wins.
+    language: Option<String>,
+    /// IANA time zone, e.g. `Asia/Kolkata` (quiet hours).
+    timezone: Option<String>,
+}
+
+/// What an event led to.
+#[derive(Serialize, ToSchema)]
+struct EventAccepted {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    kind: String,
+    reference_id: String,
+    /// `true` when the same event was accepted before (nothing new stored).
+    replayed: bool,
+    messages: Vec<EventMessage>,
+    /// Templates the rules decided not to send, with why.
+    skipped: Vec<Skipped>,
+}
+
+/// One message an event made.
+#[derive(Serialize, ToSchema)]
+struct EventMessage {
+    id: String,
+    template: Option<String>,
+    status: Status,
+    /// When it may be sent (quiet hours and reminders hold it).
+    #[schema(format = DateTime)]
+    not_before: String,
 }
 
 /// `{type, reference_id, customer: {phone, name, language?, timezone?},
 /// data}` -> `202 {messages: [{id, template, status}], skipped: [...]}`.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    tag = "events",
+    description = "Accepts a business event (admin). The rules plugin decides which \
+        templates it leads to; every message is rendered first and all are stored in \
+        one transaction, or none. The same (type, reference_id) posted again stores nothing.",
+    request_body(content = EventRequest, example = json!({
+        "type": "order.created",
+        "reference_id": "EB-1001",
+        "customer": {"phone": "+919876543210", "name": "Asha", "timezone": "Asia/Kolkata"},
+        "data": {"order_id": "EB-1001", "delivery_date": "2026-11-25", "total_amount": 249}
+    })),
+    responses((status = 202, description = "Accepted and durably stored", body = EventAccepted)),
+)]
 async fn accept(
     Admin(caller): Admin,
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventAccepted>), ApiError> {
     let mut fields = Fields::new(body);
     let kind = fields.required_string("type")?;
     let reference_id = fields.required_string("reference_id")?;
@@ -117,27 +188,25 @@ async fn accept(
     crate::telemetry::accepted(sends.len() as u64);
     crate::telemetry::skipped(skips.len() as u64);
     tracing::debug!(kind = %kind, reference_id = %reference_id, by = %caller.subject, messages = stored.len(), replayed, "event accepted");
-    let items: Vec<Value> = stored
-        .iter()
+    let messages = stored
+        .into_iter()
         .zip(templates)
         .zip(not_before)
-        .map(|((s, template), not_before)| {
-            json!({
-                "id": s.id,
-                "template": template,
-                "status": s.status,
-                "not_before": crate::message::rfc3339(not_before),
-            })
+        .map(|((s, template), not_before)| EventMessage {
+            id: s.id,
+            template,
+            status: s.status,
+            not_before: rfc3339(not_before),
         })
         .collect();
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({
-            "type": kind,
-            "reference_id": reference_id,
-            "replayed": replayed,
-            "messages": items,
-            "skipped": skipped,
-        })),
+        Json(EventAccepted {
+            kind,
+            reference_id,
+            replayed,
+            messages,
+            skipped,
+        }),
     ))
 }

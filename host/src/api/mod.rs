@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod extract;
 mod notifications;
+mod openapi;
 mod plugins;
 mod preferences;
 mod templates;
@@ -48,6 +49,13 @@ pub struct AppState {
 }
 
 /// `GET /metrics`: Prometheus text format. Public, like health.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    description = "Prometheus text format. Public.",
+    responses((status = 200, description = "Prometheus exposition", content_type = "text/plain", body = String)),
+)]
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
@@ -69,7 +77,8 @@ async fn metrics(
 }
 
 /// Answers `429` with `Retry-After` to a caller (by token) over its rate;
-/// health, readiness and metrics are never limited.
+/// the public routes (health, readiness, metrics, the API document) are
+/// never limited.
 async fn limit(
     limiter: Option<Arc<governor::DefaultKeyedRateLimiter<String>>>,
     request: axum::extract::Request,
@@ -77,7 +86,7 @@ async fn limit(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = request.uri().path();
-    let exempt = matches!(path, "/metrics" | "/ready" | "/api/notifications/health");
+    let exempt = openapi::PUBLIC_PATHS.contains(&path);
     if let (Some(limiter), false) = (limiter, exempt) {
         let key = request
             .headers()
@@ -137,13 +146,16 @@ pub fn router(state: AppState, max_body_bytes: usize, rate_limit: Option<u32>) -
             rate,
         )))
     });
-    Router::new()
+    let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .merge(notifications::router())
         .merge(templates::router())
         .merge(plugins::router())
         .merge(preferences::router())
         .merge(events::router())
-        .route("/metrics", axum::routing::get(metrics))
+        .routes(utoipa_axum::routes!(metrics))
+        .split_for_parts();
+    routes
+        .merge(openapi::router(openapi::finish(document)))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

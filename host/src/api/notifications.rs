@@ -1,13 +1,14 @@
 //! `/api/notifications/*`: sending, reading history, resending, running the
 //! queue, and health.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Admin, Caller, Role};
 use super::extract::{Fields, JsonObject, QueryParams};
@@ -24,21 +25,76 @@ const MAX_TEXT_LEN: usize = 4096;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications/send-message", post(send_message))
-        .route("/api/notifications/history", get(history))
-        .route("/api/notifications/history/{phone}", get(history_of_phone))
-        .route("/api/notifications/resend/{id}", post(resend))
-        .route("/api/notifications/process-queue", post(process_queue))
-        .route("/api/notifications/health", get(health))
-        .route("/api/notifications/statistics", get(statistics))
-        .route("/ready", get(ready))
-        .route("/api/notifications/{id}", get(message))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_message))
+        .routes(routes!(history))
+        .routes(routes!(history_of_phone))
+        .routes(routes!(resend))
+        .routes(routes!(process_queue))
+        .routes(routes!(health))
+        .routes(routes!(statistics))
+        .routes(routes!(ready))
+        .routes(routes!(message))
+}
+
+/// The body of `send-message`, as the OpenAPI document shows it. The
+/// handler reads exactly these fields (and refuses any other).
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct SendMessageRequest {
+    /// The recipient, E.164 or a 10-digit Indian mobile number.
+    #[schema(example = "+919876543210")]
+    phone: String,
+    /// A template name; give `template` (with `variables`) or `text`.
+    template: Option<String>,
+    /// The template's variables.
+    #[schema(value_type = Option<Object>)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Free text (1 to 4096 characters) instead of a template.
+    text: Option<String>,
+    /// Language code, e.g. `hi`; defaults to the recipient's preference,
+    /// then English.
+    language: Option<String>,
+    reference_id: Option<String>,
+    /// The same key sends once: a repeat answers the first message.
+    idempotency_key: Option<String>,
+    /// The provider plugin to send through (default: the configured one).
+    provider: Option<String>,
+    /// Send a transactional message to a recipient who opted out.
+    override_opt_out: Option<bool>,
+    /// Hold the message until this RFC 3339 time.
+    #[schema(format = DateTime)]
+    send_at: Option<String>,
+}
+
+/// The answer to an accepted message.
+#[derive(Serialize, ToSchema)]
+struct Accepted {
+    id: String,
+    status: Status,
+    /// Why the message was stored `skipped` (opt-out, disabled template).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// `POST /api/notifications/send-message`: validate, render, store; `202`
 /// once the message is committed.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/send-message",
+    tag = "notifications",
+    description = "Queues a message (admin). 202 once it is durably stored; \
+        a repeated `idempotency_key` answers the first message with the \
+        header `idempotent-replayed: true`.",
+    request_body(content = SendMessageRequest, example = json!({
+        "phone": "+919876543210",
+        "template": "order_confirmation",
+        "variables": {"order_id": "EB-1001", "delivery_date": "2026-11-25", "total_amount": 249},
+        "reference_id": "EB-1001"
+    })),
+    responses((status = 202, description = "Stored (queued, scheduled or skipped)", body = Accepted)),
+)]
 async fn send_message(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -141,10 +197,11 @@ async fn send_message(
         (false, _) => crate::telemetry::accepted(1),
     }
     tracing::debug!(id = %accepted.id, by = %caller.subject, replayed = accepted.replayed, "message accepted");
-    let mut answer = json!({ "id": accepted.id, "status": accepted.status });
-    if let (Some(reason), false) = (reason, accepted.replayed) {
-        answer["reason"] = json!(reason);
-    }
+    let answer = Accepted {
+        id: accepted.id,
+        status: accepted.status,
+        reason: reason.filter(|_| !accepted.replayed),
+    };
     Ok((StatusCode::ACCEPTED, headers, Json(answer)))
 }
 
@@ -160,7 +217,8 @@ fn bounded(value: Option<String>, field: &'static str) -> Result<Option<String>,
 }
 
 /// A message as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
 struct MessageView {
     id: String,
     status: Status,
@@ -179,6 +237,7 @@ struct MessageView {
     sent_at: Option<String>,
     provider_message_id: Option<String>,
     last_error: Option<ErrorNote>,
+    /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<Vec<AttemptView>>,
 }
@@ -209,10 +268,13 @@ impl MessageView {
 }
 
 /// One attempt as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attempt)]
 struct AttemptView {
     number: u32,
     at: String,
+    /// `at` in milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     at_ms: Millis,
     provider: String,
     provider_version: String,
@@ -253,6 +315,17 @@ impl From<Attempt> for AttemptView {
 }
 
 /// `GET /api/notifications/{id}`: the message and its audit trail.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}",
+    tag = "notifications",
+    description = "One message with every attempt (a user: only their own).",
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "Success", body = MessageView),
+        (status = 404, description = "No such message", body = super::error::ErrorBody),
+    ),
+)]
 async fn message(
     caller: Caller,
     State(state): State<AppState>,
@@ -268,20 +341,32 @@ async fn message(
     Ok(Json(MessageView::new(message, Some(attempts))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HistoryParams {
+    /// Only this recipient (a user: their own phone).
     phone: Option<String>,
+    /// Only messages in this state.
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
     template: Option<String>,
     reference_id: Option<String>,
+    /// Accepted at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Accepted before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A page of messages, newest first.
+#[derive(Serialize, ToSchema)]
 struct Page {
     items: Vec<MessageView>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
@@ -289,6 +374,14 @@ struct Page {
 }
 
 /// `GET /api/notifications/history`: messages, newest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/history",
+    tag = "notifications",
+    description = "Messages, newest first. A user sees only their own.",
+    params(HistoryParams),
+    responses((status = 200, description = "Success", body = Page)),
+)]
 async fn history(
     caller: Caller,
     State(state): State<AppState>,
@@ -306,6 +399,14 @@ async fn history(
 }
 
 /// `GET /api/notifications/history/{phone}`: one recipient's messages.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/history/{phone}",
+    tag = "notifications",
+    description = "One recipient's messages, newest first (a user: their own phone).",
+    params(("phone" = String, Path, description = "The recipient"), HistoryParams),
+    responses((status = 200, description = "Success", body = Page)),
+)]
 async fn history_of_phone(
     caller: Caller,
     State(state): State<AppState>,
@@ -397,10 +498,31 @@ fn parse_time(field: &'static str, text: &str) -> Result<Millis, ApiError> {
         })
 }
 
+/// The answer to a resend.
+#[derive(Serialize, ToSchema)]
+struct Resent {
+    id: String,
+    status: Status,
+    /// `false` when the message was already queued or sending.
+    requeued: bool,
+}
+
 /// `POST /api/notifications/resend/{id}`: a failed message goes back in the
 /// queue with a fresh retry budget. Resending a message that is already
 /// queued or sending changes nothing (so a retried request cannot send
 /// twice); a sent message is not sent again.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/resend/{id}",
+    tag = "notifications",
+    description = "Queues a failed message again with a fresh retry budget (admin).",
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 202, description = "Accepted and durably stored", body = Resent),
+        (status = 404, description = "No such message", body = super::error::ErrorBody),
+        (status = 409, description = "The message was sent already", body = super::error::ErrorBody),
+    ),
+)]
 async fn resend(
     _admin: Admin,
     State(state): State<AppState>,
@@ -423,33 +545,65 @@ async fn resend(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": message.id, "status": message.status, "requeued": requeued })),
+        Json(Resent {
+            id: message.id,
+            status: message.status,
+            requeued,
+        }),
     ))
+}
+
+/// What a queue run found.
+#[derive(Serialize, ToSchema)]
+struct QueueRun {
+    /// Messages due now.
+    due: usize,
+    /// Expired leases taken back.
+    reclaimed: usize,
 }
 
 /// `POST /api/notifications/process-queue`: take back expired leases and
 /// run whatever is due now, without waiting for the scheduler's next wake.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/process-queue",
+    tag = "notifications",
+    description = "Takes back expired leases and runs what is due now (admin).",
+    responses((status = 200, description = "Success", body = QueueRun)),
+)]
 async fn process_queue(
     _admin: Admin,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueueRun>, ApiError> {
     let now = now_millis();
     let reclaimed = state.store.reclaim_expired(now).await?;
     let due = state.store.count_due(now).await?;
     state.queue.wake();
-    Ok(Json(json!({ "due": due, "reclaimed": reclaimed })))
+    Ok(Json(QueueRun { due, reclaimed }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RangeParams {
+    /// Accepted at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Accepted before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
 }
 
 /// `GET /api/notifications/statistics?from=&to=`: counts, rates and
 /// latencies of the messages accepted in the range (default: all time),
 /// and the queue as it is now.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/statistics",
+    tag = "notifications",
+    params(RangeParams),
+    responses((status = 200, description = "Success", body = crate::store::Statistics)),
+)]
 async fn statistics(
     _caller: Caller,
     State(state): State<AppState>,
@@ -477,41 +631,86 @@ async fn statistics(
 
 /// `GET /ready`: ready to take traffic: the store answers and at least one
 /// provider is active. `503` otherwise, so a load balancer holds traffic.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    description = "Readiness: the store answers and the provider is loaded. Public.",
+    responses(
+        (status = 200, description = "Success", body = Readiness),
+        (status = 503, description = "Not ready", body = Readiness),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    let store_ok = state.store.ping().await.is_ok();
-    let provider_ok = state.plugins.provider(&state.provider).is_some();
-    let status = if store_ok && provider_ok {
+    let store = state.store.ping().await.is_ok();
+    let provider = state.plugins.provider(&state.provider).is_some();
+    let ready = store && provider;
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(
-            json!({ "ready": status == StatusCode::OK, "store": store_ok, "provider": provider_ok }),
-        ),
+        Json(Readiness {
+            ready,
+            store,
+            provider,
+        }),
     )
+}
+
+/// Whether chirp can take traffic.
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    ready: bool,
+    store: bool,
+    provider: bool,
+}
+
+/// Liveness and what is loaded.
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// `ok`, `degraded` (no provider loaded) or `unavailable` (no store).
+    status: &'static str,
+    /// `ok` or `unreachable`.
+    store: &'static str,
+    /// The provider new messages go through.
+    provider: String,
+    provider_loaded: bool,
+    plugins: Vec<crate::plugins::Meta>,
 }
 
 /// `GET /api/notifications/health`: the store answers and which providers
 /// are loaded.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/health",
+    tag = "operations",
+    description = "Liveness. Public.",
+    responses(
+        (status = 200, description = "Success", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
+    ),
+)]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.store.ping().await.is_ok();
-    let plugins = state.plugins.active();
     let provider_loaded = state.plugins.provider(&state.provider).is_some();
-    let status = if !store_ok {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
+    let status = if store_ok {
         StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({
-            "status": if store_ok && provider_loaded { "ok" } else if store_ok { "degraded" } else { "unavailable" },
-            "store": if store_ok { "ok" } else { "unreachable" },
-            "provider": state.provider,
-            "provider_loaded": provider_loaded,
-            "plugins": plugins,
-        })),
-    )
+    let health = Health {
+        status: match (store_ok, provider_loaded) {
+            (true, true) => "ok",
+            (true, false) => "degraded",
+            (false, _) => "unavailable",
+        },
+        store: if store_ok { "ok" } else { "unreachable" },
+        provider: state.provider.clone(),
+        provider_loaded,
+        plugins: state.plugins.active(),
+    };
+    (status, Json(health))
 }

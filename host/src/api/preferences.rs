@@ -1,9 +1,11 @@
 //! `/api/preferences/{phone}`: what a recipient opted out of, and their
 //! language and time zone.
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::Caller;
 use super::extract::{Fields, JsonObject};
@@ -11,8 +13,8 @@ use super::{ApiError, AppState};
 use crate::phone::Phone;
 use crate::store::Preferences;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/preferences/{phone}", get(read).put(replace))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(read, replace))
 }
 
 fn phone(text: &str) -> Result<Phone, ApiError> {
@@ -20,6 +22,14 @@ fn phone(text: &str) -> Result<Phone, ApiError> {
         .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/preferences/{phone}",
+    tag = "preferences",
+    description = "A recipient's preferences (a user: their own phone).",
+    params(("phone" = String, Path, description = "The recipient")),
+    responses((status = 200, description = "Success", body = Preferences)),
+)]
 async fn read(
     caller: Caller,
     State(state): State<AppState>,
@@ -32,6 +42,17 @@ async fn read(
 
 /// Replaces the preferences; fields left out take their defaults (opted
 /// in, language and time zone unknown).
+#[utoipa::path(
+    put,
+    path = "/api/preferences/{phone}",
+    tag = "preferences",
+    description = "Replaces a recipient's preferences (a user: their own phone).",
+    params(("phone" = String, Path, description = "The recipient")),
+    request_body(content = PreferencesEdit, example = json!({
+        "opt_out_marketing": true, "language": "hi", "timezone": "Asia/Kolkata"
+    })),
+    responses((status = 200, description = "Success", body = Preferences)),
+)]
 async fn replace(
     caller: Caller,
     State(state): State<AppState>,
@@ -83,4 +104,20 @@ async fn replace(
         ));
     }
     Ok(Json(state.store.save_preferences(prefs).await?))
+}
+
+/// The body of a preferences edit, as the OpenAPI document shows it; the
+/// handler reads exactly these fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct PreferencesEdit {
+    opt_out_all: Option<bool>,
+    /// Opt out of `marketing` templates.
+    opt_out_marketing: Option<bool>,
+    /// Template names to opt out of.
+    opt_out_templates: Option<Vec<String>>,
+    /// Language code, e.g. `hi`.
+    language: Option<String>,
+    /// IANA time zone, e.g. `Asia/Kolkata`.
+    timezone: Option<String>,
 }

@@ -5,11 +5,14 @@
 //! for the next message at once. A bad edit is refused with the field, the
 //! line and the reason, and the version before keeps serving.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Admin, Caller};
 use super::extract::{Fields, JsonObject};
@@ -17,25 +20,32 @@ use super::{ApiError, AppState};
 use crate::message::rfc3339;
 use crate::templates::{Category, TemplateDef, TemplateProblem};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/notifications/templates", get(list))
-        .route("/api/notifications/templates/{name}", get(one).put(update))
-        .route(
-            "/api/notifications/templates/{name}/versions",
-            get(versions),
-        )
-        .route(
-            "/api/notifications/templates/{name}/rollback/{version}",
-            post(rollback),
-        )
-        .route("/api/notifications/templates/{name}/preview", post(preview))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, update))
+        .routes(routes!(versions))
+        .routes(routes!(rollback))
+        .routes(routes!(preview))
 }
 
-async fn list(_caller: Caller, State(state): State<AppState>) -> Json<Value> {
+/// Every template in force.
+#[derive(Serialize, ToSchema)]
+struct TemplateList {
+    items: Vec<TemplateDef>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/notifications/templates",
+    tag = "templates",
+    responses((status = 200, description = "Success", body = TemplateList)),
+)]
+async fn list(_caller: Caller, State(state): State<AppState>) -> Json<TemplateList> {
     let catalog = state.templates.current();
-    let templates: Vec<&TemplateDef> = catalog.all().collect();
-    Json(json!({ "items": templates }))
+    Json(TemplateList {
+        items: catalog.all().cloned().collect(),
+    })
 }
 
 fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
@@ -47,6 +57,16 @@ fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
         .ok_or_else(|| ApiError::not_found("template", name))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/notifications/templates/{name}",
+    tag = "templates",
+    params(("name" = String, Path, description = "The template")),
+    responses(
+        (status = 200, description = "Success", body = TemplateDef),
+        (status = 404, description = "No such template", body = super::error::ErrorBody),
+    ),
+)]
 async fn one(
     _caller: Caller,
     State(state): State<AppState>,
@@ -58,6 +78,22 @@ async fn one(
 /// `PUT`: any of `text` (an object of language -> text, or a string for
 /// English), `enabled`, `variables`, `category`, `description`,
 /// `whatsapp`, `sample`. Fields left out keep their value.
+#[utoipa::path(
+    put,
+    path = "/api/notifications/templates/{name}",
+    tag = "templates",
+    description = "Edits a template (admin). The edit is checked, saved as a new version \
+        and in force for the next message; a bad edit is refused (422 naming the field, \
+        the line and the reason) and the version before keeps serving.",
+    params(("name" = String, Path, description = "The template")),
+    request_body(content = TemplateEdit, example = json!({
+        "text": {"en": "Order {{ order_id }} is confirmed: ₹{{ total_amount }}, arriving {{ delivery_date }}."}
+    })),
+    responses(
+        (status = 200, description = "The new version", body = TemplateDef),
+        (status = 404, description = "No such template", body = super::error::ErrorBody),
+    ),
+)]
 async fn update(
     _admin: Admin,
     State(state): State<AppState>,
@@ -130,6 +166,25 @@ async fn update(
     save(&state, def).await.map(Json)
 }
 
+/// The body of a template edit, as the OpenAPI document shows it; every
+/// field is optional and the handler reads exactly these.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct TemplateEdit {
+    /// Language code -> text (minijinja), or one string for English.
+    #[schema(value_type = Option<Object>)]
+    text: Option<Value>,
+    enabled: Option<bool>,
+    /// Every variable a caller must give.
+    variables: Option<Vec<String>>,
+    description: Option<String>,
+    category: Option<Category>,
+    whatsapp: Option<crate::templates::WhatsappTemplate>,
+    /// Example values of the variables, for previews.
+    #[schema(value_type = Option<Object>)]
+    sample: Option<Map<String, Value>>,
+}
+
 /// Checks `def`, stores it as the next version and puts it in force.
 async fn save(state: &AppState, def: TemplateDef) -> Result<TemplateDef, ApiError> {
     let catalog = state.templates.current();
@@ -162,29 +217,68 @@ fn problem(p: TemplateProblem) -> ApiError {
     error
 }
 
+/// One saved version of a template.
+#[derive(Serialize, ToSchema)]
+struct VersionView {
+    version: u32,
+    #[schema(format = DateTime)]
+    saved_at: String,
+    enabled: bool,
+    variables: Vec<String>,
+    text: std::collections::BTreeMap<String, String>,
+}
+
+/// A template's saved versions, oldest first.
+#[derive(Serialize, ToSchema)]
+struct VersionList {
+    items: Vec<VersionView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/notifications/templates/{name}/versions",
+    tag = "templates",
+    params(("name" = String, Path, description = "The template")),
+    responses(
+        (status = 200, description = "Success", body = VersionList),
+        (status = 404, description = "No such template", body = super::error::ErrorBody),
+    ),
+)]
 async fn versions(
     _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionList>, ApiError> {
     current(&state, &name)?;
     let versions = state.store.template_versions(&name).await?;
-    let items: Vec<Value> = versions
+    let items = versions
         .into_iter()
-        .map(|v| {
-            json!({
-                "version": v.version,
-                "saved_at": rfc3339(v.saved_at),
-                "enabled": v.def.enabled,
-                "variables": v.def.variables,
-                "text": v.def.text,
-            })
+        .map(|v| VersionView {
+            version: v.version,
+            saved_at: rfc3339(v.saved_at),
+            enabled: v.def.enabled,
+            variables: v.def.variables,
+            text: v.def.text,
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(VersionList { items }))
 }
 
 /// Saves an earlier version's content as a new version.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/templates/{name}/rollback/{version}",
+    tag = "templates",
+    description = "Puts an earlier version's content back in force as a new version (admin).",
+    params(
+        ("name" = String, Path, description = "The template"),
+        ("version" = u32, Path, description = "The version to restore"),
+    ),
+    responses(
+        (status = 200, description = "The new version", body = TemplateDef),
+        (status = 404, description = "No such template or version", body = super::error::ErrorBody),
+    ),
+)]
 async fn rollback(
     _admin: Admin,
     State(state): State<AppState>,
@@ -206,12 +300,24 @@ async fn rollback(
 
 /// Renders with the given `variables` (or the template's samples) and
 /// `language`; sends nothing.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/templates/{name}/preview",
+    tag = "templates",
+    description = "Renders without sending. An empty body renders the samples.",
+    params(("name" = String, Path, description = "The template")),
+    request_body(content = Option<PreviewRequest>, example = json!({"language": "hi"})),
+    responses(
+        (status = 200, description = "Success", body = Preview),
+        (status = 404, description = "No such template", body = super::error::ErrorBody),
+    ),
+)]
 async fn preview(
     _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Preview>, ApiError> {
     let catalog = state.templates.current();
     let mut variables = catalog
         .sample_variables(&name)
@@ -237,12 +343,36 @@ async fn preview(
         fields.finish()?;
     }
     let rendered = catalog.render(&name, language.as_deref(), &variables)?;
-    Ok(Json(json!({
-        "template": name,
-        "version": rendered.version,
-        "language": rendered.language,
-        "text": rendered.text,
-        "provider_template": rendered.provider_template,
-        "variables": variables,
-    })))
+    Ok(Json(Preview {
+        template: name,
+        version: rendered.version,
+        language: rendered.language,
+        text: rendered.text,
+        provider_template: rendered.provider_template,
+        variables,
+    }))
+}
+
+/// What to preview with; both fields are optional.
+#[derive(ToSchema)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct PreviewRequest {
+    /// Values laid over the template's samples.
+    #[schema(value_type = Option<Object>)]
+    variables: Option<Map<String, Value>>,
+    language: Option<String>,
+}
+
+/// A rendered template.
+#[derive(Serialize, ToSchema)]
+struct Preview {
+    template: String,
+    version: u32,
+    /// The language rendered (English when the one asked for is missing).
+    language: String,
+    text: String,
+    provider_template: crate::message::ProviderTemplate,
+    /// The variables used.
+    #[schema(value_type = Object)]
+    variables: Map<String, Value>,
 }

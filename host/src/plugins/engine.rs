@@ -21,7 +21,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub const MAX_PLUGIN_MEMORY: usize = 256 * 1024 * 1024;
 
 /// Whether instances come from a pool or from the operating system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Allocator {
     Pooling,
@@ -97,7 +97,7 @@ pub fn spawn_epoch_ticker(engine: &Engine) {
 }
 
 /// Where a component came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// Compiled from the `.wasm` now.

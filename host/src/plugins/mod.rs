@@ -90,7 +90,7 @@ pub struct NotLoaded(pub String);
 pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
 
 /// The worlds chirp knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
     Provider,
@@ -98,14 +98,16 @@ pub enum World {
 }
 
 /// What is known of a loaded plugin, whatever its world.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Meta {
     pub name: String,
     pub world: World,
     pub version: String,
     pub sha256: String,
+    #[schema(value_type = String)]
     pub file: PathBuf,
     #[serde(serialize_with = "serialize_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub loaded_at: SystemTime,
     /// Whether the machine code came from the cache.
     pub origin: Origin,
@@ -166,7 +168,7 @@ struct FileEntry {
 }
 
 /// One row of `GET /api/plugins`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     pub file: String,
     /// `active`: the file's current content serves. `rejected`: it was

@@ -8,7 +8,9 @@ use crate::message::{Millis, now_millis};
 
 /// A recipient's settings. The default (no row) is: opted into everything,
 /// language and time zone unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, SurrealValue, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, SurrealValue, serde::Serialize, utoipa::ToSchema,
+)]
 pub struct Preferences {
     pub phone: String,
     /// Opted out of every message.
@@ -19,6 +21,8 @@ pub struct Preferences {
     pub opt_out_templates: Vec<String>,
     pub language: Option<String>,
     pub timezone: Option<String>,
+    /// Milliseconds since the Unix epoch; `null` until first saved.
+    #[schema(value_type = Option<i64>)]
     pub updated_at: Option<Millis>,
 }
 

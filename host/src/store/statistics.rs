@@ -8,14 +8,14 @@ use super::{Store, StoreError};
 use crate::message::{Millis, now_millis};
 
 /// One count of a group.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Count {
     pub key: String,
     pub count: u64,
 }
 
 /// Outcomes of a provider's attempts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProviderOutcomes {
     pub provider: String,
     pub outcome: String,
@@ -23,7 +23,7 @@ pub struct ProviderOutcomes {
 }
 
 /// Statistics of messages accepted in `[from, to)`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Statistics {
     pub total: u64,
     pub by_status: Vec<Count>,
