@@ -456,3 +456,39 @@ async fn every_documented_example_is_accepted_and_answered_as_documented() {
         .unwrap();
     assert!(page.contains("api-reference") && page.contains("/api/notifications/send-message"));
 }
+
+#[tokio::test]
+async fn logs_mask_phone_numbers_and_never_show_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = plugins_dir_with_myoperator(dir.path());
+    let mut options = ChirpOptions::new("mem://", plugins, &mock).set("CHIRP_LOG", "debug");
+    options.capture_logs = true;
+    let chirp = options.start();
+    let (_, accepted) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": OWN, "text": "hello"}),
+        )
+        .await;
+    chirp.wait_final(accepted["id"].as_str().unwrap()).await;
+    let (status, _) = chirp.get(&format!("/api/preferences/{OWN}")).await;
+    assert_eq!(status, 200);
+    let (status, _) = chirp
+        .get(&format!("/api/notifications/history/{OWN}"))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let logs = chirp.logs().join("\n");
+    assert!(
+        logs.contains("+91******3210"),
+        "attempts name the masked recipient"
+    );
+    assert!(
+        logs.contains("/api/preferences/{phone}"),
+        "requests are logged by route"
+    );
+    for secret in [OWN, "9876543210", JWT_SECRET, support::API_KEY] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}

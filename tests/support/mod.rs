@@ -240,6 +240,8 @@ pub struct ChirpOptions {
     pub db: String,
     pub plugins_dir: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Keep chirp's log lines (stderr) for the test to read.
+    pub capture_logs: bool,
 }
 
 /// A running `chirp` process; killed when dropped.
@@ -247,6 +249,7 @@ pub struct ChirpProcess {
     child: Child,
     pub base: String,
     pub http: reqwest::Client,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// A fresh plugins directory holding the MyOperator component.
@@ -280,6 +283,7 @@ impl ChirpOptions {
                 ("MYOPERATOR_PHONE_NUMBER_ID".into(), PHONE_NUMBER_ID.into()),
                 ("MYOPERATOR_BASE_URL".into(), mock.base_url()),
             ],
+            capture_logs: false,
         }
     }
 
@@ -315,7 +319,20 @@ impl ChirpOptions {
 
     /// Starts chirp and waits until it listens.
     pub fn start(&self) -> ChirpProcess {
-        let mut child = self.command().spawn().expect("start chirp");
+        let mut command = self.command();
+        if self.capture_logs {
+            command.stderr(Stdio::piped());
+        }
+        let mut child = command.spawn().expect("start chirp");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -341,6 +358,7 @@ impl ChirpOptions {
         ChirpProcess {
             child,
             base,
+            logs,
             // Requests are an admin's unless a test says otherwise.
             http: reqwest::Client::builder()
                 .default_headers(headers)
@@ -365,6 +383,11 @@ impl ChirpOptions {
 }
 
 impl ChirpProcess {
+    /// chirp's log lines so far (with `capture_logs`).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

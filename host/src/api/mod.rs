@@ -139,6 +139,17 @@ async fn measure(
     response
 }
 
+/// The span of one request: method and route template, never the path
+/// itself (paths carry phone numbers, e.g. `/api/preferences/{phone}`).
+fn http_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    tracing::debug_span!("request", method = %request.method(), route = %route)
+}
+
 /// The whole API, ready to serve (tests can call it without a socket).
 pub fn router(state: AppState, max_body_bytes: usize, rate_limit: Option<u32>) -> Router {
     let limiter = rate_limit.and_then(std::num::NonZeroU32::new).map(|rate| {
@@ -164,6 +175,6 @@ pub fn router(state: AppState, max_body_bytes: usize, rate_limit: Option<u32>) -
             limit(limiter.clone(), request, next)
         }))
         .layer(axum::middleware::from_fn(measure))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(http_span))
         .with_state(state)
 }

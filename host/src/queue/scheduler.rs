@@ -126,6 +126,7 @@ impl Scheduler {
                         "attempt",
                         message_id = %leased.message.id,
                         provider = %leased.message.provider,
+                        to = %crate::phone::mask(&leased.message.phone),
                         attempt = leased.message.attempts + 1
                     );
                     let delivery =
