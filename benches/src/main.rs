@@ -1,47 +1,51 @@
-//! `chirp-bench`: measures chirp on loopback.
+//! `chirp-bench`: measures chirp on loopback and prints every figure.
 //!
-//! It starts a mock MyOperator API in this process, starts the `chirp`
-//! binary on a fresh `surrealkv://` store (durable: every `202` has been
-//! committed with fsync) with the MyOperator component, drives
-//! `POST /api/notifications/send-message` with a fixed number of concurrent
-//! keep-alive connections, and reports:
+//! It starts a mock MyOperator API in this process and the release `chirp`
+//! binary on fresh `surrealkv://` stores (durable: every `202` has been
+//! committed with fsync) with the MyOperator component, and runs:
 //!
-//! 1. accept: delivery paused, how fast messages are accepted and the
-//!    latency of each `202` (p50, p99, max);
-//! 2. drain: delivery resumed on the same store, how fast the backlog
-//!    reaches the mock through the WebAssembly component;
-//! 3. mixed: accepting and draining at the same time;
-//!
-//! 4. hot swap: the time from a changed plugin file landing in the plugins
-//!    directory to the new version serving;
-//! 5. sandbox cost: one provider call through the sandbox (new store,
-//!    instantiate, call, the host's HTTP function) against the same request
-//!    made natively, both to the mock, one at a time;
+//! 1. accept only (delivery paused): a backlog of `--backlog` messages at
+//!    full speed, then `--messages` at a fixed rate (`--rate`);
+//! 2. drain of that backlog through the WebAssembly component, with chirp's
+//!    memory sampled as it goes (is it flat?);
+//! 3. accept and drain together;
+//! 4. the same with 10% of provider calls answered `500` (retries folded
+//!    in);
+//! 5. a drain against a provider that takes 200 ms per call;
+//! 6. accept and drain with the provider plugin hot-swapped every 5 s;
+//! 7. the send step through the sandbox against the same send done
+//!    natively in Rust, one at a time and 64 at once;
+//! 8. Apprise, installed by this command into a virtual environment,
+//!    sending the same number of messages to the same mock through its JSON
+//!    webhook target (skipped with `--no-apprise` or without `python3`).
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::post;
+use chirp_bench::load::{self, Spec, admin_client};
+use chirp_bench::mock::{Mock, Plan};
+use chirp_bench::process::{ChirpProcess, Setup, dir_size};
+use chirp_bench::sha256_hex;
 use serde_json::json;
 
 struct Options {
     chirp: PathBuf,
     plugin: PathBuf,
+    backlog: usize,
     messages: usize,
     connections: usize,
-    provider_latency: Duration,
+    rate: f64,
+    apprise: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: chirp-bench --chirp PATH --plugin PATH [--messages N] [--connections N] [--provider-latency-ms N]"
+        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise]"
     );
     std::process::exit(2)
 }
@@ -50,22 +54,27 @@ fn parse_args() -> Options {
     let mut options = Options {
         chirp: PathBuf::from("target/release/chirp"),
         plugin: PathBuf::from("target/wasm32-wasip2/release/myoperator.wasm"),
+        backlog: 100_000,
         messages: 20_000,
         connections: 64,
-        provider_latency: Duration::ZERO,
+        rate: 2_000.0,
+        apprise: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--no-apprise" {
+            options.apprise = false;
+            continue;
+        }
         let value = args.next().unwrap_or_else(|| usage());
+        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
         match flag.as_str() {
-            "--chirp" => options.chirp = value.into(),
-            "--plugin" => options.plugin = value.into(),
-            "--messages" => options.messages = value.parse().unwrap_or_else(|_| usage()),
-            "--connections" => options.connections = value.parse().unwrap_or_else(|_| usage()),
-            "--provider-latency-ms" => {
-                options.provider_latency =
-                    Duration::from_millis(value.parse().unwrap_or_else(|_| usage()))
-            }
+            "--chirp" => options.chirp = value.clone().into(),
+            "--plugin" => options.plugin = value.clone().into(),
+            "--backlog" => options.backlog = number(),
+            "--messages" => options.messages = number(),
+            "--connections" => options.connections = number(),
+            "--rate" => options.rate = number() as f64,
             _ => usage(),
         }
     }
@@ -81,81 +90,285 @@ fn parse_args() -> Options {
     options
 }
 
+/// A fresh store and plugins directory for one scenario.
+struct Stage {
+    _dir: tempfile::TempDir,
+    plugins: PathBuf,
+    store: PathBuf,
+}
+
+impl Stage {
+    fn new(options: &Options) -> Stage {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins dir");
+        std::fs::copy(&options.plugin, plugins.join("myoperator.wasm")).expect("copy plugin");
+        let store = dir.path().join("store");
+        Stage {
+            plugins,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn setup(&self, options: &Options, mock: &Mock) -> Setup {
+        Setup::new(
+            &options.chirp,
+            &self.plugins,
+            format!("surrealkv://{}", self.store.display()),
+            &mock.base,
+        )
+        // Retries within the run rather than minutes later.
+        .set("CHIRP_RETRY_BACKOFF", "200ms")
+    }
+}
+
+fn start(setup: &Setup) -> ChirpProcess {
+    ChirpProcess::start(setup).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn spec(messages: usize, options: &Options, tag: &str, rate: Option<f64>) -> Spec {
+    Spec {
+        messages,
+        connections: options.connections,
+        rate,
+        tag: tag.into(),
+    }
+}
+
+fn mib(kib: u64) -> u64 {
+    kib / 1024
+}
+
+/// Waits for the mock to count `target` successes, sampling chirp's RSS
+/// every 250 ms; returns (delivered, elapsed, RSS samples in KiB).
+async fn drain(
+    chirp: &ChirpProcess,
+    mock: &Mock,
+    target: u64,
+    timeout: Duration,
+) -> (u64, Duration, Vec<u64>) {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    while mock.count() < target && started.elapsed() < timeout {
+        samples.push(chirp.rss_kib());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    (mock.count(), started.elapsed(), samples)
+}
+
+/// Accepts `messages` and waits for all of them to reach the mock;
+/// prints the accept figures and the end-to-end rate.
+async fn accept_and_drain(
+    name: &str,
+    chirp: &ChirpProcess,
+    mock: &Mock,
+    messages: usize,
+    options: &Options,
+) {
+    let before = mock.count();
+    let started = Instant::now();
+    let report = load::drive(&chirp.base, &spec(messages, options, name, None), None).await;
+    let accepted = report.accepted.len() as u64;
+    let (delivered, _, samples) =
+        drain(chirp, mock, before + accepted, Duration::from_secs(900)).await;
+    let elapsed = started.elapsed();
+    report.print(&format!("{name}: accept"));
+    println!(
+        "{name}: delivered {} of {} accepted in {:.2} s from the first request = {:.0} msg/s end to end; provider calls {} ({} answered with an error); chirp RSS max {} MiB, peak {} MiB",
+        delivered - before,
+        accepted,
+        elapsed.as_secs_f64(),
+        (delivered - before) as f64 / elapsed.as_secs_f64(),
+        mock.received(),
+        mock.received() - mock.count(),
+        mib(samples.iter().copied().max().unwrap_or(0)),
+        mib(chirp.peak_rss_kib()),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let options = parse_args();
-    let work = tempfile::tempdir().expect("temp dir");
-    let plugins = work.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugins dir");
-    std::fs::copy(&options.plugin, plugins.join("myoperator.wasm")).expect("copy plugin");
-    let store = work.path().join("store");
-    let mock = Mock::start(options.provider_latency).await;
-
     println!(
-        "chirp-bench: {} messages, {} connections, provider latency {:?}, store surrealkv (fsync on commit)",
-        options.messages, options.connections, options.provider_latency
+        "chirp-bench: backlog {}, messages {}, {} connections, fixed rate {}/s, store surrealkv (fsync on commit)",
+        options.backlog, options.messages, options.connections, options.rate
     );
 
-    // 1. Accept only: delivery paused.
-    let chirp = Chirp::start(&options, &plugins, &store, &mock, true);
-    let accept = load(&chirp.base, options.messages, options.connections, "a").await;
-    let accept_rss = chirp.peak_rss_kib();
-    chirp.stop();
-    accept.print("accept (delivery paused)");
-    println!("  chirp peak RSS: {} MiB", accept_rss / 1024);
-    let bytes = dir_size(&store);
-    println!(
-        "  store on disk: {:.1} MiB for {} messages ({:.0} MiB per million)",
-        bytes as f64 / 1048576.0,
-        options.messages,
-        bytes as f64 / 1048576.0 * 1e6 / options.messages as f64
-    );
-
-    // 2. Drain the backlog through the WebAssembly component.
-    let chirp = Chirp::start(&options, &plugins, &store, &mock, false);
-    let started = Instant::now();
-    let drained = mock
-        .wait_for(options.messages as u64, Duration::from_secs(600))
+    // 1. Accept only, then 2. drain the backlog.
+    {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan::success()).await;
+        let mut setup = stage.setup(&options, &mock);
+        setup.paused = true;
+        let chirp = start(&setup);
+        let backlog = load::drive(
+            &chirp.base,
+            &spec(options.backlog, &options, "a", None),
+            None,
+        )
         .await;
-    let elapsed = started.elapsed();
-    let drain_rss = chirp.peak_rss_kib();
-    println!(
-        "drain of the backlog: {} messages in {:.2} s = {:.0} msg/s (chirp peak RSS {} MiB)",
-        drained,
-        elapsed.as_secs_f64(),
-        drained as f64 / elapsed.as_secs_f64(),
-        drain_rss / 1024
-    );
+        backlog.print("1. accept, delivery paused, full speed");
+        let fixed = load::drive(
+            &chirp.base,
+            &spec(options.messages, &options, "f", Some(options.rate)),
+            None,
+        )
+        .await;
+        fixed.print(&format!(
+            "1. accept, delivery paused, fixed rate {}/s",
+            options.rate
+        ));
+        println!(
+            "   chirp peak RSS while accepting: {} MiB",
+            mib(chirp.peak_rss_kib())
+        );
+        chirp.stop();
+        let total = (backlog.accepted.len() + fixed.accepted.len()) as u64;
+        let bytes = dir_size(&stage.store);
+        println!(
+            "   store on disk: {:.1} MiB for {} messages ({:.0} MiB per million)",
+            bytes as f64 / 1048576.0,
+            total,
+            bytes as f64 / 1048576.0 * 1e6 / total as f64
+        );
 
-    // 3. Accept and drain together.
-    let before = mock.count();
-    let started = Instant::now();
-    let mixed = load(&chirp.base, options.messages, options.connections, "m").await;
-    let delivered = mock
-        .wait_for(before + options.messages as u64, Duration::from_secs(600))
-        .await
-        - before;
-    let elapsed = started.elapsed();
-    mixed.print("accept while draining");
-    println!(
-        "  delivered {} in {:.2} s from the first request = {:.0} msg/s end to end (chirp peak RSS {} MiB)",
-        delivered,
-        elapsed.as_secs_f64(),
-        delivered as f64 / elapsed.as_secs_f64(),
-        chirp.peak_rss_kib() / 1024
-    );
+        setup.paused = false;
+        let chirp = start(&setup);
+        let (delivered, elapsed, samples) =
+            drain(&chirp, &mock, total, Duration::from_secs(1800)).await;
+        let quarter = |q: usize| {
+            samples
+                .get(samples.len() * q / 4)
+                .or(samples.last())
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "2. drain of the {} backlog through the component: {} in {:.2} s = {:.0} msg/s; chirp RSS at 25/50/75/100% of the drain: {} / {} / {} / {} MiB, peak {} MiB",
+            total,
+            delivered,
+            elapsed.as_secs_f64(),
+            delivered as f64 / elapsed.as_secs_f64(),
+            mib(quarter(1)),
+            mib(quarter(2)),
+            mib(quarter(3)),
+            mib(samples.last().copied().unwrap_or(0)),
+            mib(chirp.peak_rss_kib()),
+        );
+        let bytes = dir_size(&stage.store);
+        println!(
+            "   store on disk after delivery: {:.1} MiB ({:.0} MiB per million messages)",
+            bytes as f64 / 1048576.0,
+            bytes as f64 / 1048576.0 * 1e6 / total as f64
+        );
 
-    // 4. Hot swap on the running server.
-    hot_swap(&chirp, &plugins.join("myoperator.wasm")).await;
-    chirp.stop();
+        // 3. Accept and drain together, on the same (now empty) queue.
+        accept_and_drain(
+            "3. accept and drain together",
+            &chirp,
+            &mock,
+            options.messages,
+            &options,
+        )
+        .await;
+        chirp.stop();
+    }
 
-    // 5. The sandbox's cost per call.
-    sandbox_cost(&options.plugin, &mock, work.path()).await;
+    // 4. 10% of provider calls fail with 500.
+    {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan {
+            fail_every: 10,
+            ..Plan::success()
+        })
+        .await;
+        let chirp = start(&stage.setup(&options, &mock));
+        accept_and_drain(
+            "4. 10% of provider calls answer 500",
+            &chirp,
+            &mock,
+            options.messages,
+            &options,
+        )
+        .await;
+        chirp.stop();
+    }
+
+    // 5. A provider that takes 200 ms.
+    {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan {
+            latency: Duration::from_millis(200),
+            ..Plan::success()
+        })
+        .await;
+        let chirp = start(&stage.setup(&options, &mock));
+        let messages = options.messages / 4;
+        accept_and_drain(
+            "5. provider latency 200 ms",
+            &chirp,
+            &mock,
+            messages,
+            &options,
+        )
+        .await;
+        println!("   (64 provider calls in flight at 200 ms each bound delivery to 320 msg/s)");
+        chirp.stop();
+    }
+
+    // 6. Hot swap every 5 s while accepting and draining.
+    {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan::success()).await;
+        let chirp = start(&stage.setup(&options, &mock));
+        let done = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let done = done.clone();
+            let file = stage.plugins.join("myoperator.wasm");
+            tokio::spawn(async move {
+                let original = std::fs::read(&file).expect("plugin file");
+                let mut swaps = 0u8;
+                while !done.load(Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let mut bytes = original.clone();
+                    bytes.extend_from_slice(&[0, 7, 5, b's', b'w', b'a', b'p', b'!', swaps]);
+                    std::fs::write(&file, &bytes).expect("write plugin");
+                    swaps = swaps.wrapping_add(1);
+                }
+                swaps
+            })
+        };
+        accept_and_drain(
+            "6. hot swap every 5 s",
+            &chirp,
+            &mock,
+            options.messages,
+            &options,
+        )
+        .await;
+        done.store(true, Ordering::Relaxed);
+        let swaps = swapper.await.unwrap_or(0);
+        println!("   swaps during the run: {swaps}");
+        hot_swap(&chirp, &stage.plugins.join("myoperator.wasm")).await;
+        chirp.stop();
+    }
+
+    // 7. The sandbox against native Rust.
+    {
+        let mock = Mock::start(Plan::success()).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        sandbox_cost(&options.plugin, &mock, dir.path()).await;
+    }
+
+    // 8. Apprise.
+    if options.apprise {
+        apprise(options.messages.min(5_000)).await;
+    }
 }
-
 /// Rewrites the plugin file with a different custom section (same code, a
 /// new sha256) five times and reports how long each took to serve.
-async fn hot_swap(chirp: &Chirp, file: &Path) {
+async fn hot_swap(chirp: &ChirpProcess, file: &Path) {
     let client = admin_client(1);
     let original = std::fs::read(file).expect("plugin file");
     let mut times = Vec::new();
@@ -200,14 +413,6 @@ async fn hot_swap(chirp: &Chirp, file: &Path) {
         times[2].as_secs_f64() * 1e3,
         times[4].as_secs_f64() * 1e3
     );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// One provider call through the sandbox against the same HTTP request
@@ -261,9 +466,10 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
     let sandboxed = started.elapsed() / CALLS;
 
     let client = reqwest::Client::new();
-    let native = |n: u32| {
+    let mock_url = format!("{}/chat/messages", mock.base);
+    let native = move |n: u32| {
         let client = client.clone();
-        let url = format!("{}/chat/messages", mock.base);
+        let url = mock_url.clone();
         async move {
             let body = json!({
                 "phone_number_id": "bench-number",
@@ -297,8 +503,52 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         native(n).await;
     }
     let direct = started.elapsed() / CALLS;
+
+    // The same, 64 at once: the throughput of the send step either way.
+    let plugins = Arc::new(plugins);
+    const CONCURRENT: u32 = 20_000;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..64u32 {
+        let plugins = plugins.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while n < CONCURRENT {
+                let (_, answer) = plugins
+                    .send("myoperator", &message(n))
+                    .await
+                    .expect("loaded");
+                assert!(matches!(answer, Ok(Ok(_))), "sandboxed send failed");
+                n += 64;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("send task");
+    }
+    let wasm_rate = f64::from(CONCURRENT) / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..64u32 {
+        let native = native.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = worker;
+            while n < CONCURRENT {
+                native(n).await;
+                n += 64;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("send task");
+    }
+    let native_rate = f64::from(CONCURRENT) / started.elapsed().as_secs_f64();
     println!(
-        "sandbox cost ({CALLS} sequential sends, allocator {:?}): through the component {:.1} µs, native {:.1} µs, overhead {:.1} µs per send",
+        "7. send step, {CONCURRENT} sends 64 at once: through the component {wasm_rate:.0} msg/s, native {native_rate:.0} msg/s: the component runs at {:.0}% of native",
+        wasm_rate / native_rate * 100.0
+    );
+    println!(
+        "7. sandbox cost ({CALLS} sequential sends, allocator {:?}): through the component {:.1} µs, native {:.1} µs, overhead {:.1} µs per send",
         plugins.allocator(),
         sandboxed.as_secs_f64() * 1e6,
         direct.as_secs_f64() * 1e6,
@@ -306,259 +556,97 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
     );
 }
 
-/// What one load run measured.
-struct LoadReport {
-    accepted: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
+/// The Python script Apprise runs: `count` notifications to the mock's JSON
+/// webhook, first one at a time, then from 64 threads; prints the rates.
+const APPRISE_SCRIPT: &str = r#"
+import sys, time, apprise
+from concurrent.futures import ThreadPoolExecutor
+url, count = sys.argv[1], int(sys.argv[2])
+def send(n):
+    a = apprise.Apprise()
+    a.add(url)
+    return a.notify(title="order", body=f"Order #{n} confirmed: Rs 240, arriving 25 Nov.")
+seq = max(count // 5, 1)
+t = time.perf_counter()
+ok = sum(1 for n in range(seq) if send(n))
+print(f"sequential {ok} {time.perf_counter() - t:.3f}")
+t = time.perf_counter()
+with ThreadPoolExecutor(64) as pool:
+    ok = sum(1 for r in pool.map(send, range(count)) if r)
+print(f"threads64 {ok} {time.perf_counter() - t:.3f}")
+"#;
 
-impl LoadReport {
-    fn print(&self, name: &str) {
-        let pct = |p: f64| {
-            let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-            self.latencies.get(i).copied().unwrap_or_default()
-        };
-        println!(
-            "{name}: {} accepted, {} errors in {:.2} s = {:.0} msg/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-            self.accepted,
-            self.errors,
-            self.elapsed.as_secs_f64(),
-            self.accepted as f64 / self.elapsed.as_secs_f64(),
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3,
-            self.latencies
-                .last()
-                .copied()
-                .unwrap_or_default()
-                .as_secs_f64()
-                * 1e3,
-        );
-    }
-}
-
-const BENCH_SECRET: &str = "chirp-bench-secret-of-32-bytes-or-more";
-
-/// An admin token for the benchmark's chirp.
-fn admin_client(connections: usize) -> reqwest::Client {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 24 * 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "chirp-bench", "role": "admin", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(BENCH_SECRET.as_bytes()),
-    )
-    .expect("token");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(connections)
-        .build()
-        .expect("http client")
-}
-
-/// Sends `messages` send-message requests over `connections` concurrent
-/// keep-alive connections, as fast as chirp answers.
-async fn load(base: &str, messages: usize, connections: usize, tag: &str) -> LoadReport {
-    let client = admin_client(connections);
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let client = client.clone();
-        let next = next.clone();
-        let url = format!("{base}/api/notifications/send-message");
-        let tag = tag.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0;
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed) as usize;
-                if n >= messages {
-                    break;
-                }
-                let body = json!({
-                    "phone": format!("+9198{:08}", n % 100_000_000),
-                    "template": "order_confirmation",
-                    "variables": {"order_id": format!("{tag}-{n}"), "delivery_date": "25 Nov", "total_amount": 240},
-                    "reference_id": format!("{tag}-{n}"),
-                });
-                let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await;
-                match response {
-                    Ok(r) if r.status().as_u16() == 202 => {
-                        let _ = r.bytes().await;
-                        latencies.push(sent.elapsed());
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(messages);
-    let mut errors = 0;
-    for task in tasks {
-        let (l, e) = task.await.expect("load task");
-        latencies.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    LoadReport {
-        accepted: latencies.len(),
-        errors,
-        elapsed,
-        latencies,
-    }
-}
-
-/// A mock MyOperator API that answers success after a set latency and
-/// counts what it received.
-struct Mock {
-    base: String,
-    received: Arc<AtomicU64>,
-}
-
-impl Mock {
-    async fn start(latency: Duration) -> Mock {
-        let received = Arc::new(AtomicU64::new(0));
-        let counter = received.clone();
-        let app = Router::new().route(
-            "/chat/messages",
-            post(move || {
-                let counter = counter.clone();
-                async move {
-                    if !latency.is_zero() {
-                        tokio::time::sleep(latency).await;
-                    }
-                    let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    axum::Json(
-                        json!({"status": "success", "data": {"message_id": format!("wamid.{n}")}}),
-                    )
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind mock");
-        let base = format!("http://{}", listener.local_addr().expect("mock addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Mock { base, received }
-    }
-
-    fn count(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Waits until the mock has received `n` requests (or `timeout`).
-    async fn wait_for(&self, n: u64, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        while self.count() < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        self.count()
-    }
-}
-
-/// The chirp process under test.
-struct Chirp {
-    child: Child,
-    base: String,
-}
-
-impl Chirp {
-    fn start(options: &Options, plugins: &Path, store: &Path, mock: &Mock, paused: bool) -> Chirp {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(&options.chirp)
-            .env_clear()
-            .env("CHIRP_LISTEN", "127.0.0.1:0")
-            .env("CHIRP_DB", format!("surrealkv://{}", store.display()))
-            .env("CHIRP_PLUGINS_DIR", plugins)
-            .env("CHIRP_TEMPLATES_DIR", templates_dir())
-            .env(
-                "CHIRP_PAUSE_DELIVERY",
-                if paused { "true" } else { "false" },
-            )
-            .env("CHIRP_LOG", "warn")
-            .env("CHIRP_JWT_SECRET", BENCH_SECRET)
-            // The mock has no per-number limit; measure chirp, not the pacing.
-            .env("CHIRP_PROVIDER_RATE", "1000000")
-            .env("MYOPERATOR_API_KEY", "bench-token")
-            .env("MYOPERATOR_ACCOUNT_ID", "bench-company")
-            .env("MYOPERATOR_PHONE_NUMBER_ID", "bench-number")
-            .env("MYOPERATOR_BASE_URL", &mock.base)
-            // The mock is on loopback, which plugins reach only when allowed.
-            .env("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chirp");
-        let stdout = child.stdout.take().expect("chirp stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    if let Some(url) = line.strip_prefix("chirp listening on ") {
-                        break url.to_string();
-                    }
-                }
-                _ => panic!("chirp exited before listening"),
-            }
-        };
-        Chirp { child, base }
-    }
-
-    /// Peak resident set size (VmHWM) in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn templates_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")
-}
-
-fn dir_size(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
+/// Installs Apprise into a virtual environment under the user's cache (once)
+/// and runs [`APPRISE_SCRIPT`] against a fresh mock.
+async fn apprise(count: usize) {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
+    let venv = Path::new(&home).join(".cache/chirp-bench/apprise-venv");
+    let python = venv.join("bin/python");
+    let run = |program: &Path, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+    if !python.exists() {
+        let venv_text = venv.display().to_string();
+        if !run(Path::new("python3"), &["-m", "venv", &venv_text]) {
+            println!("8. Apprise: skipped (python3 -m venv failed)");
+            return;
+        }
+    }
+    if !run(&python, &["-c", "import apprise"])
+        && !run(
+            &python,
+            &[
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "apprise",
+            ],
+        )
+    {
+        println!("8. Apprise: skipped (pip install apprise failed)");
+        return;
+    }
+    let version = std::process::Command::new(&python)
+        .args(["-c", "import apprise; print(apprise.__version__)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mock = Mock::start(Plan::success()).await;
+    let url = format!("{}/chat/messages", mock.base.replace("http://", "json://"));
+    let output = tokio::process::Command::new(&python)
+        .args(["-c", APPRISE_SCRIPT, &url, &count.to_string()])
+        .output()
+        .await;
+    let Ok(output) = output else {
+        println!("8. Apprise: could not run python");
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [mode, ok, secs] = parts[..] {
+            let ok: f64 = ok.parse().unwrap_or(0.0);
+            let secs: f64 = secs.parse().unwrap_or(f64::NAN);
+            println!(
+                "8. Apprise {version} ({mode}) to the same mock via json://: {ok} sent in {secs:.2} s = {:.0} msg/s (no queue, nothing stored)",
+                ok / secs
+            );
+        }
+    }
+    if !output.status.success() {
+        println!(
+            "8. Apprise failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+    }
+    println!("   the mock counted {} successful requests", mock.count());
 }
