@@ -167,6 +167,7 @@ async fn accept_and_drain(
     options: &Options,
 ) {
     let before = mock.count();
+    let calls_before = mock.received();
     let started = Instant::now();
     let report = load::drive(&chirp.base, &spec(messages, options, name, None), None).await;
     let accepted = report.accepted.len() as u64;
@@ -180,8 +181,8 @@ async fn accept_and_drain(
         accepted,
         elapsed.as_secs_f64(),
         (delivered - before) as f64 / elapsed.as_secs_f64(),
-        mock.received(),
-        mock.received() - mock.count(),
+        mock.received() - calls_before,
+        (mock.received() - calls_before) - (delivered - before),
         mib(samples.iter().copied().max().unwrap_or(0)),
         mib(chirp.peak_rss_kib()),
     );

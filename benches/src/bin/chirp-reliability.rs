@@ -125,6 +125,11 @@ impl Random {
     }
 }
 
+/// A response's JSON body (`null` if it has none).
+async fn json_of(response: reqwest::Response) -> Value {
+    serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or_default()
+}
+
 /// Every message in the store: idempotency key -> (id, status).
 async fn all_messages(client: &reqwest::Client, base: &str) -> HashMap<String, (String, String)> {
     let mut messages = HashMap::new();
@@ -135,7 +140,7 @@ async fn all_messages(client: &reqwest::Client, base: &str) -> HashMap<String, (
             url.push_str(&format!("&cursor={c}"));
         }
         let page: Value = match client.get(&url).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
+            Ok(r) => json_of(r).await,
             Err(_) => Value::Null,
         };
         for m in page["items"].as_array().into_iter().flatten() {
@@ -167,7 +172,7 @@ async fn count_status(client: &reqwest::Client, base: &str, status: &str) -> usi
             url.push_str(&format!("&cursor={c}"));
         }
         let page: Value = match client.get(&url).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
+            Ok(r) => json_of(r).await,
             Err(_) => return count,
         };
         count += page["items"].as_array().map_or(0, Vec::len);
@@ -187,7 +192,7 @@ async fn settle(client: &reqwest::Client, base: &str, timeout: Duration) -> bool
             .send()
             .await
         {
-            Ok(r) => r.json().await.unwrap_or_default(),
+            Ok(r) => json_of(r).await,
             Err(_) => Value::Null,
         };
         let open: u64 = stats["by_status"]
@@ -321,14 +326,12 @@ async fn crash(options: &Options) -> bool {
 async fn final_message(client: &reqwest::Client, base: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let message: Value = client
+        let message = client
             .get(format!("{base}/api/notifications/{id}"))
             .send()
             .await
-            .expect("GET message")
-            .json()
-            .await
-            .unwrap_or_default();
+            .expect("GET message");
+        let message = json_of(message).await;
         let status = message["status"].as_str().unwrap_or_default();
         if status == "sent" || status == "failed" || Instant::now() > deadline {
             return message;
@@ -409,15 +412,14 @@ async fn provider_faults(options: &Options) -> bool {
         let tag = format!("fault-{}", code.to_lowercase());
         let mut ids = Vec::new();
         for n in 0..PER_CASE {
-            let answer: Value = client
+            let answer = client
                 .post(format!("{}/api/notifications/send-message", chirp.base))
-                .json(&load::message_body(&tag, n))
+                .header("content-type", "application/json")
+                .body(load::message_body(&tag, n).to_string())
                 .send()
                 .await
-                .expect("send")
-                .json()
-                .await
-                .unwrap_or_default();
+                .expect("send");
+            let answer = json_of(answer).await;
             ids.push(answer["id"].as_str().unwrap_or_default().to_string());
         }
         let mut ended = HashMap::<String, usize>::new();
@@ -484,7 +486,8 @@ async fn send_some(
     for i in 0..n {
         let status = client
             .post(format!("{base}/api/notifications/send-message"))
-            .json(&load::message_body(tag, i))
+            .header("content-type", "application/json")
+            .body(load::message_body(tag, i).to_string())
             .send()
             .await
             .map(|r| r.status().as_u16())

@@ -16,6 +16,7 @@ mod templates;
 
 pub use auth::{Auth, SharedAuth};
 pub use error::ApiError;
+pub use notifications::{Content, SendRequest};
 
 use std::sync::Arc;
 

@@ -100,43 +100,24 @@ async fn send_message(
     State(state): State<AppState>,
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut fields = Fields::new(body);
-    let phone_text = fields.required_string("phone")?;
-    let template = fields.string("template")?;
-    let variables = fields.object("variables")?;
-    let text = fields.string("text")?;
-    let language = bounded(fields.string("language")?, "language")?;
-    let reference_id = bounded(fields.string("reference_id")?, "reference_id")?;
-    let idempotency_key = bounded(fields.string("idempotency_key")?, "idempotency_key")?;
-    let provider = bounded(fields.string("provider")?, "provider")?;
-
-    let override_opt_out = fields.boolean("override_opt_out")?.unwrap_or(false);
-    let send_at = fields
-        .string("send_at")?
-        .map(|t| parse_time("send_at", &t))
-        .transpose()?;
-    fields.finish()?;
-
-    let phone = Phone::parse(&phone_text)
-        .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
-    let preferences = state.store.preferences(phone.as_str()).await?;
+    let request = SendRequest::read(body)?;
+    let preferences = state.store.preferences(request.phone.as_str()).await?;
     let recipient = Recipient {
-        phone: &phone,
+        phone: &request.phone,
         preferences: &preferences,
     };
-    let provider = provider.unwrap_or_else(|| state.provider.clone());
+    let provider = request.provider.unwrap_or_else(|| state.provider.clone());
     let now = now_millis();
-    let message = match (template, text) {
-        (Some(name), None) => {
-            let variables = variables.unwrap_or_default();
+    let message = match request.content {
+        Content::Template { name, variables } => {
             let draft = Draft {
                 template: &name,
-                language: language.as_deref(),
+                language: request.language.as_deref(),
                 variables: &variables,
-                reference_id,
-                idempotency_key,
-                not_before: send_at,
-                override_opt_out,
+                reference_id: request.reference_id,
+                idempotency_key: request.idempotency_key,
+                not_before: request.send_at,
+                override_opt_out: request.override_opt_out,
             };
             intake::template_message(
                 &state.templates.current(),
@@ -146,43 +127,15 @@ async fn send_message(
                 now,
             )?
         }
-        (None, Some(text)) => {
-            if variables.is_some() {
-                return Err(ApiError::invalid(
-                    "variables",
-                    "unexpected_field",
-                    "variables go with template, not with text",
-                ));
-            }
-            if text.trim().is_empty() || text.chars().count() > MAX_TEXT_LEN {
-                return Err(ApiError::invalid(
-                    "text",
-                    "invalid_text",
-                    format!("text must be 1 to {MAX_TEXT_LEN} characters"),
-                ));
-            }
+        Content::Text(text) => {
             let draft = intake::TextDraft {
                 text,
-                reference_id,
-                idempotency_key,
-                not_before: send_at,
-                override_opt_out,
+                reference_id: request.reference_id,
+                idempotency_key: request.idempotency_key,
+                not_before: request.send_at,
+                override_opt_out: request.override_opt_out,
             };
             intake::text_message(&recipient, draft, &provider, now)
-        }
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "template",
-                "template_and_text",
-                "give either template (with variables) or text, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::invalid(
-                "template",
-                "missing_content",
-                "give either template (with variables) or text",
-            ));
         }
     };
     let reason = message.skip.as_ref().map(|s| s.message.clone());
@@ -203,6 +156,101 @@ async fn send_message(
         reason: reason.filter(|_| !accepted.replayed),
     };
     Ok((StatusCode::ACCEPTED, headers, Json(answer)))
+}
+
+/// What a message is made of.
+#[derive(Debug)]
+pub enum Content {
+    Template {
+        name: String,
+        variables: serde_json::Map<String, serde_json::Value>,
+    },
+    Text(String),
+}
+
+/// A `send-message` body, read and checked field by field: every field
+/// has its type and bounds, the phone is valid, and exactly one of
+/// `template` and `text` is given. Pure, so that it can be fuzzed.
+#[derive(Debug)]
+pub struct SendRequest {
+    pub phone: Phone,
+    pub content: Content,
+    pub language: Option<String>,
+    pub reference_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub provider: Option<String>,
+    pub override_opt_out: bool,
+    pub send_at: Option<Millis>,
+}
+
+impl SendRequest {
+    pub fn read(body: serde_json::Map<String, serde_json::Value>) -> Result<SendRequest, ApiError> {
+        let mut fields = Fields::new(body);
+        let phone_text = fields.required_string("phone")?;
+        let template = fields.string("template")?;
+        let variables = fields.object("variables")?;
+        let text = fields.string("text")?;
+        let language = bounded(fields.string("language")?, "language")?;
+        let reference_id = bounded(fields.string("reference_id")?, "reference_id")?;
+        let idempotency_key = bounded(fields.string("idempotency_key")?, "idempotency_key")?;
+        let provider = bounded(fields.string("provider")?, "provider")?;
+        let override_opt_out = fields.boolean("override_opt_out")?.unwrap_or(false);
+        let send_at = fields
+            .string("send_at")?
+            .map(|t| parse_time("send_at", &t))
+            .transpose()?;
+        fields.finish()?;
+
+        let phone = Phone::parse(&phone_text)
+            .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
+        let content = match (template, text) {
+            (Some(name), None) => Content::Template {
+                name,
+                variables: variables.unwrap_or_default(),
+            },
+            (None, Some(text)) => {
+                if variables.is_some() {
+                    return Err(ApiError::invalid(
+                        "variables",
+                        "unexpected_field",
+                        "variables go with template, not with text",
+                    ));
+                }
+                if text.trim().is_empty() || text.chars().count() > MAX_TEXT_LEN {
+                    return Err(ApiError::invalid(
+                        "text",
+                        "invalid_text",
+                        format!("text must be 1 to {MAX_TEXT_LEN} characters"),
+                    ));
+                }
+                Content::Text(text)
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    "template",
+                    "template_and_text",
+                    "give either template (with variables) or text, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "template",
+                    "missing_content",
+                    "give either template (with variables) or text",
+                ));
+            }
+        };
+        Ok(SendRequest {
+            phone,
+            content,
+            language,
+            reference_id,
+            idempotency_key,
+            provider,
+            override_opt_out,
+            send_at,
+        })
+    }
 }
 
 fn bounded(value: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {

@@ -36,6 +36,11 @@ const PROVIDER_MISSING_RECHECK: Duration = Duration::from_secs(30);
 
 /// How long to back off after the store failed a scheduler query.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How far below the oldest message just claimed the next claim starts
+/// (commits of messages accepted just before the claim may land late).
+const FLOOR_MARGIN: Duration = Duration::from_secs(10);
+/// How often claims scan the whole due index again, from 0.
+const FLOOR_RESET: Duration = Duration::from_secs(30);
 
 /// Everything the scheduler needs.
 pub struct Scheduler {
@@ -72,7 +77,17 @@ impl Scheduler {
             self.wake.clone(),
         ));
 
+        // Claims scan the due index from `floor`, not from 0 (see
+        // `Store::claim_due`); every FLOOR_RESET it drops back to 0 so that
+        // a message committed late, below the floor, waits at most that.
+        let mut floor: Millis = 0;
+        let mut next_floor_reset = Instant::now() + FLOOR_RESET;
+
         while !*shutdown.borrow() {
+            if Instant::now() >= next_floor_reset {
+                floor = 0;
+                next_floor_reset = Instant::now() + FLOOR_RESET;
+            }
             if Instant::now() >= next_sweep {
                 match self.store.reclaim_expired(now_millis()).await {
                     Ok(0) => {}
@@ -97,7 +112,11 @@ impl Scheduler {
             let now = now_millis();
             let lease = ulid::Ulid::new().to_string();
             let lease_until = now + self.lease.as_millis() as Millis;
-            let claimed = match self.store.claim_due(now, free, lease_until, &lease).await {
+            let claimed = match self
+                .store
+                .claim_due(now, floor, free, lease_until, &lease)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming due messages failed");
@@ -109,6 +128,11 @@ impl Scheduler {
                 }
             };
             let full = claimed.len() == free;
+            if let Some(oldest) = claimed.iter().filter_map(|l| l.message.due_at).min() {
+                // Everything still queued below this was committed after
+                // the claim began; FLOOR_MARGIN covers commits that slow.
+                floor = floor.max(oldest - FLOOR_MARGIN.as_millis() as Millis);
+            }
             for leased in claimed {
                 let Ok(permit) = workers.clone().try_acquire_owned() else {
                     break; // cannot happen: we claimed no more than were free
@@ -141,7 +165,7 @@ impl Scheduler {
                 continue; // there may be more due right now
             }
 
-            let wake_at = match self.store.next_due().await {
+            let wake_at = match self.store.next_due(floor).await {
                 Ok(Some(due)) => {
                     let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
                     (Instant::now() + wait).min(next_sweep)

@@ -296,9 +296,13 @@ impl Store {
         }
         let rows: Vec<KnownKey> = self
             .db
+            // One indexed lookup per key: SurrealDB 3 plans
+            // `idempotency_key IN $keys` as a scan of the whole table, which
+            // made every accept slower as the store grew.
             .query(
-                "SELECT record::id(id) AS id, idempotency_key, status FROM message \
-                 WHERE idempotency_key IN $keys",
+                "RETURN array::flatten($keys.map(|$key| \
+                 (SELECT record::id(id) AS id, idempotency_key, status FROM message \
+                  WHERE idempotency_key = $key)))",
             )
             .bind(("keys", keys))
             .await?
@@ -318,28 +322,37 @@ impl Store {
             .collect()
     }
 
-    /// Leases up to `limit` messages that are due at `now`, oldest due
-    /// first, in one transaction. Each comes back with the lease token that
-    /// its completion must present.
+    /// Leases up to `limit` messages due between `floor` and `now`, oldest
+    /// due first, in one transaction. Each comes back with the lease token
+    /// that its completion must present, and with `due_at` set to when it
+    /// was due (so the caller can raise its floor).
+    ///
+    /// `floor` exists because a claimed message's index entry is deleted,
+    /// and the store's index scan walks every deleted entry before the
+    /// first live one: scanning from 0 slows down with every message ever
+    /// claimed. Pass 0 now and then to pick up anything below the floor.
     pub async fn claim_due(
         &self,
         now: Millis,
+        floor: Millis,
         limit: usize,
         lease_until: Millis,
         lease: &str,
     ) -> Result<Vec<Leased>, StoreError> {
+        let fields = MESSAGE_FIELDS.replace(", due_at,", ", $before.due_at AS due_at,");
         let query = format!(
-            "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= 0 \
+            "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
                ORDER BY due_at LIMIT $limit) \
              SET status = 'sending', due_at = NONE, lease_until = $lease_until, lease = $lease, \
                  updated_at = $now \
              WHERE status = 'queued' \
-             RETURN {MESSAGE_FIELDS}"
+             RETURN {fields}"
         );
         let rows: Vec<MessageRow> = self
             .db
             .query(query)
             .bind(("now", now))
+            .bind(("floor", floor.max(0)))
             .bind(("limit", limit as i64))
             .bind(("lease_until", lease_until))
             .bind(("lease", lease.to_string()))
@@ -355,11 +368,15 @@ impl Store {
             .collect()
     }
 
-    /// When the earliest queued message is due, if any is queued.
-    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+    /// When the earliest message due at or after `floor` is due, if any
+    /// (see [`Store::claim_due`] for the floor).
+    pub async fn next_due(&self, floor: Millis) -> Result<Option<Millis>, StoreError> {
         let due: Vec<i64> = self
             .db
-            .query("SELECT VALUE due_at FROM message WHERE due_at >= 0 ORDER BY due_at LIMIT 1")
+            .query(
+                "SELECT VALUE due_at FROM message WHERE due_at >= $floor ORDER BY due_at LIMIT 1",
+            )
+            .bind(("floor", floor.max(0)))
             .await?
             .take(0)?;
         Ok(due.first().copied())
@@ -575,5 +592,62 @@ impl Store {
             .await?
             .take(0)?;
         Ok(counts.first().copied().unwrap_or(0).max(0) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::phone::Phone;
+
+    fn message(n: i64, due: Millis) -> NewMessage {
+        let id = ulid::Ulid::new().to_string();
+        NewMessage {
+            idempotency_key: format!("key-{n}"),
+            id,
+            phone: Phone::parse("+919876543210").expect("phone"),
+            template: None,
+            template_version: None,
+            text: format!("message {n}"),
+            provider_template: None,
+            reference_id: None,
+            provider: "myoperator".into(),
+            created_at: due,
+            not_before: due,
+            skip: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_start_at_the_floor_and_report_when_each_was_due() {
+        let store = Store::open("mem://", None).await.expect("store");
+        let batch: Vec<NewMessage> = (0..6).map(|n| message(n, 1_000 + n * 100)).collect();
+        store.insert_batch(&batch).await.expect("insert");
+        store
+            .insert_batch(&[message(0, 1_000)])
+            .await
+            .expect("an idempotent replay");
+
+        // From a floor of 1,250 only the three due at 1,300..1,500 qualify.
+        let claimed = store
+            .claim_due(10_000, 1_250, 10, 20_000, "lease-a")
+            .await
+            .expect("claim");
+        let mut due: Vec<Millis> = claimed.iter().filter_map(|l| l.message.due_at).collect();
+        due.sort();
+        assert_eq!(due, vec![1_300, 1_400, 1_500]);
+        assert!(claimed.iter().all(|l| l.message.status == Status::Sending));
+        assert!(claimed.iter().all(|l| l.lease == "lease-a"));
+        assert_eq!(store.next_due(1_250).await.expect("next"), None);
+
+        // From 0 the rest are found, oldest first.
+        assert_eq!(store.next_due(0).await.expect("next"), Some(1_000));
+        let claimed = store
+            .claim_due(10_000, 0, 2, 20_000, "lease-b")
+            .await
+            .expect("claim");
+        let mut due: Vec<Millis> = claimed.iter().filter_map(|l| l.message.due_at).collect();
+        due.sort();
+        assert_eq!(due, vec![1_000, 1_100]);
     }
 }
