@@ -8,10 +8,12 @@
 //! 2. provider faults: timeouts, resets, 500s, 429 with `Retry-After`, slow
 //!    bodies, malformed JSON, `CHAT_4001`; each must end as the
 //!    classification promises, with every attempt recorded;
-//! 3. store faults: the store's file system goes read-only, then fills up
-//!    (a small tmpfs; needs root to mount, skipped otherwise); chirp must
-//!    answer `503` rather than `202`, keep what it accepted, and recover
-//!    when the fault clears;
+//! 3. store faults: the store's disk fills up (a small tmpfs), and its file
+//!    system turns read-only under the running chirp (ext4 on a loop image,
+//!    `errors=remount-ro`, after an error); both need root and are skipped
+//!    otherwise. chirp must answer `503` rather than `202`, keep what it
+//!    accepted, and recover when the fault clears (for read-only: after the
+//!    operator's umount, fsck, mount and restart);
 //! 4. schemathesis (from pip, in a virtual environment under the user's
 //!    cache) against the running chirp's OpenAPI document: no `5xx`, no
 //!    answer outside the schema (skipped if pip cannot install it).
@@ -522,9 +524,9 @@ async fn recovery(
     None
 }
 
-/// Part 3. Returns whether it held (`true` when skipped).
-async fn store_faults(options: &Options) -> bool {
-    println!("\n## 3. Store faults (tmpfs of 64 MiB)\n");
+/// Part 3a. The disk fills up. Returns whether it held (`true` when skipped).
+async fn store_disk_full(options: &Options) -> bool {
+    println!("\n## 3a. Store fault: the disk fills (tmpfs of 64 MiB)\n");
     let dir = tempfile::tempdir().expect("temp dir");
     let mount = dir.path().join("mnt");
     std::fs::create_dir_all(&mount).expect("mount point");
@@ -533,7 +535,7 @@ async fn store_faults(options: &Options) -> bool {
         "mount",
         &["-t", "tmpfs", "-o", "size=64m", "tmpfs", &mount_text],
     ) {
-        println!("store faults: SKIPPED (cannot mount a tmpfs; needs root)");
+        println!("disk full: SKIPPED (cannot mount a tmpfs; needs root)");
         return true;
     }
     let plugins = plugins_dir(options, dir.path());
@@ -570,48 +572,8 @@ async fn store_faults(options: &Options) -> bool {
     accepted.extend(keys);
     row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
 
-    // Read-only. Linux refuses (EBUSY) to remount a file system read-only
-    // while a process holds files on it open for writing, as chirp does;
-    // when the remount is refused the fault is reported as not injected.
-    if sh("mount", &["-o", "remount,ro", &mount_text]) {
-        let (keys, other) = send_some(&client, &base, "readonly", 20).await;
-        let ok = keys.len();
-        accepted.extend(keys);
-        let alive = chirp.alive();
-        row(
-            "file system read-only",
-            20,
-            ok,
-            &other,
-            alive,
-            ok == 0 && other.get(&503) == Some(&20),
-        );
-        sh("mount", &["-o", "remount,rw", &mount_text]);
-        match recovery(&client, &base, "after-ro", Duration::from_secs(30)).await {
-            Some((took, key)) => {
-                accepted.push(key);
-                println!(
-                    "| read-write again: first 202 after | {:.1} s | | | | |",
-                    took.as_secs_f64()
-                );
-            }
-            None => {
-                let alive = chirp.alive();
-                row(
-                    "read-write again: no 202 within 30 s",
-                    0,
-                    0,
-                    &HashMap::new(),
-                    alive,
-                    false,
-                );
-            }
-        }
-    } else {
-        println!(
-            "| file system read-only: NOT INJECTED (the kernel refuses to remount read-only while chirp has files open for writing) | | | | | |"
-        );
-    }
+    // Read-only: see `store_read_only`, on ext4 (tmpfs cannot go
+    // read-only under a running writer: the kernel refuses the remount).
 
     // Disk full.
     let filler = mount.join("filler");
@@ -686,7 +648,155 @@ async fn store_faults(options: &Options) -> bool {
         settled && lost == 0 && unsent == 0,
     );
     sh("umount", &[&mount_text]);
-    println!("\nstore faults: {}", if held { "HELD" } else { "BROKEN" });
+    println!("\ndisk full: {}", if held { "HELD" } else { "BROKEN" });
+    held
+}
+
+/// Part 3b. The store's file system turns read-only under a running chirp,
+/// the way ext4 does after an I/O error (`errors=remount-ro`), triggered
+/// through ext4's `trigger_fs_error` on a loop-mounted image. The operator's
+/// repair (stop chirp, unmount, `e2fsck`, mount, start chirp) is the
+/// recovery. Returns whether it held (`true` when it cannot be set up).
+async fn store_read_only(options: &Options) -> bool {
+    println!("\n## 3b. Store fault: the file system turns read-only (ext4 errors=remount-ro)\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let image = dir.path().join("store.ext4");
+    let mount = dir.path().join("mnt");
+    std::fs::create_dir_all(&mount).expect("mount point");
+    let (image_text, mount_text) = (image.display().to_string(), mount.display().to_string());
+    let mount_image = || {
+        sh(
+            "mount",
+            &["-o", "loop,errors=remount-ro", &image_text, &mount_text],
+        )
+    };
+    if !(sh("truncate", &["-s", "256M", &image_text])
+        && sh("mkfs.ext4", &["-q", "-F", &image_text])
+        && mount_image())
+    {
+        println!("read-only file system: SKIPPED (needs root, loop devices and mkfs.ext4)");
+        return true;
+    }
+    let device = Command::new("findmnt")
+        .args(["-no", "SOURCE", &mount_text])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let trigger = format!(
+        "/sys/fs/ext4/{}/trigger_fs_error",
+        device.rsplit('/').next().unwrap_or_default()
+    );
+    let plugins = plugins_dir(options, dir.path());
+    let mock = Mock::start(Plan::success()).await;
+    let port = free_port();
+    let mut setup = Setup::new(
+        &options.chirp,
+        &plugins,
+        format!("surrealkv://{mount_text}/store"),
+        &mock.base,
+    )
+    .set("CHIRP_RETRY_BACKOFF", "200ms");
+    setup.listen = format!("127.0.0.1:{port}");
+    let mut chirp = start(&setup);
+    let client = admin_client(4);
+    let base = chirp.base.clone();
+    let mut accepted: Vec<String> = Vec::new();
+    let mut held = true;
+    println!("| step | sent | 202 | other answers | chirp alive | held |");
+    println!("|---|---|---|---|---|---|");
+    let mut row = |step: &str,
+                   sent: usize,
+                   ok: usize,
+                   other: &HashMap<u16, usize>,
+                   alive: bool,
+                   good: bool| {
+        held &= good;
+        println!(
+            "| {step} | {sent} | {ok} | {other:?} | {alive} | {} |",
+            if good { "yes" } else { "NO" }
+        );
+    };
+
+    let (keys, other) = send_some(&client, &base, "before-ro", 50).await;
+    let ok = keys.len();
+    accepted.extend(keys);
+    row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
+
+    let injected = std::fs::write(&trigger, "chirp-reliability").is_ok()
+        && std::fs::write(mount.join("probe"), "x").is_err();
+    let (keys, other) = send_some(&client, &base, "readonly", 20).await;
+    let ok = keys.len();
+    accepted.extend(keys);
+    let alive = chirp.alive();
+    row(
+        "file system read-only (EROFS on every write)",
+        20,
+        ok,
+        &other,
+        alive,
+        injected && alive && ok == 0 && other.get(&503) == Some(&20),
+    );
+
+    // The operator's repair.
+    chirp.stop();
+    let repaired = sh("umount", &[&mount_text])
+        && Command::new("e2fsck")
+            .args(["-fy", &image_text])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.code().is_some_and(|c| c <= 1))
+        && mount_image();
+    if !repaired {
+        row(
+            "repair (umount, e2fsck, mount) failed",
+            0,
+            0,
+            &HashMap::new(),
+            false,
+            false,
+        );
+        sh("umount", &[&mount_text]);
+        println!("\nread-only file system: BROKEN");
+        return false;
+    }
+    chirp = start(&setup);
+    let (keys, other) = send_some(&client, &base, "after-ro", 50).await;
+    let ok = keys.len();
+    accepted.extend(keys);
+    let alive = chirp.alive();
+    row(
+        "repaired (umount, e2fsck, mount) and chirp restarted",
+        50,
+        ok,
+        &other,
+        alive,
+        ok == 50,
+    );
+    let settled = settle(&client, &base, Duration::from_secs(60)).await;
+    let stored = all_messages(&client, &base).await;
+    chirp.stop();
+    let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
+    let unsent = accepted
+        .iter()
+        .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
+        .count();
+    row(
+        &format!(
+            "afterwards: {} accepted in all, lost {lost}, not sent {unsent}",
+            accepted.len()
+        ),
+        0,
+        0,
+        &HashMap::new(),
+        true,
+        settled && lost == 0 && unsent == 0,
+    );
+    sh("umount", &[&mount_text]);
+    println!(
+        "\nread-only file system: {}",
+        if held { "HELD" } else { "BROKEN" }
+    );
     held
 }
 
@@ -788,7 +898,8 @@ async fn main() {
         results.push(("provider faults", provider_faults(&options).await));
     }
     if wanted("store") {
-        results.push(("store faults", store_faults(&options).await));
+        results.push(("store: disk full", store_disk_full(&options).await));
+        results.push(("store: read-only", store_read_only(&options).await));
     }
     if wanted("schemathesis") {
         results.push(("schemathesis", schemathesis(&options).await));
