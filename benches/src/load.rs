@@ -27,6 +27,8 @@ pub struct Spec {
 pub struct Accepted {
     pub key: String,
     pub id: String,
+    /// When the request was due (sent, at full speed).
+    pub sent_at: Instant,
 }
 
 /// What one run measured.
@@ -168,6 +170,7 @@ pub async fn drive(base: &str, spec: &Spec, stop: Option<Arc<AtomicBool>>) -> Re
                             accepted.push(Accepted {
                                 key: format!("{}-{n}", spec.tag),
                                 id: id.to_string(),
+                                sent_at: due,
                             });
                             continue;
                         }

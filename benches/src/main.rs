@@ -41,11 +41,19 @@ struct Options {
     connections: usize,
     rate: f64,
     apprise: bool,
+    /// Scenario numbers to run (all when empty).
+    only: Vec<u8>,
+}
+
+impl Options {
+    fn runs(&self, scenario: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise]"
+        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise] [--only 1,5,7]"
     );
     std::process::exit(2)
 }
@@ -59,6 +67,7 @@ fn parse_args() -> Options {
         connections: 64,
         rate: 2_000.0,
         apprise: true,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -75,6 +84,12 @@ fn parse_args() -> Options {
             "--messages" => options.messages = number(),
             "--connections" => options.connections = number(),
             "--rate" => options.rate = number() as f64,
+            "--only" => {
+                options.only = value
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
             _ => usage(),
         }
     }
@@ -120,6 +135,8 @@ impl Stage {
         )
         // Retries within the run rather than minutes later.
         .set("CHIRP_RETRY_BACKOFF", "200ms")
+        // Scenario 4 makes thousands of expected retries, each a warning.
+        .set("CHIRP_LOG", "error")
     }
 }
 
@@ -140,25 +157,88 @@ fn mib(kib: u64) -> u64 {
     kib / 1024
 }
 
-/// Waits for the mock to count `target` successes, sampling chirp's RSS
-/// every 250 ms; returns (delivered, elapsed, RSS samples in KiB).
-async fn drain(
-    chirp: &ChirpProcess,
-    mock: &Mock,
-    target: u64,
-    timeout: Duration,
-) -> (u64, Duration, Vec<u64>) {
-    let started = Instant::now();
-    let mut samples = Vec::new();
-    while mock.count() < target && started.elapsed() < timeout {
-        samples.push(chirp.rss_kib());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    (mock.count(), started.elapsed(), samples)
+/// Messages chirp still has to finish (`queued` + `sending`) and those
+/// that ended `failed`, from its statistics; `None` if it did not answer.
+async fn open_and_failed(client: &reqwest::Client, base: &str) -> Option<(u64, u64)> {
+    let answer = client
+        .get(format!("{base}/api/notifications/statistics"))
+        .send()
+        .await
+        .ok()?;
+    let stats: serde_json::Value = serde_json::from_slice(&answer.bytes().await.ok()?).ok()?;
+    let count = |keys: &[&str]| -> u64 {
+        stats["by_status"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| keys.iter().any(|k| c["key"] == *k))
+            .map(|c| c["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    Some((count(&["queued", "sending"]), count(&["failed"])))
 }
 
-/// Accepts `messages` and waits for all of them to reach the mock;
-/// prints the accept figures and the end-to-end rate.
+/// What a drain saw.
+struct Drained {
+    /// Successes at the mock (all of them, not only this drain's).
+    delivered: u64,
+    /// Messages chirp gave up on (`failed`), from its statistics.
+    failed: u64,
+    /// From the start of the drain to the last delivery.
+    elapsed: Duration,
+    /// When the last delivery happened.
+    finished: Instant,
+    /// chirp's RSS in KiB, every 250 ms.
+    rss_samples: Vec<u64>,
+}
+
+/// Waits until the mock counts `target` successes or chirp has nothing
+/// left to do (messages that failed every attempt never reach the mock),
+/// sampling chirp's RSS every 250 ms.
+async fn drain(chirp: &ChirpProcess, mock: &Mock, target: u64, timeout: Duration) -> Drained {
+    let client = admin_client(1);
+    let started = Instant::now();
+    let mut rss_samples = Vec::new();
+    let mut last = (mock.count(), started);
+    let mut failed = 0;
+    while mock.count() < target && started.elapsed() < timeout {
+        rss_samples.push(chirp.rss_kib());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let count = mock.count();
+        if count != last.0 {
+            last = (count, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(1)
+            && let Some((open, gave_up)) = open_and_failed(&client, &chirp.base).await
+        {
+            failed = gave_up;
+            if open == 0 {
+                break;
+            }
+        }
+    }
+    if mock.count() >= target {
+        last.1 = Instant::now();
+    }
+    Drained {
+        delivered: mock.count(),
+        failed,
+        elapsed: last.1 - started,
+        finished: last.1,
+        rss_samples,
+    }
+}
+
+/// Percentile `p` of sorted `values`.
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Accepts `messages` and waits for all of them to reach the mock (or to
+/// fail every attempt); prints the accept figures, the end-to-end rate and
+/// the end-to-end latency (request to the mock's first success).
 async fn accept_and_drain(
     name: &str,
     chirp: &ChirpProcess,
@@ -171,19 +251,28 @@ async fn accept_and_drain(
     let started = Instant::now();
     let report = load::drive(&chirp.base, &spec(messages, options, name, None), None).await;
     let accepted = report.accepted.len() as u64;
-    let (delivered, _, samples) =
-        drain(chirp, mock, before + accepted, Duration::from_secs(900)).await;
-    let elapsed = started.elapsed();
+    let drained = drain(chirp, mock, before + accepted, Duration::from_secs(900)).await;
+    let elapsed = drained.finished - started;
+    let delivered = drained.delivered - before;
+    let first = mock.first_delivered();
+    let mut latencies: Vec<Duration> = report
+        .accepted
+        .iter()
+        .filter_map(|a| first.get(&a.key).map(|at| at.saturating_duration_since(a.sent_at)))
+        .collect();
+    latencies.sort();
     report.print(&format!("{name}: accept"));
     println!(
-        "{name}: delivered {} of {} accepted in {:.2} s from the first request = {:.0} msg/s end to end; provider calls {} ({} answered with an error); chirp RSS max {} MiB, peak {} MiB",
-        delivered - before,
-        accepted,
+        "{name}: delivered {delivered} of {accepted} accepted ({} failed every attempt) in {:.2} s from the first request = {:.0} msg/s end to end; end-to-end latency p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; provider calls {} ({} answered with an error); chirp RSS max {} MiB, peak {} MiB",
+        drained.failed,
         elapsed.as_secs_f64(),
-        (delivered - before) as f64 / elapsed.as_secs_f64(),
+        delivered as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         mock.received() - calls_before,
-        (mock.received() - calls_before) - (delivered - before),
-        mib(samples.iter().copied().max().unwrap_or(0)),
+        (mock.received() - calls_before) - delivered,
+        mib(drained.rss_samples.iter().copied().max().unwrap_or(0)),
         mib(chirp.peak_rss_kib()),
     );
 }
@@ -196,8 +285,8 @@ async fn main() {
         options.backlog, options.messages, options.connections, options.rate
     );
 
-    // 1. Accept only, then 2. drain the backlog.
-    {
+    // 1. Accept only, then 2. drain the backlog, then 3. both at once.
+    if options.runs(1) || options.runs(2) || options.runs(3) {
         let stage = Stage::new(&options);
         let mock = Mock::start(Plan::success()).await;
         let mut setup = stage.setup(&options, &mock);
@@ -236,8 +325,12 @@ async fn main() {
 
         setup.paused = false;
         let chirp = start(&setup);
-        let (delivered, elapsed, samples) =
-            drain(&chirp, &mock, total, Duration::from_secs(1800)).await;
+        let Drained {
+            delivered,
+            elapsed,
+            rss_samples: samples,
+            ..
+        } = drain(&chirp, &mock, total, Duration::from_secs(1800)).await;
         let quarter = |q: usize| {
             samples
                 .get(samples.len() * q / 4)
@@ -277,7 +370,7 @@ async fn main() {
     }
 
     // 4. 10% of provider calls fail with 500.
-    {
+    if options.runs(4) {
         let stage = Stage::new(&options);
         let mock = Mock::start(Plan {
             fail_every: 10,
@@ -296,8 +389,9 @@ async fn main() {
         chirp.stop();
     }
 
-    // 5. A provider that takes 200 ms.
-    {
+    // 5. A provider that takes 200 ms, with the default 64 sends in flight
+    // and with 512.
+    if options.runs(5) {
         let stage = Stage::new(&options);
         let mock = Mock::start(Plan {
             latency: Duration::from_millis(200),
@@ -316,10 +410,23 @@ async fn main() {
         .await;
         println!("   (64 provider calls in flight at 200 ms each bound delivery to 320 msg/s)");
         chirp.stop();
+
+        let stage = Stage::new(&options);
+        let chirp = start(&stage.setup(&options, &mock).set("CHIRP_SEND_CONCURRENCY", "512"));
+        accept_and_drain(
+            "5. provider latency 200 ms, CHIRP_SEND_CONCURRENCY=512",
+            &chirp,
+            &mock,
+            options.messages,
+            &options,
+        )
+        .await;
+        println!("   (512 calls in flight at 200 ms each bound delivery to 2,560 msg/s)");
+        chirp.stop();
     }
 
     // 6. Hot swap every 5 s while accepting and draining.
-    {
+    if options.runs(6) {
         let stage = Stage::new(&options);
         let mock = Mock::start(Plan::success()).await;
         let chirp = start(&stage.setup(&options, &mock));
@@ -356,14 +463,14 @@ async fn main() {
     }
 
     // 7. The sandbox against native Rust.
-    {
+    if options.runs(7) {
         let mock = Mock::start(Plan::success()).await;
         let dir = tempfile::tempdir().expect("temp dir");
         sandbox_cost(&options.plugin, &mock, dir.path()).await;
     }
 
     // 8. Apprise.
-    if options.apprise {
+    if options.apprise && options.runs(8) {
         apprise(options.messages.min(5_000)).await;
     }
 }
@@ -436,7 +543,7 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
     .collect();
     let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
     let plugins =
-        Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 4).expect("engine");
+        Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 64).expect("engine");
     plugins.sync_file(plugin).await.expect("load plugin");
     let message = |n: u32| bindings::Message {
         id: format!("bench-{n}"),
@@ -519,7 +626,10 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
                     .send("myoperator", &message(n))
                     .await
                     .expect("loaded");
-                assert!(matches!(answer, Ok(Ok(_))), "sandboxed send failed");
+                assert!(
+                    matches!(answer, Ok(Ok(_))),
+                    "sandboxed send failed: {answer:?}"
+                );
                 n += 64;
             }
         }));

@@ -62,6 +62,8 @@ struct Keys {
     requests: HashMap<String, Vec<Instant>>,
     /// Successful answers per key.
     delivered: HashMap<String, u32>,
+    /// When each key was first answered with success.
+    first_delivered: HashMap<String, Instant>,
 }
 
 struct State {
@@ -124,6 +126,16 @@ impl Mock {
     /// Successful answers per key.
     pub fn delivered(&self) -> HashMap<String, u32> {
         self.state.keys.lock().expect("keys").delivered.clone()
+    }
+
+    /// When each key was first answered with success.
+    pub fn first_delivered(&self) -> HashMap<String, Instant> {
+        self.state
+            .keys
+            .lock()
+            .expect("keys")
+            .first_delivered
+            .clone()
     }
 
     /// When each request of `key` arrived.
@@ -210,13 +222,13 @@ async fn serve(stream: TcpStream, state: Arc<State>) {
                     tokio::time::sleep(plan.latency).await;
                 }
                 let id = state.succeeded.fetch_add(1, Ordering::Relaxed) + 1;
-                *state
-                    .keys
-                    .lock()
-                    .expect("keys")
-                    .delivered
-                    .entry(request.key)
-                    .or_default() += 1;
+                {
+                    let mut keys = state.keys.lock().expect("keys");
+                    keys.first_delivered
+                        .entry(request.key.clone())
+                        .or_insert_with(Instant::now);
+                    *keys.delivered.entry(request.key).or_default() += 1;
+                }
                 let body =
                     json!({"status": "success", "data": {"message_id": format!("wamid.{id}")}});
                 if stream
