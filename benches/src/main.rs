@@ -258,7 +258,11 @@ async fn accept_and_drain(
     let mut latencies: Vec<Duration> = report
         .accepted
         .iter()
-        .filter_map(|a| first.get(&a.key).map(|at| at.saturating_duration_since(a.sent_at)))
+        .filter_map(|a| {
+            first
+                .get(&a.key)
+                .map(|at| at.saturating_duration_since(a.sent_at))
+        })
         .collect();
     latencies.sort();
     report.print(&format!("{name}: accept"));
@@ -412,7 +416,11 @@ async fn main() {
         chirp.stop();
 
         let stage = Stage::new(&options);
-        let chirp = start(&stage.setup(&options, &mock).set("CHIRP_SEND_CONCURRENCY", "512"));
+        let chirp = start(
+            &stage
+                .setup(&options, &mock)
+                .set("CHIRP_SEND_CONCURRENCY", "512"),
+        );
         accept_and_drain(
             "5. provider latency 200 ms, CHIRP_SEND_CONCURRENCY=512",
             &chirp,

@@ -721,7 +721,8 @@ struct Readiness {
 struct Health {
     /// `ok`, `degraded` (no provider loaded) or `unavailable` (no store).
     status: &'static str,
-    /// `ok` or `unreachable`.
+    /// `ok`, `unreachable`, or `needs_restart` (a write of the store's log
+    /// failed: chirp writes nothing more until it is restarted).
     store: &'static str,
     /// The provider new messages go through.
     provider: String,
@@ -738,7 +739,7 @@ struct Health {
     description = "Liveness. Public.",
     responses(
         (status = 200, description = "Success", body = Health),
-        (status = 503, description = "The store does not answer", body = Health),
+        (status = 503, description = "The store does not answer, or needs chirp restarted", body = Health),
     ),
 )]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -755,7 +756,11 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             (true, false) => "degraded",
             (false, _) => "unavailable",
         },
-        store: if store_ok { "ok" } else { "unreachable" },
+        store: match (store_ok, state.store.needs_restart()) {
+            (true, _) => "ok",
+            (false, true) => "needs_restart",
+            (false, false) => "unreachable",
+        },
         provider: state.provider.clone(),
         provider_loaded,
         plugins: state.plugins.active(),

@@ -249,34 +249,37 @@ impl Store {
     /// idempotency key is already known (in the store or earlier in the
     /// batch) are not stored again; they answer with the first one's id.
     pub async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
-        let mut known = self.known_keys(batch).await?;
-        let mut rows = Vec::with_capacity(batch.len());
-        let mut results = Vec::with_capacity(batch.len());
-        for m in batch {
-            if let Some(existing) = known.get(&m.idempotency_key) {
-                results.push(Inserted {
-                    replayed: true,
-                    ..existing.clone()
-                });
-                continue;
+        self.write(async {
+            let mut known = self.known_keys(batch).await?;
+            let mut rows = Vec::with_capacity(batch.len());
+            let mut results = Vec::with_capacity(batch.len());
+            for m in batch {
+                if let Some(existing) = known.get(&m.idempotency_key) {
+                    results.push(Inserted {
+                        replayed: true,
+                        ..existing.clone()
+                    });
+                    continue;
+                }
+                let inserted = Inserted {
+                    id: m.id.clone(),
+                    status: m.initial_status(),
+                    replayed: false,
+                };
+                known.insert(m.idempotency_key.clone(), inserted.clone());
+                rows.push(MessageRow::from_new(m));
+                results.push(inserted);
             }
-            let inserted = Inserted {
-                id: m.id.clone(),
-                status: m.initial_status(),
-                replayed: false,
-            };
-            known.insert(m.idempotency_key.clone(), inserted.clone());
-            rows.push(MessageRow::from_new(m));
-            results.push(inserted);
-        }
-        if !rows.is_empty() {
-            self.db
-                .query("INSERT INTO message $rows RETURN NONE")
-                .bind(("rows", rows))
-                .await?
-                .check()?;
-        }
-        Ok(results)
+            if !rows.is_empty() {
+                self.db
+                    .query("INSERT INTO message $rows RETURN NONE")
+                    .bind(("rows", rows))
+                    .await?
+                    .check()?;
+            }
+            Ok(results)
+        })
+        .await
     }
 
     /// The messages already stored under the caller-given keys of `batch`.
@@ -339,33 +342,36 @@ impl Store {
         lease_until: Millis,
         lease: &str,
     ) -> Result<Vec<Leased>, StoreError> {
-        let fields = MESSAGE_FIELDS.replace(", due_at,", ", $before.due_at AS due_at,");
-        let query = format!(
-            "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
+        self.write(async {
+            let fields = MESSAGE_FIELDS.replace(", due_at,", ", $before.due_at AS due_at,");
+            let query = format!(
+                "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
                ORDER BY due_at LIMIT $limit) \
              SET status = 'sending', due_at = NONE, lease_until = $lease_until, lease = $lease, \
                  updated_at = $now \
              WHERE status = 'queued' \
              RETURN {fields}"
-        );
-        let rows: Vec<MessageRow> = self
-            .db
-            .query(query)
-            .bind(("now", now))
-            .bind(("floor", floor.max(0)))
-            .bind(("limit", limit as i64))
-            .bind(("lease_until", lease_until))
-            .bind(("lease", lease.to_string()))
-            .await?
-            .take(0)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Leased {
-                    lease: row.lease.clone().unwrap_or_default(),
-                    message: row.into_message()?,
+            );
+            let rows: Vec<MessageRow> = self
+                .db
+                .query(query)
+                .bind(("now", now))
+                .bind(("floor", floor.max(0)))
+                .bind(("limit", limit as i64))
+                .bind(("lease_until", lease_until))
+                .bind(("lease", lease.to_string()))
+                .await?
+                .take(0)?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(Leased {
+                        lease: row.lease.clone().unwrap_or_default(),
+                        message: row.into_message()?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 
     /// When the earliest message due at or after `floor` is due, if any
@@ -385,6 +391,7 @@ impl Store {
     /// Puts messages whose lease ran out (their worker died or hung) back in
     /// the queue, due at once. Returns how many.
     pub async fn reclaim_expired(&self, now: Millis) -> Result<usize, StoreError> {
+        self.write(async {
         let ids: Vec<String> = self
             .db
             .query(
@@ -400,25 +407,28 @@ impl Store {
             .await?
             .take(0)?;
         Ok(ids.len())
+        })
+        .await
     }
 
     /// Applies a batch of finished attempts in one transaction.
     pub async fn complete(&self, batch: Vec<Completion>) -> Result<(), StoreError> {
-        let attempts: Vec<AttemptRow> = batch
-            .iter()
-            .filter_map(|c| c.attempt.as_ref().map(AttemptRow::from_attempt))
-            .collect();
-        let updates: Vec<CompletionRow> = batch
-            .into_iter()
-            .map(|c| CompletionRow {
-                id: c.message_id,
-                lease: c.lease,
-                patch: c.patch,
-            })
-            .collect();
-        self.db
-            .query(
-                "BEGIN TRANSACTION;
+        self.write(async {
+            let attempts: Vec<AttemptRow> = batch
+                .iter()
+                .filter_map(|c| c.attempt.as_ref().map(AttemptRow::from_attempt))
+                .collect();
+            let updates: Vec<CompletionRow> = batch
+                .into_iter()
+                .map(|c| CompletionRow {
+                    id: c.message_id,
+                    lease: c.lease,
+                    patch: c.patch,
+                })
+                .collect();
+            self.db
+                .query(
+                    "BEGIN TRANSACTION;
                  FOR $c IN $updates {
                      UPDATE type::record('message', $c.id) SET
                          status = $c.patch.status,
@@ -436,12 +446,14 @@ impl Store {
                  };
                  IF array::len($attempts) > 0 { INSERT INTO attempt $attempts RETURN NONE; };
                  COMMIT TRANSACTION;",
-            )
-            .bind(("updates", updates))
-            .bind(("attempts", attempts))
-            .await?
-            .check()?;
-        Ok(())
+                )
+                .bind(("updates", updates))
+                .bind(("attempts", attempts))
+                .await?
+                .check()?;
+            Ok(())
+        })
+        .await
     }
 
     /// One message, if it exists.
@@ -531,54 +543,60 @@ impl Store {
         id: &str,
         now: Millis,
     ) -> Result<Option<(Message, bool)>, StoreError> {
-        // Two resends at once conflict in the store's optimistic
-        // transactions; the statement is idempotent (it moves only a failed
-        // message), so the loser simply runs it again and finds nothing to do.
-        let mut tries = 0;
-        let rows: Vec<MessageRow> = loop {
-            let result = self
-                .db
-                .query(format!(
-                    "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
+        self.write(async {
+            // Two resends at once conflict in the store's optimistic
+            // transactions; the statement is idempotent (it moves only a failed
+            // message), so the loser simply runs it again and finds nothing to do.
+            let mut tries = 0;
+            let rows: Vec<MessageRow> = loop {
+                let result = self
+                    .db
+                    .query(format!(
+                        "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
                          retry_base = attempts, updated_at = $now \
                      WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
-                ))
-                .bind(("id", id.to_string()))
-                .bind(("now", now))
-                .await
-                .and_then(|mut r| r.take(0));
-            match result {
-                Ok(rows) => break rows,
-                Err(e) if tries < 5 => {
-                    tries += 1;
-                    tracing::debug!(error = %e, "resend conflicted; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                    ))
+                    .bind(("id", id.to_string()))
+                    .bind(("now", now))
+                    .await
+                    .and_then(|mut r| r.take(0));
+                match result {
+                    Ok(rows) => break rows,
+                    Err(e) if tries < 5 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "resend conflicted; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
+            };
+            if let Some(row) = rows.into_iter().next() {
+                return Ok(Some((row.into_message()?, true)));
             }
-        };
-        if let Some(row) = rows.into_iter().next() {
-            return Ok(Some((row.into_message()?, true)));
-        }
-        Ok(self.message(id).await?.map(|m| (m, false)))
+            Ok(self.message(id).await?.map(|m| (m, false)))
+        })
+        .await
     }
 
     /// Makes the messages waiting for `provider` due at `now` (it has just
     /// been loaded). Returns how many.
     pub async fn release_waiting(&self, provider: &str, now: Millis) -> Result<usize, StoreError> {
-        let ids: Vec<String> = self
-            .db
-            .query(
-                "UPDATE (SELECT VALUE id FROM message WHERE waiting_for = $provider) \
+        self.write(async {
+            let ids: Vec<String> = self
+                .db
+                .query(
+                    "UPDATE (SELECT VALUE id FROM message WHERE waiting_for = $provider) \
                  SET due_at = $now, waiting_for = NONE, updated_at = $now \
                  WHERE status = 'queued' \
                  RETURN VALUE record::id(id)",
-            )
-            .bind(("provider", provider.to_string()))
-            .bind(("now", now))
-            .await?
-            .take(0)?;
-        Ok(ids.len())
+                )
+                .bind(("provider", provider.to_string()))
+                .bind(("now", now))
+                .await?
+                .take(0)?;
+            Ok(ids.len())
+        })
+        .await
     }
 
     /// How many queued messages are due at `now`.

@@ -17,6 +17,9 @@ pub use preferences::Preferences;
 pub use statistics::Statistics;
 pub use templates::TemplateVersion;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
 use surrealdb::opt::auth::Root;
@@ -33,18 +36,33 @@ pub enum StoreError {
     Query(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
     Corrupt(String),
+    /// Writing the store's log failed (disk full, file system read-only,
+    /// I/O error). See [`Store::write`].
+    #[error("the store could not write its log: {0}")]
+    LogWrite(Box<surrealdb::Error>),
+    /// An earlier log write failed; nothing more is written until chirp is
+    /// restarted and the store has recovered its log.
+    #[error("the store's log failed earlier; chirp must be restarted to recover it")]
+    NeedsRestart,
 }
 
 impl From<surrealdb::Error> for StoreError {
     fn from(e: surrealdb::Error) -> StoreError {
-        StoreError::Query(Box::new(e))
+        // SurrealDB reports storage failures only in its message text.
+        if e.to_string().contains("WAL error") {
+            StoreError::LogWrite(Box::new(e))
+        } else {
+            StoreError::Query(Box::new(e))
+        }
     }
 }
 
-/// A handle on the database. Cheap to clone.
+/// A handle on the database. Cheap to clone; clones share the log-failure
+/// latch.
 #[derive(Clone)]
 pub struct Store {
     db: Surreal<Any>,
+    log_failed: Arc<AtomicBool>,
 }
 
 /// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
@@ -100,12 +118,57 @@ impl Store {
             .await
             .map_err(connect_error)?;
         db.query(SCHEMA).await?.check()?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            log_failed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
-    /// Whether the store answers a trivial query.
+    /// Whether the store answers a trivial query and can still write.
     pub async fn ping(&self) -> Result<(), StoreError> {
+        if self.needs_restart() {
+            return Err(StoreError::NeedsRestart);
+        }
         self.db.query("RETURN 1").await?.check()?;
         Ok(())
+    }
+
+    /// Whether a log write failed, so that chirp writes nothing more until
+    /// it is restarted.
+    pub fn needs_restart(&self) -> bool {
+        self.log_failed.load(Ordering::Acquire)
+    }
+
+    /// Runs one write. Once a write of the store's log has failed, no
+    /// other write is attempted or acknowledged until chirp restarts.
+    ///
+    /// Why: SurrealKV (0.21) leaves a torn record in its log when a write
+    /// fails half way (seen with a full disk), and on the next start it
+    /// recovers the log only up to the torn record: every commit made after
+    /// it, each of them synced and acknowledged, would be lost. A restart
+    /// repairs the log, so chirp answers `503` (and reports itself not
+    /// live) until then, and a write that succeeded while another failed
+    /// is reported as failed: its caller retries, and idempotency keys make
+    /// the retry safe.
+    async fn write<T>(
+        &self,
+        work: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.needs_restart() {
+            return Err(StoreError::NeedsRestart);
+        }
+        let result = work.await;
+        if let Err(StoreError::LogWrite(e)) = &result
+            && !self.log_failed.swap(true, Ordering::AcqRel)
+        {
+            tracing::error!(
+                error = %e,
+                "the store could not write its log; writes stop until chirp is restarted"
+            );
+        }
+        match result {
+            Ok(_) if self.needs_restart() => Err(StoreError::NeedsRestart),
+            other => other,
+        }
     }
 }

@@ -65,12 +65,15 @@ impl Store {
         &self,
         mut prefs: Preferences,
     ) -> Result<Preferences, StoreError> {
-        prefs.updated_at = Some(now_millis());
-        self.db
-            .query("UPSERT type::record('preference', $p.phone) CONTENT $p RETURN NONE")
-            .bind(("p", prefs.clone()))
-            .await?
-            .check()?;
-        Ok(prefs)
+        self.write(async {
+            prefs.updated_at = Some(now_millis());
+            self.db
+                .query("UPSERT type::record('preference', $p.phone) CONTENT $p RETURN NONE")
+                .bind(("p", prefs.clone()))
+                .await?
+                .check()?;
+            Ok(prefs)
+        })
+        .await
     }
 }

@@ -53,38 +53,41 @@ impl Store {
     /// Stores, as version 1, every template of `seed` the store does not
     /// have yet. Returns how many were new.
     pub async fn seed_templates(&self, seed: &[TemplateDef]) -> Result<usize, StoreError> {
-        let known: Vec<String> = self
-            .db
-            .query("SELECT VALUE name FROM template")
-            .await?
-            .take(0)?;
-        let now = now_millis();
-        let rows = seed
-            .iter()
-            .filter(|d| !known.contains(&d.name))
-            .map(|d| {
-                let mut def = d.clone();
-                def.version = 1;
-                TemplateRow::new(&def, now)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let count = rows.len();
-        self.db
-            .query(
-                "BEGIN TRANSACTION;
+        self.write(async {
+            let known: Vec<String> = self
+                .db
+                .query("SELECT VALUE name FROM template")
+                .await?
+                .take(0)?;
+            let now = now_millis();
+            let rows = seed
+                .iter()
+                .filter(|d| !known.contains(&d.name))
+                .map(|d| {
+                    let mut def = d.clone();
+                    def.version = 1;
+                    TemplateRow::new(&def, now)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            let count = rows.len();
+            self.db
+                .query(
+                    "BEGIN TRANSACTION;
                  FOR $row IN $rows {
                      UPSERT type::record('template', $row.name) CONTENT $row;
                      CREATE template_version CONTENT $row;
                  };
                  COMMIT TRANSACTION;",
-            )
-            .bind(("rows", rows))
-            .await?
-            .check()?;
-        Ok(count)
+                )
+                .bind(("rows", rows))
+                .await?
+                .check()?;
+            Ok(count)
+        })
+        .await
     }
 
     /// The templates in force.
@@ -108,6 +111,7 @@ impl Store {
         def: &TemplateDef,
         expected: u32,
     ) -> Result<Option<u32>, StoreError> {
+        self.write(async {
         let mut next = def.clone();
         next.version = expected + 1;
         let row = TemplateRow::new(&next, now_millis())?;
@@ -135,6 +139,8 @@ impl Store {
             return Err(e.into());
         }
         Ok(Some(next.version))
+        })
+        .await
     }
 
     /// Every saved version of a template, newest first.
