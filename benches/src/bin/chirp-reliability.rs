@@ -615,7 +615,9 @@ async fn store_disk_full(options: &Options) -> bool {
     if health["store"] == "needs_restart" {
         chirp.stop();
         chirp = start(&setup);
-        println!("| space freed; liveness said `needs_restart`, so chirp was restarted (the supervisor's part) | | | | | |");
+        println!(
+            "| space freed; liveness said `needs_restart`, so chirp was restarted (the supervisor's part) | | | | | |"
+        );
     }
     match recovery(&client, &base, "after-full", Duration::from_secs(30)).await {
         Some((took, key)) => {
