@@ -51,6 +51,7 @@ pub struct RawConfig {
     pub retry_backoff: Option<String>,
     pub send_concurrency: Option<String>,
     pub lease: Option<String>,
+    pub shutdown_grace: Option<String>,
     pub provider: Option<String>,
     pub rules: Option<String>,
     pub max_body_bytes: Option<String>,
@@ -111,6 +112,11 @@ pub struct Config {
     /// `CHIRP_LEASE`: how long a claimed message stays with its worker
     /// before another may take it back.
     pub lease: Duration,
+    /// `CHIRP_SHUTDOWN_GRACE`: after SIGTERM, how long chirp waits for
+    /// attempts in flight to finish and be recorded before it exits
+    /// (whatever is still leased then goes back to the queue on the next
+    /// start).
+    pub shutdown_grace: Duration,
     /// `CHIRP_PROVIDER`: the provider plugin messages go through.
     pub provider: String,
     /// `CHIRP_RULES`: the rules plugin events go through.
@@ -312,6 +318,10 @@ impl Config {
                 reason: "a lease shorter than a second would be taken back mid-send".into(),
             });
         }
+        let shutdown_grace = match pick("CHIRP_SHUTDOWN_GRACE", raw.shutdown_grace.take()) {
+            None => Duration::from_secs(15),
+            Some(text) => parse_duration("CHIRP_SHUTDOWN_GRACE", &text)?,
+        };
         let provider =
             pick("CHIRP_PROVIDER", raw.provider.take()).unwrap_or_else(|| "myoperator".into());
         let rules =
@@ -396,6 +406,7 @@ impl Config {
             retry_backoff,
             send_concurrency,
             lease,
+            shutdown_grace,
             provider,
             rules,
             max_body_bytes,
@@ -513,6 +524,16 @@ mod tests {
             config.retry_backoff,
             [300, 600, 900].map(Duration::from_secs).to_vec()
         );
+        assert_eq!(config.shutdown_grace, Duration::from_secs(15));
+        let config = Config::from_parts(
+            RawConfig::default(),
+            env(&[
+                ("CHIRP_INSECURE_NO_AUTH", "true"),
+                ("CHIRP_SHUTDOWN_GRACE", "90s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(90));
     }
 
     #[test]
@@ -562,6 +583,7 @@ mod tests {
             ("CHIRP_RETRY_BACKOFF", "5m,soon"),
             ("CHIRP_LISTEN", "8080"),
             ("CHIRP_DB", "rocksdb://x"),
+            ("CHIRP_SHUTDOWN_GRACE", "a while"),
         ] {
             let err = Config::from_parts(
                 RawConfig::default(),

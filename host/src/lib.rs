@@ -41,7 +41,6 @@ pub use config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -52,11 +51,6 @@ use crate::queue::retry::RetryPolicy;
 use crate::queue::scheduler::Scheduler;
 use crate::store::Store;
 use crate::templates::{Catalog, Templates};
-
-/// How long chirp waits, after it stops accepting, for attempts in flight
-/// to finish and be recorded. Whatever is still leased after that is taken
-/// back by the lease sweep of the next start.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 
 /// Why chirp could not start.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +200,7 @@ impl Chirp {
             wake,
             commit_task,
         } = self;
+        let shutdown_grace = config.shutdown_grace;
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = Scheduler {
             store: state.store.clone(),
@@ -247,7 +242,7 @@ impl Chirp {
         shutdown.await;
         tracing::info!("shutting down: no new requests, finishing attempts in flight");
         let _ = stop_tx.send(true);
-        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let finished = tokio::time::timeout(shutdown_grace, async {
             let served = server_task.await;
             let _ = scheduler_task.await;
             served

@@ -452,7 +452,7 @@ async fn history(
     path = "/api/notifications/history/{phone}",
     tag = "notifications",
     description = "One recipient's messages, newest first (a user: their own phone).",
-    params(("phone" = String, Path, description = "The recipient"), HistoryParams),
+    params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$"), HistoryParams),
     responses((status = 200, description = "Success", body = Page)),
 )]
 async fn history_of_phone(

@@ -27,7 +27,7 @@ fn phone(text: &str) -> Result<Phone, ApiError> {
     path = "/api/preferences/{phone}",
     tag = "preferences",
     description = "A recipient's preferences (a user: their own phone).",
-    params(("phone" = String, Path, description = "The recipient")),
+    params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$")),
     responses((status = 200, description = "Success", body = Preferences)),
 )]
 async fn read(
@@ -47,7 +47,7 @@ async fn read(
     path = "/api/preferences/{phone}",
     tag = "preferences",
     description = "Replaces a recipient's preferences (a user: their own phone).",
-    params(("phone" = String, Path, description = "The recipient")),
+    params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$")),
     request_body(content = PreferencesEdit, example = json!({
         "opt_out_marketing": true, "language": "hi", "timezone": "Asia/Kolkata"
     })),
