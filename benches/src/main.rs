@@ -184,8 +184,6 @@ struct Drained {
     delivered: u64,
     /// Messages chirp gave up on (`failed`), from its statistics.
     failed: u64,
-    /// From the start of the drain to the last delivery.
-    elapsed: Duration,
     /// When the last delivery happened.
     finished: Instant,
     /// chirp's RSS in KiB, every 250 ms.
@@ -222,7 +220,6 @@ async fn drain(chirp: &ChirpProcess, mock: &Mock, target: u64, timeout: Duration
     Drained {
         delivered: mock.count(),
         failed,
-        elapsed: last.1 - started,
         finished: last.1,
         rss_samples,
     }
@@ -329,12 +326,14 @@ async fn main() {
 
         setup.paused = false;
         let chirp = start(&setup);
+        let drain_started = Instant::now();
         let Drained {
             delivered,
-            elapsed,
+            finished,
             rss_samples: samples,
             ..
         } = drain(&chirp, &mock, total, Duration::from_secs(1800)).await;
+        let elapsed = finished - drain_started;
         let quarter = |q: usize| {
             samples
                 .get(samples.len() * q / 4)

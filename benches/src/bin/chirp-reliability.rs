@@ -524,7 +524,72 @@ async fn recovery(
     None
 }
 
-/// Part 3a. The disk fills up. Returns whether it held (`true` when skipped).
+/// The table both store faults print: one row per step, each held or not.
+struct StepTable {
+    held: bool,
+}
+
+impl StepTable {
+    fn start() -> StepTable {
+        println!("| step | sent | 202 | other answers | chirp alive | held |");
+        println!("|---|---|---|---|---|---|");
+        StepTable { held: true }
+    }
+
+    fn row(
+        &mut self,
+        step: &str,
+        sent: usize,
+        ok: usize,
+        other: &HashMap<u16, usize>,
+        alive: bool,
+        good: bool,
+    ) {
+        self.held &= good;
+        println!(
+            "| {step} | {sent} | {ok} | {other:?} | {alive} | {} |",
+            if good { "yes" } else { "NO" }
+        );
+    }
+
+    /// Prints the part's verdict; returns whether every row held.
+    fn verdict(&self, part: &str) -> bool {
+        println!("\n{part}: {}", if self.held { "HELD" } else { "BROKEN" });
+        self.held
+    }
+}
+
+/// chirp on a store under `mount`, on a fixed port (it is restarted).
+fn store_setup(options: &Options, dir: &Path, mount: &str, mock: &Mock) -> Setup {
+    let plugins = plugins_dir(options, dir);
+    let mut setup = Setup::new(
+        &options.chirp,
+        &plugins,
+        format!("surrealkv://{mount}/store"),
+        &mock.base,
+    )
+    .set("CHIRP_RETRY_BACKOFF", "200ms");
+    setup.listen = format!("127.0.0.1:{}", free_port());
+    setup
+}
+
+/// Of the `accepted` keys: how many the store lost, and how many it has
+/// but did not send.
+fn lost_and_unsent(
+    accepted: &[String],
+    stored: &HashMap<String, (String, String)>,
+) -> (usize, usize) {
+    let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
+    let unsent = accepted
+        .iter()
+        .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
+        .count();
+    (lost, unsent)
+}
+
+/// Part 3a. The disk fills up. Returns whether it held (`true` when
+/// skipped). (The read-only fault is part 3b, on ext4: a tmpfs cannot be
+/// remounted read-only under a running writer.)
 async fn store_disk_full(options: &Options) -> bool {
     println!("\n## 3a. Store fault: the disk fills (tmpfs of 64 MiB)\n");
     let dir = tempfile::tempdir().expect("temp dir");
@@ -538,44 +603,18 @@ async fn store_disk_full(options: &Options) -> bool {
         println!("disk full: SKIPPED (cannot mount a tmpfs; needs root)");
         return true;
     }
-    let plugins = plugins_dir(options, dir.path());
     let mock = Mock::start(Plan::success()).await;
-    let port = free_port();
-    let mut setup = Setup::new(
-        &options.chirp,
-        &plugins,
-        format!("surrealkv://{mount_text}/store"),
-        &mock.base,
-    )
-    .set("CHIRP_RETRY_BACKOFF", "200ms");
-    setup.listen = format!("127.0.0.1:{port}");
+    let setup = store_setup(options, dir.path(), &mount_text, &mock);
     let mut chirp = start(&setup);
     let client = admin_client(4);
     let base = chirp.base.clone();
     let mut accepted: Vec<String> = Vec::new();
-    let mut held = true;
-    println!("| step | sent | 202 | other answers | chirp alive | held |");
-    println!("|---|---|---|---|---|---|");
-    let mut row = |step: &str,
-                   sent: usize,
-                   ok: usize,
-                   other: &HashMap<u16, usize>,
-                   alive: bool,
-                   good: bool| {
-        held &= good;
-        println!(
-            "| {step} | {sent} | {ok} | {other:?} | {alive} | {} |",
-            if good { "yes" } else { "NO" }
-        );
-    };
+    let mut table = StepTable::start();
 
     let (keys, other) = send_some(&client, &base, "before", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
-    row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
-
-    // Read-only: see `store_read_only`, on ext4 (tmpfs cannot go
-    // read-only under a running writer: the kernel refuses the remount).
+    table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
 
     // Disk full.
     let filler = mount.join("filler");
@@ -593,7 +632,7 @@ async fn store_disk_full(options: &Options) -> bool {
     // `202` is fine as long as it is kept (checked at the end); anything
     // else must be a `503`, and the fault must have been felt.
     let refused = other.get(&503).copied().unwrap_or(0);
-    row(
+    table.row(
         "disk full",
         20,
         ok,
@@ -629,7 +668,7 @@ async fn store_disk_full(options: &Options) -> bool {
         }
         None => {
             let alive = chirp.alive();
-            row(
+            table.row(
                 "space freed: no 202 within 30 s",
                 0,
                 0,
@@ -643,7 +682,7 @@ async fn store_disk_full(options: &Options) -> bool {
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
-    row("healthy again", 50, ok, &other, alive, ok == 50);
+    table.row("healthy again", 50, ok, &other, alive, ok == 50);
 
     // Everything accepted is delivered, and survives a restart.
     if !chirp.alive() {
@@ -653,13 +692,9 @@ async fn store_disk_full(options: &Options) -> bool {
     chirp.stop();
     let chirp = start(&setup);
     let stored = all_messages(&client, &chirp.base).await;
-    let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
-    let unsent = accepted
-        .iter()
-        .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
-        .count();
+    let (lost, unsent) = lost_and_unsent(&accepted, &stored);
     chirp.stop();
-    row(
+    table.row(
         &format!(
             "after a restart: {} accepted in all, lost {lost}, not sent {unsent}",
             accepted.len()
@@ -671,8 +706,7 @@ async fn store_disk_full(options: &Options) -> bool {
         settled && lost == 0 && unsent == 0,
     );
     sh("umount", &[&mount_text]);
-    println!("\ndisk full: {}", if held { "HELD" } else { "BROKEN" });
-    held
+    table.verdict("disk full")
 }
 
 /// Part 3b. The store's file system turns read-only under a running chirp,
@@ -709,41 +743,18 @@ async fn store_read_only(options: &Options) -> bool {
         "/sys/fs/ext4/{}/trigger_fs_error",
         device.rsplit('/').next().unwrap_or_default()
     );
-    let plugins = plugins_dir(options, dir.path());
     let mock = Mock::start(Plan::success()).await;
-    let port = free_port();
-    let mut setup = Setup::new(
-        &options.chirp,
-        &plugins,
-        format!("surrealkv://{mount_text}/store"),
-        &mock.base,
-    )
-    .set("CHIRP_RETRY_BACKOFF", "200ms");
-    setup.listen = format!("127.0.0.1:{port}");
+    let setup = store_setup(options, dir.path(), &mount_text, &mock);
     let mut chirp = start(&setup);
     let client = admin_client(4);
     let base = chirp.base.clone();
     let mut accepted: Vec<String> = Vec::new();
-    let mut held = true;
-    println!("| step | sent | 202 | other answers | chirp alive | held |");
-    println!("|---|---|---|---|---|---|");
-    let mut row = |step: &str,
-                   sent: usize,
-                   ok: usize,
-                   other: &HashMap<u16, usize>,
-                   alive: bool,
-                   good: bool| {
-        held &= good;
-        println!(
-            "| {step} | {sent} | {ok} | {other:?} | {alive} | {} |",
-            if good { "yes" } else { "NO" }
-        );
-    };
+    let mut table = StepTable::start();
 
     let (keys, other) = send_some(&client, &base, "before-ro", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
-    row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
+    table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
 
     let injected = std::fs::write(&trigger, "chirp-reliability").is_ok()
         && std::fs::write(mount.join("probe"), "x").is_err();
@@ -751,7 +762,7 @@ async fn store_read_only(options: &Options) -> bool {
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
-    row(
+    table.row(
         "file system read-only (EROFS on every write)",
         20,
         ok,
@@ -771,7 +782,7 @@ async fn store_read_only(options: &Options) -> bool {
             .is_ok_and(|s| s.code().is_some_and(|c| c <= 1))
         && mount_image();
     if !repaired {
-        row(
+        table.row(
             "repair (umount, e2fsck, mount) failed",
             0,
             0,
@@ -780,15 +791,14 @@ async fn store_read_only(options: &Options) -> bool {
             false,
         );
         sh("umount", &[&mount_text]);
-        println!("\nread-only file system: BROKEN");
-        return false;
+        return table.verdict("read-only file system");
     }
     chirp = start(&setup);
     let (keys, other) = send_some(&client, &base, "after-ro", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
-    row(
+    table.row(
         "repaired (umount, e2fsck, mount) and chirp restarted",
         50,
         ok,
@@ -799,12 +809,8 @@ async fn store_read_only(options: &Options) -> bool {
     let settled = settle(&client, &base, Duration::from_secs(60)).await;
     let stored = all_messages(&client, &base).await;
     chirp.stop();
-    let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
-    let unsent = accepted
-        .iter()
-        .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
-        .count();
-    row(
+    let (lost, unsent) = lost_and_unsent(&accepted, &stored);
+    table.row(
         &format!(
             "afterwards: {} accepted in all, lost {lost}, not sent {unsent}",
             accepted.len()
@@ -816,11 +822,7 @@ async fn store_read_only(options: &Options) -> bool {
         settled && lost == 0 && unsent == 0,
     );
     sh("umount", &[&mount_text]);
-    println!(
-        "\nread-only file system: {}",
-        if held { "HELD" } else { "BROKEN" }
-    );
-    held
+    table.verdict("read-only file system")
 }
 
 /// Part 4. Returns whether it held (`true` when skipped).
