@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::EmbeddedMemory;
+
 /// Why the configuration cannot be used. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,6 +47,8 @@ pub struct RawConfig {
     pub db: Option<String>,
     pub db_user: Option<String>,
     pub db_pass: Option<String>,
+    pub store_memtable_mb: Option<String>,
+    pub store_cache_mb: Option<String>,
     pub plugins_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
     pub max_attempts: Option<String>,
@@ -98,6 +102,10 @@ pub struct Config {
     pub db: String,
     /// `CHIRP_DB_USER` / `CHIRP_DB_PASS`: root credentials for a server.
     pub db_credentials: Option<(String, String)>,
+    /// `CHIRP_STORE_MEMTABLE_MB` / `CHIRP_STORE_CACHE_MB`: the memory an
+    /// embedded store may hold for writes not yet in table files, and for
+    /// cached table blocks. Unused with a server.
+    pub store_memory: EmbeddedMemory,
     /// `CHIRP_PLUGINS_DIR`: where the `.wasm` provider components are.
     pub plugins_dir: PathBuf,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
@@ -283,6 +291,22 @@ impl Config {
             }
         };
 
+        let default_memory = EmbeddedMemory::default();
+        let store_memory = EmbeddedMemory {
+            memtable: parse_number(
+                "CHIRP_STORE_MEMTABLE_MB",
+                pick("CHIRP_STORE_MEMTABLE_MB", raw.store_memtable_mb.take()),
+                default_memory.memtable >> 20,
+                4..=16 * 1024,
+            )? << 20,
+            block_cache: parse_number(
+                "CHIRP_STORE_CACHE_MB",
+                pick("CHIRP_STORE_CACHE_MB", raw.store_cache_mb.take()),
+                default_memory.block_cache >> 20,
+                1..=64 * 1024,
+            )? << 20,
+        };
+
         let plugins_dir = var("CHIRP_PLUGINS_DIR")
             .map(PathBuf::from)
             .or(raw.plugins_dir.take())
@@ -400,6 +424,7 @@ impl Config {
             listen,
             db,
             db_credentials,
+            store_memory,
             plugins_dir,
             templates_dir,
             max_attempts,
@@ -525,15 +550,25 @@ mod tests {
             [300, 600, 900].map(Duration::from_secs).to_vec()
         );
         assert_eq!(config.shutdown_grace, Duration::from_secs(15));
+        assert_eq!(config.store_memory, EmbeddedMemory::default());
         let config = Config::from_parts(
             RawConfig::default(),
             env(&[
                 ("CHIRP_INSECURE_NO_AUTH", "true"),
                 ("CHIRP_SHUTDOWN_GRACE", "90s"),
+                ("CHIRP_STORE_MEMTABLE_MB", "16"),
+                ("CHIRP_STORE_CACHE_MB", "8"),
             ]),
         )
         .unwrap();
         assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(
+            config.store_memory,
+            EmbeddedMemory {
+                memtable: 16 << 20,
+                block_cache: 8 << 20
+            }
+        );
     }
 
     #[test]
@@ -584,6 +619,8 @@ mod tests {
             ("CHIRP_LISTEN", "8080"),
             ("CHIRP_DB", "rocksdb://x"),
             ("CHIRP_SHUTDOWN_GRACE", "a while"),
+            ("CHIRP_STORE_MEMTABLE_MB", "1"),
+            ("CHIRP_STORE_CACHE_MB", "lots"),
         ] {
             let err = Config::from_parts(
                 RawConfig::default(),

@@ -87,7 +87,12 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let metrics = telemetry::install();
     // The files seed the store; from then on the store is the truth.
     let files = Catalog::load(&config.templates_dir)?;
-    let store = Store::open(&config.db, config.db_credentials.clone()).await?;
+    let store = Store::open(
+        &config.db,
+        config.db_credentials.clone(),
+        config.store_memory,
+    )
+    .await?;
     let seeded = store
         .seed_templates(&files.all().cloned().collect::<Vec<_>>())
         .await?;
@@ -231,6 +236,7 @@ impl Chirp {
         } else {
             tokio::spawn(scheduler.run(stop_rx))
         };
+        let store = state.store.clone();
         let app = api::router(state, config.max_body_bytes, config.api_rate_limit);
 
         let mut http_stop = stop_tx.subscribe();
@@ -249,6 +255,9 @@ impl Chirp {
         })
         .await;
         commit_task.abort();
+        if let Err(e) = store.close().await {
+            tracing::warn!(error = %e, "the store did not close cleanly; it recovers its log on the next start");
+        }
         match finished {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(std::io::Error::other(join)),

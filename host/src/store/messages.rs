@@ -617,6 +617,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::phone::Phone;
+    use crate::store::EmbeddedMemory;
 
     fn message(n: i64, due: Millis) -> NewMessage {
         let id = ulid::Ulid::new().to_string();
@@ -638,7 +639,9 @@ mod tests {
 
     #[tokio::test]
     async fn claims_start_at_the_floor_and_report_when_each_was_due() {
-        let store = Store::open("mem://", None).await.expect("store");
+        let store = Store::open("mem://", None, EmbeddedMemory::default())
+            .await
+            .expect("store");
         let batch: Vec<NewMessage> = (0..6).map(|n| message(n, 1_000 + n * 100)).collect();
         store.insert_batch(&batch).await.expect("insert");
         store

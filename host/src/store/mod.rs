@@ -7,11 +7,13 @@
 //! messages, per batch of claims, per batch of completed attempts), because
 //! a commit with fsync costs about as much as a few hundred rows.
 
+mod database;
 mod messages;
 mod preferences;
 mod statistics;
 mod templates;
 
+pub use database::EmbeddedMemory;
 pub use messages::{Completion, HistoryFilter, Inserted, MessagePatch};
 pub use preferences::Preferences;
 pub use statistics::Statistics;
@@ -20,9 +22,7 @@ pub use templates::TemplateVersion;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use surrealdb::Surreal;
-use surrealdb::engine::any::Any;
-use surrealdb::opt::auth::Root;
+use database::Database;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +30,10 @@ pub enum StoreError {
     #[error("cannot open the store at {url}: {source}")]
     Connect {
         url: String,
-        source: Box<surrealdb::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("cannot close the store: {0}")]
+    Close(Box<dyn std::error::Error + Send + Sync>),
     #[error("store query failed: {0}")]
     Query(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
@@ -61,7 +63,7 @@ impl From<surrealdb::Error> for StoreError {
 /// latch.
 #[derive(Clone)]
 pub struct Store {
-    db: Surreal<Any>,
+    db: Database,
     log_failed: Arc<AtomicBool>,
 }
 
@@ -89,9 +91,11 @@ DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
 
 impl Store {
     /// Opens the store named by `url` and makes sure the schema exists.
+    /// `memory` bounds an embedded store; a server sizes its own.
     pub async fn open(
         url: &str,
         credentials: Option<(String, String)>,
+        memory: EmbeddedMemory,
     ) -> Result<Store, StoreError> {
         if let Some(path) = url.strip_prefix("surrealkv://")
             && let Some(parent) =
@@ -101,27 +105,18 @@ impl Store {
             // SurrealKV creates its own directory but not the ones above it.
             let _ = std::fs::create_dir_all(parent);
         }
-        let connect_error = |source| StoreError::Connect {
-            url: url.to_string(),
-            source: Box::new(source),
-        };
-        let db = surrealdb::engine::any::connect(url)
-            .await
-            .map_err(connect_error)?;
-        if let Some((username, password)) = credentials {
-            db.signin(Root { username, password })
-                .await
-                .map_err(connect_error)?;
-        }
-        db.use_ns("chirp")
-            .use_db("chirp")
-            .await
-            .map_err(connect_error)?;
+        let db = Database::open(url, credentials, memory).await?;
         db.query(SCHEMA).await?.check()?;
         Ok(Store {
             db,
             log_failed: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Flushes and closes an embedded store, so that the next start finds
+    /// it closed cleanly. The last thing chirp does with the store.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.db.close().await
     }
 
     /// Whether the store answers a trivial query and can still write.

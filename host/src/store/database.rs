@@ -1,0 +1,183 @@
+//! The connection to SurrealDB: a datastore chirp opens in its own process
+//! (`surrealkv://`, `mem://`), or a SurrealDB server (`ws://`, `wss://`).
+//!
+//! Why chirp opens the embedded datastore itself instead of letting the SDK
+//! do it from the URL: SurrealKV sizes its memtable and block cache from the
+//! host's memory (a 1 GiB memtable and a cache of half the memory less
+//! 1 GiB on a 24 GiB machine), and the SDK's `connect` passes no settings
+//! through. Building the datastore here lets the operator bound its memory
+//! ([`EmbeddedMemory`]) and lets [`Database::close`] flush and close it
+//! while the runtime is still there to do it.
+//!
+//! The price: the SDK's way in for an open datastore,
+//! `Surreal::unstable_from_datastore`, is exempt from semver, so SurrealDB is
+//! pinned to an exact version in `host/Cargo.toml`.
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+
+use surrealdb::engine::any::Any;
+use surrealdb::engine::local::Db;
+use surrealdb::method::{IntoVariables, Query};
+use surrealdb::opt::auth::Root;
+use surrealdb::opt::capabilities::Capabilities;
+use surrealdb::{IndexedResults, Surreal};
+use surrealdb_cnf::ConfigMap;
+use surrealdb_engine_local::Datastore;
+
+use super::StoreError;
+
+/// How much memory the embedded SurrealKV store may hold, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedMemory {
+    /// Writes are gathered here before they are flushed to a table file.
+    pub memtable: u64,
+    /// Table-file blocks kept in memory for reads.
+    pub block_cache: u64,
+}
+
+impl Default for EmbeddedMemory {
+    /// Measured in BENCHMARKS.md: with these, accept and drain rates are
+    /// those of SurrealKV's host-sized defaults and chirp's memory stays flat.
+    fn default() -> Self {
+        EmbeddedMemory {
+            memtable: 64 << 20,
+            block_cache: 32 << 20,
+        }
+    }
+}
+
+/// An open connection, embedded or to a server.
+#[derive(Clone)]
+pub(super) enum Database {
+    Embedded {
+        db: Surreal<Db>,
+        datastore: Arc<Datastore>,
+    },
+    Server(Surreal<Any>),
+}
+
+/// A query being built: SurrealQL with its bound variables.
+pub(super) enum Statement<'a> {
+    Embedded(Query<'a, Db>),
+    Server(Query<'a, Any>),
+}
+
+impl Database {
+    /// Opens `url`: `surrealkv://` and `mem://` in this process, with
+    /// `memory` bounding SurrealKV; anything else through the SDK.
+    pub(super) async fn open(
+        url: &str,
+        credentials: Option<(String, String)>,
+        memory: EmbeddedMemory,
+    ) -> Result<Database, StoreError> {
+        let connect_error =
+            |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Connect {
+                url: url.to_string(),
+                source,
+            };
+        let database = if url.starts_with("surrealkv://") || url.starts_with("mem://") {
+            let datastore = open_embedded(url, memory)
+                .await
+                .map_err(|e| connect_error(e.into()))?;
+            let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None)
+                .await
+                .map_err(|e| connect_error(e.into()))?;
+            Database::Embedded { db, datastore }
+        } else {
+            let db = surrealdb::engine::any::connect(url)
+                .await
+                .map_err(|e| connect_error(e.into()))?;
+            if let Some((username, password)) = credentials {
+                db.signin(Root { username, password })
+                    .await
+                    .map_err(|e| connect_error(e.into()))?;
+            }
+            Database::Server(db)
+        };
+        let selected = match &database {
+            Database::Embedded { db, .. } => db.use_ns("chirp").use_db("chirp").await,
+            Database::Server(db) => db.use_ns("chirp").use_db("chirp").await,
+        };
+        selected.map_err(|e| connect_error(e.into()))?;
+        Ok(database)
+    }
+
+    /// Starts a query, as `Surreal::query` does.
+    pub(super) fn query(&self, sql: impl Into<String>) -> Statement<'_> {
+        let sql = sql.into();
+        match self {
+            Database::Embedded { db, .. } => Statement::Embedded(db.query(sql)),
+            Database::Server(db) => Statement::Server(db.query(sql)),
+        }
+    }
+
+    /// Flushes and closes an embedded datastore (a server keeps running).
+    /// Call it last: nothing can be written afterwards.
+    pub(super) async fn close(&self) -> Result<(), StoreError> {
+        if let Database::Embedded { datastore, .. } = self {
+            datastore
+                .shutdown()
+                .await
+                .map_err(|e| StoreError::Close(e.into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Builds the embedded datastore the way the SDK's local engine does, with
+/// SurrealKV's memory set by chirp.
+async fn open_embedded(
+    url: &str,
+    memory: EmbeddedMemory,
+) -> Result<Arc<Datastore>, Box<dyn std::error::Error + Send + Sync>> {
+    let settings = ConfigMap::empty()
+        .with_key_value("surrealkv_max_memtable_size", memory.memtable.to_string())
+        .with_key_value(
+            "surrealkv_block_cache_capacity",
+            memory.block_cache.to_string(),
+        );
+    let datastore = Datastore::builder()
+        .with_config(settings)
+        .with_capabilities(Capabilities::new().into())
+        // As in the SDK: the maintenance tasks write, so they start only
+        // once the version check has stamped a new datastore.
+        .without_maintenance_tasks()
+        .build_with_path(url)
+        .await?;
+    datastore.check_version().await?;
+    datastore.bootstrap().await?;
+    datastore.start_maintenance_tasks();
+    Ok(datastore)
+}
+
+impl Statement<'_> {
+    /// Appends another statement, as `Query::query` does.
+    pub(super) fn query(self, sql: impl Into<String>) -> Self {
+        let sql = sql.into();
+        match self {
+            Statement::Embedded(q) => Statement::Embedded(q.query(sql)),
+            Statement::Server(q) => Statement::Server(q.query(sql)),
+        }
+    }
+
+    /// Binds variables, as `Query::bind` does.
+    pub(super) fn bind(self, vars: impl IntoVariables) -> Self {
+        match self {
+            Statement::Embedded(q) => Statement::Embedded(q.bind(vars)),
+            Statement::Server(q) => Statement::Server(q.bind(vars)),
+        }
+    }
+}
+
+impl<'a> IntoFuture for Statement<'a> {
+    type Output = surrealdb::Result<IndexedResults>;
+    type IntoFuture = std::pin::Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        match self {
+            Statement::Embedded(q) => Box::pin(q.into_future()),
+            Statement::Server(q) => Box::pin(q.into_future()),
+        }
+    }
+}
