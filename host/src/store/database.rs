@@ -115,11 +115,16 @@ impl Database {
     /// Flushes and closes an embedded datastore (a server keeps running).
     /// Call it last: nothing can be written afterwards.
     pub(super) async fn close(&self) -> Result<(), StoreError> {
-        if let Database::Embedded { datastore, .. } = self {
+        if let Database::Embedded { db, datastore } = self {
             datastore
                 .shutdown()
                 .await
                 .map_err(|e| StoreError::Close(e.into()))?;
+            // The SDK shuts the datastore down again when its last handle
+            // is dropped, and that second pass logs an error against the
+            // engine closed here. chirp exits after this, so one handle is
+            // kept until then.
+            std::mem::forget(db.clone());
         }
         Ok(())
     }
