@@ -77,9 +77,7 @@ impl Database {
                 source,
             };
         let database = if url.starts_with("surrealkv://") || url.starts_with("mem://") {
-            let datastore = open_embedded(url, memory)
-                .await
-                .map_err(|e| connect_error(e.into()))?;
+            let datastore = open_embedded(url, memory).await.map_err(connect_error)?;
             let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
