@@ -468,9 +468,24 @@ async fn bad_requests_name_the_field_and_store_nothing() {
         "{answer}"
     );
     let huge = json!({"phone": "+919876543210", "text": "x".repeat(200_000)}).to_string();
-    let (status, answer) = chirp
-        .post_raw(path, "application/json", huge.into_bytes())
-        .await;
+    let response = chirp
+        .http
+        .post(chirp.url(path))
+        .header("content-type", "application/json")
+        .body(huge.into_bytes())
+        .send()
+        .await
+        .unwrap();
+    // The unread rest of the body ends the connection, and the answer says
+    // so: the client's next request must not go out on it.
+    assert_eq!(
+        response.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let (status, answer) = (
+        response.status().as_u16(),
+        serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap(),
+    );
     assert_eq!(
         (status, answer["code"].as_str()),
         (413, Some("body_too_large")),
