@@ -292,19 +292,22 @@ impl Config {
         };
 
         let default_memory = EmbeddedMemory::default();
+        let mebibytes = |var, file, default: u64, range| {
+            parse_number(var, pick(var, file), default >> 20, range).map(|mib| mib << 20)
+        };
         let store_memory = EmbeddedMemory {
-            memtable: parse_number(
+            memtable: mebibytes(
                 "CHIRP_STORE_MEMTABLE_MB",
-                pick("CHIRP_STORE_MEMTABLE_MB", raw.store_memtable_mb.take()),
-                default_memory.memtable >> 20,
+                raw.store_memtable_mb.take(),
+                default_memory.memtable,
                 4..=16 * 1024,
-            )? << 20,
-            block_cache: parse_number(
+            )?,
+            block_cache: mebibytes(
                 "CHIRP_STORE_CACHE_MB",
-                pick("CHIRP_STORE_CACHE_MB", raw.store_cache_mb.take()),
-                default_memory.block_cache >> 20,
+                raw.store_cache_mb.take(),
+                default_memory.block_cache,
                 1..=64 * 1024,
-            )? << 20,
+            )?,
         };
 
         let plugins_dir = var("CHIRP_PLUGINS_DIR")

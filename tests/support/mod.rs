@@ -405,15 +405,24 @@ impl ChirpProcess {
     }
 
     pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
-        let response = self
-            .http
+        read(self.post_raw_response(path, content_type, body).await).await
+    }
+
+    /// As [`Self::post_raw`], for a test that looks at the headers too;
+    /// [`read`] gives the status and body.
+    pub async fn post_raw_response(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.http
             .post(self.url(path))
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
-            .unwrap();
-        read(response).await
+            .unwrap()
     }
 
     /// The plugin row of `GET /api/plugins` for `file_name`, if any.
@@ -491,7 +500,8 @@ impl Drop for ChirpProcess {
     }
 }
 
-async fn read(response: reqwest::Response) -> (u16, Value) {
+/// The status and JSON body of `response` (the text, if not JSON).
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
