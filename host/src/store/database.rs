@@ -48,8 +48,8 @@ impl Default for EmbeddedMemory {
     }
 }
 
-/// An open connection, embedded or to a server.
-#[derive(Clone)]
+/// An open connection, embedded or to a server. Not `Clone`: a clone of
+/// a `Surreal` handle is a new session (see [`super::Store`]).
 pub(super) enum Database {
     Embedded {
         db: Surreal<Db>,
