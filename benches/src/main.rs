@@ -246,9 +246,23 @@ async fn accept_and_drain(
     let before = mock.count();
     let calls_before = mock.received();
     let started = Instant::now();
-    let report = load::drive(&chirp.base, &spec(messages, options, name, None), None).await;
+    // chirp's RSS is sampled while accepting as well as while draining
+    // afterwards: when delivery keeps up, nothing is left to drain.
+    let mut rss_max_kib = 0;
+    let plan = spec(messages, options, name, None);
+    let accepting = load::drive(&chirp.base, &plan, None);
+    tokio::pin!(accepting);
+    let report = loop {
+        tokio::select! {
+            report = &mut accepting => break report,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                rss_max_kib = rss_max_kib.max(chirp.rss_kib());
+            }
+        }
+    };
     let accepted = report.accepted.len() as u64;
     let drained = drain(chirp, mock, before + accepted, Duration::from_secs(900)).await;
+    let rss_max_kib = rss_max_kib.max(drained.rss_samples.iter().copied().max().unwrap_or(0));
     let elapsed = drained.finished - started;
     let delivered = drained.delivered - before;
     let first = mock.first_delivered();
@@ -273,7 +287,7 @@ async fn accept_and_drain(
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         mock.received() - calls_before,
         (mock.received() - calls_before) - delivered,
-        mib(drained.rss_samples.iter().copied().max().unwrap_or(0)),
+        mib(rss_max_kib),
         mib(chirp.peak_rss_kib()),
     );
 }

@@ -559,7 +559,7 @@ mod tests {
             env(&[
                 ("CHIRP_INSECURE_NO_AUTH", "true"),
                 ("CHIRP_SHUTDOWN_GRACE", "90s"),
-                ("CHIRP_STORE_MEMTABLE_MB", "16"),
+                ("CHIRP_STORE_MEMTABLE_MB", "32"),
                 ("CHIRP_STORE_CACHE_MB", "8"),
             ]),
         )
@@ -568,7 +568,7 @@ mod tests {
         assert_eq!(
             config.store_memory,
             EmbeddedMemory {
-                memtable: 16 << 20,
+                memtable: 32 << 20,
                 block_cache: 8 << 20
             }
         );

@@ -37,13 +37,14 @@ pub struct EmbeddedMemory {
 }
 
 impl Default for EmbeddedMemory {
-    /// Measured in BENCHMARKS.md ("Store memory bounded"): against
-    /// SurrealKV's host-sized defaults the drain rate is unchanged, the
-    /// accept rate within run-to-run noise, and memory stays flat.
+    /// Measured in BENCHMARKS.md ("Store memory bounded", "One database
+    /// session"): against SurrealKV's host-sized defaults and against
+    /// 64 / 32 MiB, the drain and accept rates are within run-to-run noise
+    /// and the drain's memory stays flat, about 75 MiB lower than at 64 / 32.
     fn default() -> Self {
         EmbeddedMemory {
-            memtable: 64 << 20,
-            block_cache: 32 << 20,
+            memtable: 16 << 20,
+            block_cache: 16 << 20,
         }
     }
 }
