@@ -33,6 +33,11 @@ use chirp_bench::process::{ChirpProcess, Setup, dir_size};
 use chirp_bench::sha256_hex;
 use serde_json::json;
 
+/// chirp's allocator, so that scenario 7 (the component host run in this
+/// process) allocates as chirp does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Options {
     chirp: PathBuf,
     plugin: PathBuf,
