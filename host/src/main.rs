@@ -29,7 +29,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// (`purge_delay` 1000 ms). SurrealKV's commits free and allocate so much
 /// per second that chirp's RSS rose by 100-200 MiB in a few seconds before
 /// each purge; at 10 ms (mimalloc 2's default) the accept peak fell from
-/// 223 to 178 MiB at the same rates (BENCHMARKS.md). Checked against the
+/// 223 to 178-184 MiB at the same rates (BENCHMARKS.md). Checked against the
 /// option's known default: a renumbered enum changes nothing, and an
 /// operator's own `MIMALLOC_PURGE_DELAY` is kept.
 fn tune_allocator() {

@@ -37,8 +37,8 @@ pub struct EmbeddedMemory {
 }
 
 impl Default for EmbeddedMemory {
-    /// Measured in BENCHMARKS.md ("Store memory bounded", "One database
-    /// session"): against SurrealKV's host-sized defaults and against
+    /// Measured in BENCHMARKS.md ("Store memory bounded", "2026-11-26:
+    /// where the memory went"): against SurrealKV's host-sized defaults and against
     /// 64 / 32 MiB, the drain and accept rates are within run-to-run noise
     /// and the drain's memory stays flat, about 75 MiB lower than at 64 / 32.
     fn default() -> Self {
@@ -113,18 +113,14 @@ impl Database {
     }
 
     /// Flushes and closes an embedded datastore (a server keeps running).
-    /// Call it last: nothing can be written afterwards.
+    /// Call it last: nothing can be written afterwards, and the SDK handle
+    /// must not be dropped after it (see [`super::Store::close`]).
     pub(super) async fn close(&self) -> Result<(), StoreError> {
-        if let Database::Embedded { db, datastore } = self {
+        if let Database::Embedded { datastore, .. } = self {
             datastore
                 .shutdown()
                 .await
                 .map_err(|e| StoreError::Close(e.into()))?;
-            // The SDK shuts the datastore down again when its last handle
-            // is dropped, and that second pass logs an error against the
-            // engine closed here. chirp exits after this, so one handle is
-            // kept until then.
-            std::mem::forget(db.clone());
         }
         Ok(())
     }
