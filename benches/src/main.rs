@@ -587,6 +587,7 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         let _ = plugins.send("myoperator", &message(n)).await;
     }
     let started = Instant::now();
+    let cpu_started = process_cpu();
     for n in 0..CALLS {
         let (_, answer) = plugins
             .send("myoperator", &message(n))
@@ -598,6 +599,7 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         );
     }
     let sandboxed = started.elapsed() / CALLS;
+    let sandboxed_cpu = (process_cpu() - cpu_started) / CALLS;
 
     let client = reqwest::Client::new();
     let mock_url = format!("{}/chat/messages", mock.base);
@@ -633,15 +635,18 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         native(n).await;
     }
     let started = Instant::now();
+    let cpu_started = process_cpu();
     for n in 0..CALLS {
         native(n).await;
     }
     let direct = started.elapsed() / CALLS;
+    let direct_cpu = (process_cpu() - cpu_started) / CALLS;
 
     // The same, 64 at once: the throughput of the send step either way.
     let plugins = Arc::new(plugins);
     const CONCURRENT: u32 = 20_000;
     let started = Instant::now();
+    let cpu_started = process_cpu();
     let mut tasks = Vec::new();
     for worker in 0..64u32 {
         let plugins = plugins.clone();
@@ -664,7 +669,9 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         task.await.expect("send task");
     }
     let wasm_rate = f64::from(CONCURRENT) / started.elapsed().as_secs_f64();
+    let wasm_cpu = (process_cpu() - cpu_started) / CONCURRENT;
     let started = Instant::now();
+    let cpu_started = process_cpu();
     let mut tasks = Vec::new();
     for worker in 0..64u32 {
         let native = native.clone();
@@ -680,9 +687,19 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         task.await.expect("send task");
     }
     let native_rate = f64::from(CONCURRENT) / started.elapsed().as_secs_f64();
+    let native_cpu = (process_cpu() - cpu_started) / CONCURRENT;
     println!(
         "7. send step, {CONCURRENT} sends 64 at once: through the component {wasm_rate:.0} msg/s, native {native_rate:.0} msg/s: the component runs at {:.0}% of native",
         wasm_rate / native_rate * 100.0
+    );
+    // CPU time is steadier than wall time on a shared VM; it includes the
+    // mock's share, the same for both paths.
+    println!(
+        "7. CPU time per send (process, mock included), 64 at once: component {:.1} µs, native {:.1} µs; sequential: component {:.1} µs, native {:.1} µs",
+        micros(wasm_cpu),
+        micros(native_cpu),
+        micros(sandboxed_cpu),
+        micros(direct_cpu)
     );
     println!(
         "7. sandbox cost ({CALLS} sequential sends, allocator {:?}): through the component {:.1} µs, native {:.1} µs, overhead {:.1} µs per send",
@@ -691,6 +708,26 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
         direct.as_secs_f64() * 1e6,
         (sandboxed.as_secs_f64() - direct.as_secs_f64()) * 1e6
     );
+}
+
+/// User plus system CPU time this process has used so far.
+fn process_cpu() -> Duration {
+    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second
+    // on Linux); each phase runs for seconds, so ticks are fine enough.
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 /// The Python script Apprise runs: `count` notifications to the mock's JSON
