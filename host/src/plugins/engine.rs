@@ -119,6 +119,25 @@ pub enum Origin {
     Cache,
 }
 
+/// Gives back to the operating system the memory a compile used and freed.
+///
+/// Cranelift compiles on rayon's threads, which then sit idle until the
+/// next compile. mimalloc hands a thread's freed pages back only when that
+/// same thread allocates again, so each compiling thread kept about 20 MiB
+/// resident for as long as chirp ran: chirp's anonymous memory was 90 MiB
+/// after a start that compiled its two plugins, 47 MiB after one that read
+/// them from the cache.
+fn release_compile_memory() {
+    rayon::broadcast(|_| collect_freed_memory());
+    collect_freed_memory();
+}
+
+fn collect_freed_memory() {
+    // SAFETY: mi_collect only walks and trims the calling thread's own heap
+    // (and is harmless when mimalloc is not the global allocator).
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 /// Compiles components, keeping the machine code on disk keyed by the
 /// component's sha256 and the engine's compatibility hash, so a restart
 /// with unchanged plugins does not recompile.
@@ -161,7 +180,9 @@ impl Compiler {
                 }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"))?;
+        let compiled = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"));
+        release_compile_memory();
+        let component = compiled?;
         if let Err(e) = self.store(&component, &cached) {
             tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache the compiled plugin");
         }
