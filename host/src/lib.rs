@@ -19,10 +19,13 @@
 //! - [`phone`]: E.164 phone numbers.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //! - [`telemetry`]: the Prometheus series.
+//! - [`allocator`]: chirp's requests of mimalloc (purge delay, returning
+//!   freed pages).
 //!
 //! [`start`] wires the parts together; [`Chirp::serve`] runs them until
 //! shutdown.
 
+pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod delivery;

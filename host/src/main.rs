@@ -21,29 +21,8 @@ const USAGE: &str = "usage:
 Configuration comes from CHIRP_* environment variables and an optional
 chirp.toml; plugin settings from <PLUGIN>_<SETTING> variables (see README.md).";
 
-/// mimalloc's `purge_delay` option: `mi_option_purge_delay` in the enum of
-/// mimalloc 3.3's `mimalloc.h`, which libmimalloc-sys has no name for.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// mimalloc 3 returns freed memory to the system only after a second
-/// (`purge_delay` 1000 ms). SurrealKV's commits free and allocate so much
-/// per second that chirp's RSS rose by 100-200 MiB in a few seconds before
-/// each purge; at 10 ms (mimalloc 2's default) the accept peak fell from
-/// 223 to 178-184 MiB at the same rates (BENCHMARKS.md). Checked against the
-/// option's known default: a renumbered enum changes nothing, and an
-/// operator's own `MIMALLOC_PURGE_DELAY` is kept.
-fn tune_allocator() {
-    // SAFETY: mi_option_get/mi_option_set take any option number; `set` is
-    // not thread safe, and this runs first in main, before other threads.
-    unsafe {
-        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10);
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    tune_allocator();
+    chirp::allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()

@@ -128,14 +128,8 @@ pub enum Origin {
 /// after a start that compiled its two plugins, 47 MiB after one that read
 /// them from the cache.
 fn release_compile_memory() {
-    rayon::broadcast(|_| collect_freed_memory());
-    collect_freed_memory();
-}
-
-fn collect_freed_memory() {
-    // SAFETY: mi_collect only walks and trims the calling thread's own heap
-    // (and is harmless when mimalloc is not the global allocator).
-    unsafe { libmimalloc_sys::mi_collect(true) }
+    rayon::broadcast(|_| crate::allocator::return_freed_memory());
+    crate::allocator::return_freed_memory();
 }
 
 /// Compiles components, keeping the machine code on disk keyed by the
