@@ -8,6 +8,7 @@
 //! - [`intake`]: a send request or an event -> messages to store
 //!   (rendering, rules, preferences).
 //! - [`templates`]: the template catalog and strict rendering (no I/O).
+//! - [`recipients`]: preference lookups, coalesced into one query.
 //! - [`queue`]: group-committed acceptance, the scheduler (leases, retries).
 //! - [`delivery`]: one attempt of one message through its provider.
 //! - [`plugins`]: wasmtime, the provider components and what they may do.
@@ -34,6 +35,7 @@ pub mod message;
 pub mod phone;
 pub mod plugins;
 pub mod queue;
+pub mod recipients;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
@@ -52,6 +54,7 @@ use crate::plugins::{Limits, Plugins};
 use crate::queue::Queue;
 use crate::queue::retry::RetryPolicy;
 use crate::queue::scheduler::Scheduler;
+use crate::recipients::Recipients;
 use crate::store::Store;
 use crate::templates::{Catalog, Templates};
 
@@ -82,6 +85,7 @@ pub struct Chirp {
     state: api::AppState,
     wake: Arc<Notify>,
     commit_task: tokio::task::JoinHandle<()>,
+    lookup_task: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store, loads templates and plugins and binds the socket.
@@ -154,6 +158,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     }
     let wake = Arc::new(Notify::new());
     let (queue, commit_task) = Queue::start(store.clone(), wake.clone());
+    let (recipients, lookup_task) = Recipients::start(store.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -163,6 +168,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let state = api::AppState {
         store,
         queue,
+        recipients,
         plugins,
         templates,
         provider: config.provider.clone(),
@@ -185,6 +191,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         state,
         wake,
         commit_task,
+        lookup_task,
     })
 }
 
@@ -207,6 +214,7 @@ impl Chirp {
             state,
             wake,
             commit_task,
+            lookup_task,
         } = self;
         let shutdown_grace = config.shutdown_grace;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -258,6 +266,7 @@ impl Chirp {
         })
         .await;
         commit_task.abort();
+        lookup_task.abort();
         if let Err(e) = store.close().await {
             tracing::warn!(error = %e, "the store did not close cleanly; it recovers its log on the next start");
         }

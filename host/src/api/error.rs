@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::intake::IntakeError;
 use crate::queue::QueueError;
+use crate::recipients::LookupError;
 use crate::store::StoreError;
 use crate::templates::RenderError;
 
@@ -110,6 +111,19 @@ impl From<StoreError> for ApiError {
             "store_unavailable",
             "the message store is not available; try again",
         )
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> ApiError {
+        match e {
+            LookupError::Store(e) => e.into(),
+            LookupError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "chirp is shutting down; the message was not accepted",
+            ),
+        }
     }
 }
 

@@ -157,7 +157,7 @@ async fn accept(
         ));
     }
 
-    let preferences = state.store.preferences(phone.as_str()).await?;
+    let preferences = state.recipients.preferences(phone.as_str()).await?;
     let event = Event {
         kind: &kind,
         reference_id: &reference_id,

@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::plugins::Plugins;
 use crate::queue::Queue;
+use crate::recipients::Recipients;
 use crate::store::Store;
 use crate::templates::Templates;
 
@@ -35,6 +36,8 @@ use crate::templates::Templates;
 pub struct AppState {
     pub store: Store,
     pub queue: Queue,
+    /// Reads recipients' preferences, many requests to a query.
+    pub recipients: Recipients,
     pub plugins: Arc<Plugins>,
     pub templates: Arc<Templates>,
     /// The provider new messages go through.

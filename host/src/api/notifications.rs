@@ -101,7 +101,7 @@ async fn send_message(
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = SendRequest::read(body)?;
-    let preferences = state.store.preferences(request.phone.as_str()).await?;
+    let preferences = state.recipients.preferences(request.phone.as_str()).await?;
     let recipient = Recipient {
         phone: &request.phone,
         preferences: &preferences,

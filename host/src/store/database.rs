@@ -76,7 +76,7 @@ impl Database {
         let connect_error =
             |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Connect {
                 url: url.to_string(),
-                source,
+                source: source.into(),
             };
         let database = if url.starts_with("surrealkv://") || url.starts_with("mem://") {
             let datastore = open_embedded(url, memory).await.map_err(connect_error)?;
@@ -117,10 +117,10 @@ impl Database {
     /// must not be dropped after it (see [`super::Store::close`]).
     pub(super) async fn close(&self) -> Result<(), StoreError> {
         if let Database::Embedded { datastore, .. } = self {
-            datastore
-                .shutdown()
-                .await
-                .map_err(|e| StoreError::Close(e.into()))?;
+            datastore.shutdown().await.map_err(|e| {
+                let source: Box<dyn std::error::Error + Send + Sync> = e.into();
+                StoreError::Close(source.into())
+            })?;
         }
         Ok(())
     }

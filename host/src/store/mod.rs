@@ -24,16 +24,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use database::Database;
 
-/// Why the store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+/// Why the store could not do what was asked. Cloneable, so that one
+/// failed batch can answer every request in it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {url}: {source}")]
     Connect {
         url: String,
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: Arc<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot close the store: {0}")]
-    Close(Box<dyn std::error::Error + Send + Sync>),
+    Close(Arc<dyn std::error::Error + Send + Sync>),
     #[error("store query failed: {0}")]
     Query(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]

@@ -1,7 +1,9 @@
 //! The `preference` table: what each recipient, keyed by phone, opted out
 //! of, and their language and time zone.
 
-use surrealdb::types::SurrealValue;
+use std::collections::HashMap;
+
+use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{Store, StoreError};
 use crate::message::{Millis, now_millis};
@@ -27,6 +29,14 @@ pub struct Preferences {
 }
 
 impl Preferences {
+    /// The preferences of a recipient who never saved any.
+    pub fn defaults_for(phone: &str) -> Preferences {
+        Preferences {
+            phone: phone.into(),
+            ..Preferences::default()
+        }
+    }
+
     /// The opt-outs as the rules component sees them: `all`, `marketing`,
     /// template names.
     pub fn opt_outs(&self) -> Vec<String> {
@@ -45,19 +55,32 @@ impl Preferences {
 impl Store {
     /// The preferences of `phone` (defaults if none were saved).
     pub async fn preferences(&self, phone: &str) -> Result<Preferences, StoreError> {
+        let mut saved = self.saved_preferences(&[phone.to_string()]).await?;
+        Ok(saved
+            .remove(phone)
+            .unwrap_or_else(|| Preferences::defaults_for(phone)))
+    }
+
+    /// The preferences saved for any of `phones`, in one query, keyed by
+    /// phone; a phone without a row is absent from the answer.
+    pub async fn saved_preferences(
+        &self,
+        phones: &[String],
+    ) -> Result<HashMap<String, Preferences>, StoreError> {
+        let ids: Vec<RecordId> = phones
+            .iter()
+            .map(|phone| RecordId::new("preference", phone.as_str()))
+            .collect();
         let rows: Vec<Preferences> = self
             .db
             .query(
                 "SELECT phone, opt_out_all, opt_out_marketing, opt_out_templates, language, \
-                 timezone, updated_at FROM type::record('preference', $phone)",
+                 timezone, updated_at FROM $ids",
             )
-            .bind(("phone", phone.to_string()))
+            .bind(("ids", ids))
             .await?
             .take(0)?;
-        Ok(rows.into_iter().next().unwrap_or_else(|| Preferences {
-            phone: phone.into(),
-            ..Preferences::default()
-        }))
+        Ok(rows.into_iter().map(|p| (p.phone.clone(), p)).collect())
     }
 
     /// Replaces the preferences of `prefs.phone`.
