@@ -76,8 +76,11 @@ pub struct Store {
 ///
 /// `due_at` is set only while a message is `queued`, `lease_until` only
 /// while it is `sending`, and `waiting_for` only while it waits for a
-/// provider that is not loaded, so each index holds just the messages the
-/// scheduler may have to look at, not the whole history.
+/// provider that is not loaded, so the scheduler's scans of those indexes
+/// (a range of times, one provider's name) visit only messages it may have
+/// to act on. SurrealDB 3 still gives every other message a `NONE` entry in
+/// each index, outside those ranges; every index costs each write of a
+/// message (see BENCHMARKS.md), so add one only for a query that needs it.
 const SCHEMA: &str = "
 DEFINE TABLE IF NOT EXISTS message SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS message_due ON message FIELDS due_at;
