@@ -5,10 +5,11 @@
 //! # Layout
 //! The data path, top-down:
 //! - [`api`]: the REST API (axum). Validates requests into domain types.
+//! - [`recipients`]: the recipient's preferences, read before rendering;
+//!   concurrent requests' lookups coalesced into one query.
 //! - [`intake`]: a send request or an event -> messages to store
 //!   (rendering, rules, preferences).
 //! - [`templates`]: the template catalog and strict rendering (no I/O).
-//! - [`recipients`]: preference lookups, coalesced into one query.
 //! - [`queue`]: group-committed acceptance, the scheduler (leases, retries).
 //! - [`delivery`]: one attempt of one message through its provider.
 //! - [`plugins`]: wasmtime, the provider components and what they may do.

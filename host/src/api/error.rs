@@ -118,11 +118,7 @@ impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> ApiError {
         match e {
             LookupError::Store(e) => e.into(),
-            LookupError::Closed => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "chirp is shutting down; the message was not accepted",
-            ),
+            LookupError::Closed => QueueError::Closed.into(),
         }
     }
 }
