@@ -163,6 +163,9 @@ pub struct ErrorNote {
 pub struct Leased {
     pub message: Message,
     pub lease: String,
+    /// An earlier lease of this message ran out (its worker died or hung)
+    /// and this claim took the message back.
+    pub lease_expired: bool,
 }
 
 /// What one provider call came to.

@@ -63,8 +63,8 @@ pub struct AppState {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
-    if let Ok(depth) = state.store.count_due(i64::MAX).await {
-        crate::telemetry::queue_depth(depth as u64);
+    if let Ok(due) = state.store.count_due(i64::MAX).await {
+        crate::telemetry::queue_depth(due.queued as u64);
     }
     let body = state
         .metrics

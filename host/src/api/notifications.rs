@@ -604,14 +604,15 @@ async fn resend(
 /// What a queue run found.
 #[derive(Serialize, ToSchema)]
 struct QueueRun {
-    /// Messages due now.
+    /// Queued messages due now.
     due: usize,
-    /// Expired leases taken back.
+    /// Messages whose lease ran out (their attempt never finished); the run
+    /// takes them back and sends them again.
     reclaimed: usize,
 }
 
-/// `POST /api/notifications/process-queue`: take back expired leases and
-/// run whatever is due now, without waiting for the scheduler's next wake.
+/// `POST /api/notifications/process-queue`: run whatever is due now,
+/// expired leases included, without waiting for the scheduler's next wake.
 #[utoipa::path(
     post,
     path = "/api/notifications/process-queue",
@@ -623,11 +624,12 @@ async fn process_queue(
     _admin: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<QueueRun>, ApiError> {
-    let now = now_millis();
-    let reclaimed = state.store.reclaim_expired(now).await?;
-    let due = state.store.count_due(now).await?;
+    let due = state.store.count_due(now_millis()).await?;
     state.queue.wake();
-    Ok(Json(QueueRun { due, reclaimed }))
+    Ok(Json(QueueRun {
+        due: due.queued,
+        reclaimed: due.lease_expired,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -2,7 +2,7 @@
 //! what each attempt came to.
 //!
 //! It has the shape of mini-redis's expiry task: work out the next instant
-//! that matters (the earliest due message, the next lease sweep), then wait
+//! that matters (the earliest due message or lease expiry), then wait
 //! on `select! { sleep_until(that), notified() }`. Enqueues and completed
 //! retries notify it, so nothing waits for a polling interval.
 //!
@@ -11,9 +11,9 @@
 //! while the previous batch was committing).
 //!
 //! **Invariant:** a leased message is completed only by the worker holding
-//! its lease; if that worker dies, the lease runs out and the sweep puts the
-//! message back in the queue. Delivery is therefore at least once, and every
-//! attempt of a message carries the same idempotency key.
+//! its lease; if that worker dies, the lease runs out, the message is due
+//! again, and a later claim takes it back. Delivery is therefore at least
+//! once, and every attempt of a message carries the same idempotency key.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,9 +68,6 @@ impl Scheduler {
         let pace: Arc<governor::DefaultKeyedRateLimiter<String>> = Arc::new(
             governor::RateLimiter::keyed(governor::Quota::per_second(self.provider_rate)),
         );
-        let sweep_every =
-            (self.lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
-        let mut next_sweep = Instant::now();
         let releaser = tokio::spawn(release_on_load(
             self.store.clone(),
             self.plugins.subscribe_loaded(),
@@ -87,16 +84,6 @@ impl Scheduler {
             if Instant::now() >= next_floor_reset {
                 floor = 0;
                 next_floor_reset = Instant::now() + FLOOR_RESET;
-            }
-            if Instant::now() >= next_sweep {
-                match self.store.reclaim_expired(now_millis()).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(messages = n, "leases ran out; messages back in the queue")
-                    }
-                    Err(e) => tracing::error!(error = %e, "lease sweep failed"),
-                }
-                next_sweep = Instant::now() + sweep_every;
             }
 
             let free = workers.available_permits().min(CLAIM_BATCH);
@@ -128,6 +115,13 @@ impl Scheduler {
                 }
             };
             let full = claimed.len() == free;
+            let taken_back = claimed.iter().filter(|l| l.lease_expired).count();
+            if taken_back > 0 {
+                tracing::warn!(
+                    messages = taken_back,
+                    "leases ran out; those messages are sent again"
+                );
+            }
             if let Some(oldest) = claimed.iter().filter_map(|l| l.message.due_at).min() {
                 // Everything still queued below this was committed after
                 // the claim began; FLOOR_MARGIN covers commits that slow.
@@ -168,9 +162,9 @@ impl Scheduler {
             let wake_at = match self.store.next_due(floor).await {
                 Ok(Some(due)) => {
                     let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
-                    (Instant::now() + wait).min(next_sweep)
+                    (Instant::now() + wait).min(next_floor_reset)
                 }
-                Ok(None) => next_sweep,
+                Ok(None) => next_floor_reset,
                 Err(e) => {
                     tracing::error!(error = %e, "reading the next due time failed");
                     Instant::now() + STORE_ERROR_PAUSE

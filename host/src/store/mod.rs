@@ -10,11 +10,12 @@
 mod database;
 mod messages;
 mod preferences;
+mod schema;
 mod statistics;
 mod templates;
 
 pub use database::EmbeddedMemory;
-pub use messages::{Completion, HistoryFilter, Inserted, MessagePatch};
+pub use messages::{Completion, DueCounts, HistoryFilter, Inserted, MessagePatch};
 pub use preferences::Preferences;
 pub use statistics::Statistics;
 pub use templates::TemplateVersion;
@@ -72,33 +73,9 @@ pub struct Store {
     log_failed: Arc<AtomicBool>,
 }
 
-/// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
-///
-/// `due_at` is set only while a message is `queued`, `lease_until` only
-/// while it is `sending`, and `waiting_for` only while it waits for a
-/// provider that is not loaded, so the scheduler's scans of those indexes
-/// (a range of times, one provider's name) visit only messages it may have
-/// to act on. SurrealDB 3 still gives every other message a `NONE` entry in
-/// each index, outside those ranges; every index costs each write of a
-/// message (see BENCHMARKS.md), so add one only for a query that needs it.
-const SCHEMA: &str = "
-DEFINE TABLE IF NOT EXISTS message SCHEMALESS;
-DEFINE INDEX IF NOT EXISTS message_due ON message FIELDS due_at;
-DEFINE INDEX IF NOT EXISTS message_lease ON message FIELDS lease_until;
-DEFINE INDEX IF NOT EXISTS message_idempotency ON message FIELDS idempotency_key UNIQUE;
-DEFINE INDEX IF NOT EXISTS message_phone ON message FIELDS phone;
-DEFINE INDEX IF NOT EXISTS message_reference ON message FIELDS reference_id;
-DEFINE INDEX IF NOT EXISTS message_waiting ON message FIELDS waiting_for;
-DEFINE TABLE IF NOT EXISTS template SCHEMALESS;
-DEFINE TABLE IF NOT EXISTS template_version SCHEMALESS;
-DEFINE INDEX IF NOT EXISTS template_version_name ON template_version FIELDS name, version;
-DEFINE TABLE IF NOT EXISTS preference SCHEMALESS;
-DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
-DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
-";
-
 impl Store {
-    /// Opens the store named by `url` and makes sure the schema exists.
+    /// Opens the store named by `url` and makes sure it has the tables and
+    /// the layout this chirp reads (see [`schema`]).
     /// `memory` bounds an embedded store; a server sizes its own.
     pub async fn open(
         url: &str,
@@ -114,7 +91,7 @@ impl Store {
             let _ = std::fs::create_dir_all(parent);
         }
         let db = Database::open(url, credentials, memory).await?;
-        db.query(SCHEMA).await?.check()?;
+        schema::prepare(&db).await?;
         Ok(Store {
             db: Arc::new(db),
             log_failed: Arc::new(AtomicBool::new(false)),

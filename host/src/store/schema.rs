@@ -1,0 +1,229 @@
+//! The store's tables and indexes, and the upgrade of a store written by an
+//! older chirp to the layout this one reads.
+//!
+//! Why a module of its own: the layout is a contract with every store chirp
+//! has ever written. Changing it means saying here what changed and moving
+//! existing data across, once, when chirp opens the store.
+//!
+//! **Invariant:** every index on `message` costs each write of a message (in
+//! SurrealDB 3.3.5 each index mutation reads the index's build state in a
+//! transaction of its own, and a `NONE` value gets an entry too; see
+//! BENCHMARKS.md), so `message` has an index only where a query needs one
+//! and nothing keyed by record id can do the job:
+//! - `message_due` (`due_at`): the scheduler's claims. `due_at` is set while
+//!   a message is `queued` (when it is due) and while it is `sending` (when
+//!   its lease runs out and it is due again), so one index serves the queue
+//!   and the taking back of expired leases; it is `NONE` once a message is
+//!   `sent` or `failed`.
+//! - `message_phone`, `message_reference`: the history's filters.
+//!
+//! Idempotency keys given by callers live in `idempotency`, one record per
+//! key whose id is the key (a direct read, and a second insert of a key
+//! fails). Keys chirp generates equal the message id and need no record.
+//! Messages waiting for a provider that is not loaded are listed in
+//! `waiting`, keyed by message id.
+
+use super::StoreError;
+use super::database::Database;
+
+/// The layout this chirp reads and writes.
+///
+/// - 1: leases in `message.lease_until` and idempotency keys in a unique
+///   index, each with an index on `message`, and an index on
+///   `message.waiting_for`.
+/// - 2: leases folded into `due_at`; the `idempotency` and `waiting` tables.
+const LAYOUT: i64 = 2;
+
+/// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
+const SCHEMA: &str = "
+DEFINE TABLE IF NOT EXISTS message SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS message_due ON message FIELDS due_at;
+DEFINE INDEX IF NOT EXISTS message_phone ON message FIELDS phone;
+DEFINE INDEX IF NOT EXISTS message_reference ON message FIELDS reference_id;
+DEFINE TABLE IF NOT EXISTS idempotency SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS waiting SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS template SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS template_version SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS template_version_name ON template_version FIELDS name, version;
+DEFINE TABLE IF NOT EXISTS preference SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
+DEFINE TABLE IF NOT EXISTS store_layout SCHEMALESS;
+";
+
+/// Layout 1 to 2, in one transaction: a crash part way leaves layout 1,
+/// and the next start does it again.
+///
+/// The old indexes are read before they are removed: leased messages are
+/// found through `message_lease`, waiting ones through `message_waiting`.
+/// Caller-given idempotency keys (those that differ from the message id)
+/// need a scan of every message, once.
+const LAYOUT_1_TO_2: &str = "
+BEGIN TRANSACTION;
+UPDATE (SELECT VALUE id FROM message WHERE lease_until >= 0)
+    SET due_at = lease_until, lease_until = NONE WHERE status = 'sending';
+INSERT INTO waiting (SELECT type::record('waiting', record::id(id)) AS id, waiting_for AS provider
+    FROM message WHERE waiting_for != NONE) RETURN NONE;
+INSERT INTO idempotency (SELECT type::record('idempotency', idempotency_key) AS id, id AS message
+    FROM message WHERE idempotency_key != record::id(id)) RETURN NONE;
+REMOVE INDEX IF EXISTS message_lease ON message;
+REMOVE INDEX IF EXISTS message_idempotency ON message;
+REMOVE INDEX IF EXISTS message_waiting ON message;
+UPSERT store_layout:current SET version = 2;
+COMMIT TRANSACTION;
+";
+
+/// Makes sure the tables exist and the store has this chirp's layout,
+/// upgrading an older one.
+pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
+    db.query(SCHEMA).await?.check()?;
+    let version: Option<i64> = db
+        .query("RETURN store_layout:current.version")
+        .await?
+        .take(0)?;
+    match version {
+        Some(LAYOUT) => Ok(()),
+        Some(newer) if newer > LAYOUT => Err(StoreError::Corrupt(format!(
+            "the store has layout {newer}, written by a newer chirp; this one reads layout {LAYOUT}"
+        ))),
+        // No version: a new store, or one written before layouts were
+        // numbered (layout 1). The upgrade does nothing to an empty one.
+        _ => {
+            tracing::info!(from = 1, to = LAYOUT, "upgrading the store's layout");
+            db.query(LAYOUT_1_TO_2).await?.check()?;
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::message::Status;
+    use crate::phone::Phone;
+    use crate::store::{EmbeddedMemory, Store};
+
+    /// A store as chirp wrote it before layouts were numbered: a message
+    /// leased until 5,000, one waiting for its provider, one sent; caller
+    /// keys on the first and last.
+    const LAYOUT_1_STORE: &str = "
+        DEFINE TABLE message SCHEMALESS;
+        DEFINE INDEX message_due ON message FIELDS due_at;
+        DEFINE INDEX message_lease ON message FIELDS lease_until;
+        DEFINE INDEX message_idempotency ON message FIELDS idempotency_key UNIQUE;
+        DEFINE INDEX message_phone ON message FIELDS phone;
+        DEFINE INDEX message_reference ON message FIELDS reference_id;
+        DEFINE INDEX message_waiting ON message FIELDS waiting_for;
+        CREATE message:leased CONTENT { status: 'sending', phone: '+919876543210', text: 'a',
+            idempotency_key: 'order-1', provider: 'myoperator', attempts: 0, created_at: 1000,
+            updated_at: 1000, lease_until: 5000, lease: 'old-lease' };
+        CREATE message:waits CONTENT { status: 'queued', phone: '+919876543210', text: 'b',
+            idempotency_key: 'waits', provider: 'myoperator', attempts: 0, created_at: 1000,
+            updated_at: 1000, due_at: 31000, waiting_for: 'myoperator',
+            error_code: 'PROVIDER_NOT_LOADED', error_message: 'not loaded' };
+        CREATE message:done CONTENT { status: 'sent', phone: '+919876543210', text: 'c',
+            idempotency_key: 'order-3', provider: 'myoperator', attempts: 1, created_at: 1000,
+            updated_at: 2000, sent_at: 2000 };
+    ";
+
+    fn replay_of(key: &str) -> crate::message::NewMessage {
+        let id = ulid::Ulid::new().to_string();
+        crate::message::NewMessage {
+            idempotency_key: key.into(),
+            id,
+            phone: Phone::parse("+919876543210").expect("phone"),
+            template: None,
+            template_version: None,
+            text: "again".into(),
+            provider_template: None,
+            reference_id: None,
+            provider: "myoperator".into(),
+            created_at: 9_000,
+            not_before: 9_000,
+            skip: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_layout_1_store_keeps_its_leases_waiting_messages_and_keys() {
+        let db = Database::open("mem://", None, EmbeddedMemory::default())
+            .await
+            .expect("open");
+        db.query(LAYOUT_1_STORE)
+            .await
+            .expect("old store")
+            .check()
+            .expect("old store");
+        prepare(&db).await.expect("upgrade");
+        prepare(&db).await.expect("a second start changes nothing");
+        let indexes: Vec<String> = db
+            .query("RETURN object::keys((INFO FOR TABLE message).indexes)")
+            .await
+            .expect("info")
+            .take(0)
+            .expect("indexes");
+        assert_eq!(
+            indexes,
+            vec!["message_due", "message_phone", "message_reference"]
+        );
+        let store = Store {
+            db: Arc::new(db),
+            log_failed: Arc::new(AtomicBool::new(false)),
+        };
+
+        // The lease still runs out at 5,000 and is taken back then.
+        assert!(
+            store
+                .claim_due(4_999, 0, 10, 9_000, "new")
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let claimed = store
+            .claim_due(5_000, 0, 10, 9_000, "new")
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(claimed[0].message.id, "leased");
+        assert!(claimed[0].lease_expired);
+
+        // The waiting message is released when its provider loads.
+        assert_eq!(
+            store
+                .release_waiting("myoperator", 6_000)
+                .await
+                .expect("release"),
+            1
+        );
+
+        // Old caller keys still answer their first message.
+        let answers = store
+            .insert_batch(&[replay_of("order-1"), replay_of("order-3")])
+            .await
+            .expect("replay");
+        assert_eq!(answers[0].id, "leased");
+        assert_eq!(answers[1].id, "done");
+        assert_eq!(answers[1].status, Status::Sent);
+        assert!(answers.iter().all(|a| a.replayed));
+    }
+
+    #[tokio::test]
+    async fn a_store_from_a_newer_chirp_is_refused() {
+        let db = Database::open("mem://", None, EmbeddedMemory::default())
+            .await
+            .expect("open");
+        db.query("UPSERT store_layout:current SET version = 99")
+            .await
+            .expect("write")
+            .check()
+            .expect("write");
+        let refused = prepare(&db).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Corrupt(m)) if m.contains("layout 99")),
+            "{refused:?}"
+        );
+    }
+}
