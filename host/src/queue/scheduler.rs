@@ -36,8 +36,9 @@ const PROVIDER_MISSING_RECHECK: Duration = Duration::from_secs(30);
 
 /// How long to back off after the store failed a scheduler query.
 const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// How far below the oldest message just claimed the next claim starts
-/// (commits of messages accepted just before the claim may land late).
+/// How long after a message's due time its commit may land (a message
+/// accepted just before a claim may commit after it): the floor of the next
+/// claim stays at least this far below the claim's `now`.
 const FLOOR_MARGIN: Duration = Duration::from_secs(10);
 /// How often claims scan the whole due index again, from 0.
 const FLOOR_RESET: Duration = Duration::from_secs(30);
@@ -122,10 +123,14 @@ impl Scheduler {
                     "leases ran out; those messages are sent again"
                 );
             }
-            if let Some(oldest) = claimed.iter().filter_map(|l| l.message.due_at).min() {
-                // Everything still queued below this was committed after
-                // the claim began; FLOOR_MARGIN covers commits that slow.
-                floor = floor.max(oldest - FLOOR_MARGIN.as_millis() as Millis);
+            if let Some(newest) = claimed.iter().filter_map(|l| l.message.due_at).max() {
+                // The claim took the oldest due first, so anything due
+                // before `newest` that it left was committed after the claim
+                // began, and such a message was due no earlier than
+                // FLOOR_MARGIN before `now` (a commit takes less than that).
+                // Below the floor lie only the index entries of claimed
+                // messages, which every scan would walk again.
+                floor = floor.max(newest.min(now - FLOOR_MARGIN.as_millis() as Millis));
             }
             for leased in claimed {
                 let Ok(permit) = workers.clone().try_acquire_owned() else {
