@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use surrealdb::types::{RecordId, SurrealValue};
+use std::ops::Bound;
+
+use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use super::{Store, StoreError};
 use crate::message::{
@@ -121,8 +123,13 @@ impl MessageRow {
     }
 }
 
+/// An attempt as the `attempt` table keeps it. Its record id is
+/// `[message_id, number, tag]` ([`attempt_id`]), so a message's audit
+/// trail is a range of ids and the table needs no index.
 #[derive(Debug, Clone, SurrealValue)]
 struct AttemptRow {
+    /// Set when inserting; reads omit it.
+    id: Option<RecordId>,
     message_id: String,
     number: i64,
     started_at: i64,
@@ -136,8 +143,35 @@ struct AttemptRow {
     latency_ms: i64,
 }
 
+/// The record id of an attempt: its message, its number, and a tag that
+/// tells apart two attempts with the same number (the lease it was made
+/// under: a lease that ran out and its successor can both record one).
+fn attempt_id(message_id: &str, number: u32, tag: &str) -> RecordId {
+    let key: Vec<Value> = vec![
+        message_id.to_string().into_value(),
+        i64::from(number).into_value(),
+        tag.to_string().into_value(),
+    ];
+    RecordId::new("attempt", Array::from(key))
+}
+
+/// Every attempt id of one message.
+fn attempts_of(message_id: &str) -> RecordId {
+    let bound = |number: i64| -> RecordIdKey {
+        let key: Vec<Value> = vec![message_id.to_string().into_value(), number.into_value()];
+        Array::from(key).into()
+    };
+    RecordId::new(
+        "attempt",
+        RecordIdKeyRange {
+            start: Bound::Included(bound(i64::MIN)),
+            end: Bound::Excluded(bound(i64::MAX)),
+        },
+    )
+}
+
 impl AttemptRow {
-    fn from_attempt(a: &Attempt) -> AttemptRow {
+    fn from_attempt(a: &Attempt, lease: &str) -> AttemptRow {
         let (provider_message_id, retry_after_ms) = match &a.outcome {
             Outcome::Sent {
                 provider_message_id,
@@ -149,6 +183,7 @@ impl AttemptRow {
         };
         let error = a.outcome.error();
         AttemptRow {
+            id: Some(attempt_id(&a.message_id, a.number, lease)),
             message_id: a.message_id.clone(),
             number: a.number.into(),
             started_at: a.started_at,
@@ -447,7 +482,11 @@ impl Store {
         self.write(async {
             let attempts: Vec<AttemptRow> = batch
                 .iter()
-                .filter_map(|c| c.attempt.as_ref().map(AttemptRow::from_attempt))
+                .filter_map(|c| {
+                    c.attempt
+                        .as_ref()
+                        .map(|a| AttemptRow::from_attempt(a, &c.lease))
+                })
                 .collect();
             // Listed so that loading the provider finds them (a stale entry,
             // for a message no longer waiting, is skipped then).
@@ -519,11 +558,8 @@ impl Store {
     pub async fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
         let rows: Vec<AttemptRow> = self
             .db
-            .query(
-                "SELECT * OMIT id FROM attempt WHERE message_id = $id \
-                 ORDER BY number, started_at",
-            )
-            .bind(("id", message_id.to_string()))
+            .query("SELECT * OMIT id FROM $attempts ORDER BY number, started_at")
+            .bind(("attempts", attempts_of(message_id)))
             .await?
             .take(0)?;
         rows.into_iter().map(AttemptRow::into_attempt).collect()
@@ -852,6 +888,56 @@ mod tests {
                 .lease_expired,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn each_message_reads_its_own_attempts_in_order_even_two_with_one_number() {
+        let store = Store::open("mem://", None, EmbeddedMemory::default())
+            .await
+            .expect("store");
+        let attempt = |message_id: &str, number: u32, started_at: Millis| Attempt {
+            message_id: message_id.into(),
+            number,
+            started_at,
+            provider: "myoperator".into(),
+            provider_version: "0.1.0".into(),
+            outcome: Outcome::Retryable {
+                error: ErrorNote {
+                    code: "TIMEOUT".into(),
+                    message: "timed out".into(),
+                },
+                retry_after: None,
+            },
+            latency_ms: 1,
+        };
+        let with = |lease: &str, a: Attempt| {
+            let mut c = sent(&a.message_id, lease, a.started_at);
+            c.attempt = Some(a);
+            c
+        };
+        store
+            .complete(vec![
+                with("lease-2", attempt("m1", 2, 300)),
+                with("lease-1", attempt("m1", 1, 100)),
+                // The first lease ran out mid-attempt; its successor made
+                // attempt 1 again.
+                with("lease-1b", attempt("m1", 1, 200)),
+                with("lease-1", attempt("m10", 1, 150)),
+                with("lease-1", attempt("m", 1, 50)),
+            ])
+            .await
+            .expect("record");
+        let trail: Vec<(u32, Millis)> = store
+            .attempts("m1")
+            .await
+            .expect("attempts")
+            .iter()
+            .map(|a| (a.number, a.started_at))
+            .collect();
+        assert_eq!(trail, vec![(1, 100), (1, 200), (2, 300)]);
+        assert_eq!(store.attempts("m10").await.expect("attempts").len(), 1);
+        assert_eq!(store.attempts("m").await.expect("attempts").len(), 1);
+        assert!(store.attempts("m2").await.expect("attempts").is_empty());
     }
 
     #[tokio::test]

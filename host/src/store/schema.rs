@@ -21,7 +21,9 @@
 //! key whose id is the key (a direct read, and a second insert of a key
 //! fails). Keys chirp generates equal the message id and need no record.
 //! Messages waiting for a provider that is not loaded are listed in
-//! `waiting`, keyed by message id.
+//! `waiting`, keyed by message id. An attempt's record id is
+//! `[message_id, number, tag]`, so a message's audit trail is a range of
+//! ids and `attempt` needs no index either.
 
 use super::StoreError;
 use super::database::Database;
@@ -30,8 +32,10 @@ use super::database::Database;
 ///
 /// - 1: leases in `message.lease_until` and idempotency keys in a unique
 ///   index, each with an index on `message`, and an index on
-///   `message.waiting_for`.
-/// - 2: leases folded into `due_at`; the `idempotency` and `waiting` tables.
+///   `message.waiting_for`; attempts with random ids, found through an
+///   index on `attempt.message_id`.
+/// - 2: leases folded into `due_at`; the `idempotency` and `waiting` tables;
+///   attempts keyed by message.
 const LAYOUT: i64 = 2;
 
 /// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
@@ -47,12 +51,29 @@ DEFINE TABLE IF NOT EXISTS template_version SCHEMALESS;
 DEFINE INDEX IF NOT EXISTS template_version_name ON template_version FIELDS name, version;
 DEFINE TABLE IF NOT EXISTS preference SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
-DEFINE INDEX IF NOT EXISTS attempt_message ON attempt FIELDS message_id;
 DEFINE TABLE IF NOT EXISTS store_layout SCHEMALESS;
 ";
 
-/// Layout 1 to 2, in one transaction: a crash part way leaves layout 1,
-/// and the next start does it again.
+/// Layout 1 to 2, first step, run until it moves nothing: re-keys up to
+/// [`ATTEMPTS_PER_MOVE`] attempts with random ids (layout 1's) to
+/// `[message_id, number, old id]`, in one transaction. Attempts are moved
+/// in chunks because a store may hold millions; a crash between chunks
+/// leaves the rest for the next start.
+const MOVE_OLD_ATTEMPTS: &str = "{
+    LET $old = (SELECT * FROM attempt WHERE type::is_string(record::id(id)) LIMIT $limit);
+    FOR $a IN $old {
+        CREATE type::record('attempt', [$a.message_id, $a.number, record::id($a.id)])
+            CONTENT object::remove($a, 'id') RETURN NONE;
+        DELETE $a.id;
+    };
+    RETURN array::len($old);
+}";
+
+/// How many attempts [`MOVE_OLD_ATTEMPTS`] moves per transaction.
+const ATTEMPTS_PER_MOVE: i64 = 5_000;
+
+/// Layout 1 to 2, second step, in one transaction: a crash part way leaves
+/// layout 1, and the next start does it again.
 ///
 /// The old indexes are read before they are removed: leased messages are
 /// found through `message_lease`, waiting ones through `message_waiting`.
@@ -69,6 +90,7 @@ INSERT INTO idempotency (SELECT type::record('idempotency', idempotency_key) AS 
 REMOVE INDEX IF EXISTS message_lease ON message;
 REMOVE INDEX IF EXISTS message_idempotency ON message;
 REMOVE INDEX IF EXISTS message_waiting ON message;
+REMOVE INDEX IF EXISTS attempt_message ON attempt;
 UPSERT store_layout:current SET version = 2;
 COMMIT TRANSACTION;
 ";
@@ -90,7 +112,22 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
         // numbered (layout 1). The upgrade does nothing to an empty one.
         _ => {
             tracing::info!(from = 1, to = LAYOUT, "upgrading the store's layout");
+            let mut attempts_moved = 0;
+            loop {
+                let moved: i64 = db
+                    .query(MOVE_OLD_ATTEMPTS)
+                    .bind(("limit", ATTEMPTS_PER_MOVE))
+                    .await?
+                    .take::<Option<i64>>(0)?
+                    .unwrap_or(0);
+                if moved == 0 {
+                    break;
+                }
+                attempts_moved += moved;
+                tracing::info!(attempts_moved, "attempts re-keyed by message");
+            }
             db.query(LAYOUT_1_TO_2).await?.check()?;
+            tracing::info!(to = LAYOUT, "the store's layout is upgraded");
             Ok(())
         }
     }
@@ -117,6 +154,16 @@ mod tests {
         DEFINE INDEX message_phone ON message FIELDS phone;
         DEFINE INDEX message_reference ON message FIELDS reference_id;
         DEFINE INDEX message_waiting ON message FIELDS waiting_for;
+        DEFINE INDEX attempt_message ON attempt FIELDS message_id;
+        CREATE attempt CONTENT { message_id: 'done', number: 1, started_at: 1500,
+            provider: 'myoperator', provider_version: '0.1.0', outcome: 'retryable',
+            error_code: 'HTTP_500', error_message: 'server error', latency_ms: 12 };
+        CREATE attempt CONTENT { message_id: 'done', number: 2, started_at: 1900,
+            provider: 'myoperator', provider_version: '0.1.0', outcome: 'sent',
+            provider_message_id: 'wamid.1', latency_ms: 9 };
+        CREATE attempt CONTENT { message_id: 'leased', number: 1, started_at: 1200,
+            provider: 'myoperator', provider_version: '0.1.0', outcome: 'retryable',
+            error_code: 'TIMEOUT', error_message: 'timed out', latency_ms: 5000 };
         CREATE message:leased CONTENT { status: 'sending', phone: '+919876543210', text: 'a',
             idempotency_key: 'order-1', provider: 'myoperator', attempts: 0, created_at: 1000,
             updated_at: 1000, lease_until: 5000, lease: 'old-lease' };
@@ -169,10 +216,28 @@ mod tests {
             indexes,
             vec!["message_due", "message_phone", "message_reference"]
         );
+        let attempt_indexes: Vec<String> = db
+            .query("RETURN object::keys((INFO FOR TABLE attempt).indexes)")
+            .await
+            .expect("info")
+            .take(0)
+            .expect("indexes");
+        assert!(attempt_indexes.is_empty(), "{attempt_indexes:?}");
         let store = Store {
             db: Arc::new(db),
             log_failed: Arc::new(AtomicBool::new(false)),
         };
+
+        // The audit trails survive, in order, found by message.
+        let trail = store.attempts("done").await.expect("attempts");
+        let numbers: Vec<(u32, i64)> = trail.iter().map(|a| (a.number, a.started_at)).collect();
+        assert_eq!(numbers, vec![(1, 1500), (2, 1900)]);
+        assert!(matches!(
+            &trail[1].outcome,
+            crate::message::Outcome::Sent { provider_message_id: Some(id) } if id == "wamid.1"
+        ));
+        assert_eq!(store.attempts("leased").await.expect("attempts").len(), 1);
+        assert!(store.attempts("waits").await.expect("attempts").is_empty());
 
         // The lease still runs out at 5,000 and is taken back then.
         assert!(
