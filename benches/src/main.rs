@@ -760,6 +760,7 @@ async fn apprise(count: usize) {
         std::process::Command::new(program)
             .args(args)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .map(|s| s.success())
             .unwrap_or(false)

@@ -40,8 +40,12 @@ const STORE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// accepted just before a claim may commit after it): the floor of the next
 /// claim stays at least this far below the claim's `now`.
 const FLOOR_MARGIN: Duration = Duration::from_secs(10);
-/// How often claims scan the whole due index again, from 0.
+/// How often the floor drops back, so that a message committed later than
+/// FLOOR_MARGIN after its due time waits at most about this long.
 const FLOOR_RESET: Duration = Duration::from_secs(30);
+/// How far the wall clock may step back (in milliseconds) before the
+/// floor is dropped to 0.
+const CLOCK_STEP_TOLERANCE: Millis = 1_000;
 
 /// Everything the scheduler needs.
 pub struct Scheduler {
@@ -76,14 +80,35 @@ impl Scheduler {
         ));
 
         // Claims scan the due index from `floor`, not from 0 (see
-        // `Store::claim_due`); every FLOOR_RESET it drops back to 0 so that
-        // a message committed late, below the floor, waits at most that.
+        // `Store::claim_due`). The first claim starts at 0 and finds
+        // everything committed before this start. Every FLOOR_RESET the
+        // floor drops back to FLOOR_MARGIN before the previous reset: a
+        // message committed since then was due no earlier than that, and
+        // anything older was in reach of the previous reset's scan. Not to
+        // 0: the scan would walk the index entries of every message claimed
+        // since the store's last compaction (hundreds of thousands after a
+        // drain), stalling the queue for seconds.
         let mut floor: Millis = 0;
-        let mut next_floor_reset = Instant::now() + FLOOR_RESET;
+        let mut reset_floor: Millis = 0;
+        let mut next_floor_reset = Instant::now();
+        let mut last_now = now_millis();
 
         while !*shutdown.borrow() {
+            let now = now_millis();
+            if now < last_now - CLOCK_STEP_TOLERANCE {
+                // The wall clock stepped back: due times written from now
+                // on may lie below any floor. Scan everything again.
+                tracing::warn!(
+                    stepped_back_ms = last_now - now,
+                    "the clock stepped back; scanning the whole queue"
+                );
+                reset_floor = 0;
+                next_floor_reset = Instant::now();
+            }
+            last_now = now;
             if Instant::now() >= next_floor_reset {
-                floor = 0;
+                floor = floor.min(reset_floor);
+                reset_floor = now - FLOOR_MARGIN.as_millis() as Millis;
                 next_floor_reset = Instant::now() + FLOOR_RESET;
             }
 
