@@ -17,7 +17,10 @@
 //!    natively in Rust, one at a time and 64 at once;
 //! 8. Apprise, installed by this command into a virtual environment,
 //!    sending the same number of messages to the same mock through its JSON
-//!    webhook target (skipped with `--no-apprise` or without `python3`).
+//!    webhook target (skipped with `--no-apprise` or without `python3`);
+//! 9. the queue's store work alone, in this process: `--backlog` messages
+//!    inserted, claimed and completed in chirp's batches, with no HTTP and
+//!    no provider (how much of a drain is the store's).
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
@@ -499,7 +502,14 @@ async fn main() {
     if options.apprise && options.runs(8) {
         apprise(options.messages.min(5_000)).await;
     }
+
+    // 9. The store alone.
+    if options.runs(9) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        chirp_bench::store_path::run(options.backlog, dir.path(), process_cpu).await;
+    }
 }
+
 /// Rewrites the plugin file with a different custom section (same code, a
 /// new sha256) five times and reports how long each took to serve.
 async fn hot_swap(chirp: &ChirpProcess, file: &Path) {

@@ -13,15 +13,14 @@ use crate::message::{
     Attempt, ErrorNote, Leased, Message, Millis, NewMessage, Outcome, ProviderTemplate, Status,
 };
 
-/// The fields of a message as chirp reads them back, with the record id as
-/// a plain string.
-const MESSAGE_FIELDS: &str = "record::id(id) AS id, status, phone, template, template_version, text, wa_template, \
+/// The fields of a message as chirp reads them back.
+const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, lease, retry_base";
 
 #[derive(Debug, Clone, SurrealValue)]
 struct MessageRow {
-    id: String,
+    id: RecordId,
     status: String,
     phone: String,
     template: Option<String>,
@@ -43,9 +42,6 @@ struct MessageRow {
     error_message: Option<String>,
     lease: Option<String>,
     retry_base: Option<i64>,
-    /// Read only by claims: the claim took the message back from a lease
-    /// that ran out.
-    lease_expired: Option<bool>,
 }
 
 impl MessageRow {
@@ -53,7 +49,7 @@ impl MessageRow {
         let wa = m.provider_template.as_ref();
         let skipped = m.skip.as_ref();
         MessageRow {
-            id: m.id.clone(),
+            id: RecordId::new("message", m.id.as_str()),
             status: m.initial_status().as_str().into(),
             phone: m.phone.as_str().into(),
             template: m.template.clone(),
@@ -75,7 +71,6 @@ impl MessageRow {
             error_message: skipped.map(|s| s.message.clone()),
             lease: None,
             retry_base: None,
-            lease_expired: None,
         }
     }
 
@@ -100,8 +95,12 @@ impl MessageRow {
             code,
             message: self.error_message.unwrap_or_default(),
         });
+        let id = match self.id.key {
+            RecordIdKey::String(id) => id,
+            other => return Err(StoreError::Corrupt(format!("message id {other:?}"))),
+        };
         Ok(Message {
-            id: self.id,
+            id,
             status,
             phone: self.phone,
             template: self.template,
@@ -238,7 +237,7 @@ pub struct Inserted {
 }
 
 /// The state a message moves to after an attempt (or a deferral).
-#[derive(Debug, Clone, SurrealValue)]
+#[derive(Debug, Clone)]
 pub struct MessagePatch {
     pub status: String,
     pub attempts: i64,
@@ -274,7 +273,43 @@ struct WaitingRow {
 struct CompletionRow {
     id: String,
     lease: String,
-    patch: MessagePatch,
+    patch: StoredPatch,
+}
+
+/// A [`MessagePatch`] as merged into the message: one object, so that the
+/// store evaluates one expression per message instead of one per field
+/// (each evaluation has a cost of its own in SurrealDB 3.3.5). `NONE`
+/// values remove their field.
+#[derive(Debug, Clone, SurrealValue)]
+struct StoredPatch {
+    status: String,
+    attempts: i64,
+    updated_at: i64,
+    due_at: Option<i64>,
+    sent_at: Option<i64>,
+    provider_message_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    waiting_for: Option<String>,
+    /// Always `NONE`: the lease ends with the attempt.
+    lease: Option<String>,
+}
+
+impl From<MessagePatch> for StoredPatch {
+    fn from(p: MessagePatch) -> StoredPatch {
+        StoredPatch {
+            status: p.status,
+            attempts: p.attempts,
+            updated_at: p.updated_at,
+            due_at: p.due_at,
+            sent_at: p.sent_at,
+            provider_message_id: p.provider_message_id,
+            error_code: p.error_code,
+            error_message: p.error_message,
+            waiting_for: p.waiting_for,
+            lease: None,
+        }
+    }
 }
 
 /// Filters of `GET /api/notifications/history`. Results come newest first;
@@ -422,20 +457,18 @@ impl Store {
         lease: &str,
     ) -> Result<Vec<Leased>, StoreError> {
         self.write(async {
-            let fields = MESSAGE_FIELDS.replace(
-                ", due_at,",
-                ", $before.due_at AS due_at, $before.status = 'sending' AS lease_expired,",
-            );
-            let query = format!(
-                "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
-                   ORDER BY due_at LIMIT $limit) \
-                 SET status = 'sending', due_at = $lease_until, lease = $lease, updated_at = $now \
-                 WHERE status IN ['queued', 'sending'] \
-                 RETURN {fields}"
-            );
+            // RETURN BEFORE: the whole document, one value per message, as
+            // it was (its due time, and whether a lease had run out); the
+            // fields the claim set are known here.
             let rows: Vec<MessageRow> = self
                 .db
-                .query(query)
+                .query(
+                    "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
+                       ORDER BY due_at LIMIT $limit) \
+                     SET status = 'sending', due_at = $lease_until, lease = $lease, updated_at = $now \
+                     WHERE status IN ['queued', 'sending'] \
+                     RETURN BEFORE",
+                )
                 .bind(("now", now))
                 .bind(("floor", floor.max(0)))
                 .bind(("limit", limit as i64))
@@ -445,14 +478,15 @@ impl Store {
                 .take(0)?;
             rows.into_iter()
                 .map(|row| {
-                    let lease = row.lease.clone().unwrap_or_default();
-                    let lease_expired = row.lease_expired.unwrap_or(false);
                     let was_due = row.due_at;
                     let mut message = row.into_message()?;
+                    let lease_expired = message.status == Status::Sending;
+                    message.status = Status::Sending;
                     message.due_at = was_due;
+                    message.updated_at = now;
                     Ok(Leased {
                         message,
-                        lease,
+                        lease: lease.to_string(),
                         lease_expired,
                     })
                 })
@@ -504,25 +538,15 @@ impl Store {
                 .map(|c| CompletionRow {
                     id: c.message_id,
                     lease: c.lease,
-                    patch: c.patch,
+                    patch: c.patch.into(),
                 })
                 .collect();
             self.db
                 .query(
                     "BEGIN TRANSACTION;
                  FOR $c IN $updates {
-                     UPDATE type::record('message', $c.id) SET
-                         status = $c.patch.status,
-                         attempts = $c.patch.attempts,
-                         updated_at = $c.patch.updated_at,
-                         due_at = $c.patch.due_at,
-                         sent_at = $c.patch.sent_at,
-                         provider_message_id = $c.patch.provider_message_id,
-                         error_code = $c.patch.error_code,
-                         error_message = $c.patch.error_message,
-                         waiting_for = $c.patch.waiting_for,
-                         lease = NONE
-                     WHERE lease = $c.lease;
+                     UPDATE type::record('message', $c.id) MERGE $c.patch
+                     WHERE lease = $c.lease RETURN NONE;
                  };
                  IF array::len($attempts) > 0 { INSERT INTO attempt $attempts RETURN NONE; };
                  FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
