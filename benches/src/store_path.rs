@@ -7,8 +7,10 @@
 //! component, HTTP and the mock. This says how fast the store's share alone
 //! can go, so a drain figure can be read as "store-bound" or not.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use chirp::config::{Config, RawConfig};
 use chirp::message::{Attempt, Millis, NewMessage, Outcome, ProviderTemplate, Status, now_millis};
 use chirp::phone::Phone;
 use chirp::store::{Completion, EmbeddedMemory, MessagePatch, Store};
@@ -38,22 +40,7 @@ impl Phase {
 /// Runs the scenario on `count` messages in a store under `dir`.
 pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Duration) {
     let url = format!("surrealkv://{}", dir.join("store").display());
-    let mib = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(default, |m| m << 20)
-    };
-    let memory = EmbeddedMemory {
-        memtable: mib(
-            "CHIRP_STORE_MEMTABLE_MB",
-            EmbeddedMemory::default().memtable,
-        ),
-        block_cache: mib(
-            "CHIRP_STORE_CACHE_MB",
-            EmbeddedMemory::default().block_cache,
-        ),
-    };
+    let memory = store_memory();
     let store = Store::open(&url, None, memory)
         .await
         .expect("open the store");
@@ -148,6 +135,25 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
         println!("   (only {drained} of {count} were claimed)");
     }
     let _ = store.close().await;
+}
+
+/// The embedded store's memory as chirp would size it from
+/// `CHIRP_STORE_MEMTABLE_MB` and `CHIRP_STORE_CACHE_MB` (chirp's own
+/// parsing and limits; the rest of chirp's configuration does not matter
+/// here).
+fn store_memory() -> EmbeddedMemory {
+    let mut env: HashMap<String, String> = ["CHIRP_STORE_MEMTABLE_MB", "CHIRP_STORE_CACHE_MB"]
+        .into_iter()
+        .filter_map(|name| {
+            std::env::var(name)
+                .ok()
+                .map(|value| (name.to_string(), value))
+        })
+        .collect();
+    env.insert("CHIRP_INSECURE_NO_AUTH".into(), "true".into());
+    Config::from_parts(RawConfig::default(), env)
+        .expect("store memory settings")
+        .store_memory
 }
 
 /// A message shaped like the benchmark's `order_confirmation` sends.

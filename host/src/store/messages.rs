@@ -16,7 +16,7 @@ use crate::message::{
 /// The fields of a message as chirp reads them back.
 const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
-     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, lease, retry_base";
+     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base";
 
 #[derive(Debug, Clone, SurrealValue)]
 struct MessageRow {
@@ -40,7 +40,6 @@ struct MessageRow {
     provider_message_id: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
-    lease: Option<String>,
     retry_base: Option<i64>,
 }
 
@@ -69,7 +68,6 @@ impl MessageRow {
             provider_message_id: None,
             error_code: skipped.map(|s| s.code.clone()),
             error_message: skipped.map(|s| s.message.clone()),
-            lease: None,
             retry_base: None,
         }
     }
@@ -748,12 +746,13 @@ struct StatusCount {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::phone::Phone;
     use crate::store::EmbeddedMemory;
 
-    fn message(n: i64, due: Millis) -> NewMessage {
+    /// A plain message with the caller key `key-{n}`, due at `due`.
+    pub(in crate::store) fn message(n: i64, due: Millis) -> NewMessage {
         let id = ulid::Ulid::new().to_string();
         NewMessage {
             idempotency_key: format!("key-{n}"),

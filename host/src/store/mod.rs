@@ -92,10 +92,15 @@ impl Store {
         }
         let db = Database::open(url, credentials, memory).await?;
         schema::prepare(&db).await?;
-        Ok(Store {
+        Ok(Store::over(db))
+    }
+
+    /// A handle on an open database whose schema is prepared.
+    fn over(db: Database) -> Store {
+        Store {
             db: Arc::new(db),
             log_failed: Arc::new(AtomicBool::new(false)),
-        })
+        }
     }
 
     /// Flushes and closes an embedded store, so that the next start finds

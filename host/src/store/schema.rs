@@ -135,12 +135,8 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
-
     use super::*;
     use crate::message::Status;
-    use crate::phone::Phone;
     use crate::store::{EmbeddedMemory, Store};
 
     /// A store as chirp wrote it before layouts were numbered: a message
@@ -176,22 +172,22 @@ mod tests {
             updated_at: 2000, sent_at: 2000 };
     ";
 
+    /// A new message under the caller key `key`.
     fn replay_of(key: &str) -> crate::message::NewMessage {
-        let id = ulid::Ulid::new().to_string();
-        crate::message::NewMessage {
-            idempotency_key: key.into(),
-            id,
-            phone: Phone::parse("+919876543210").expect("phone"),
-            template: None,
-            template_version: None,
-            text: "again".into(),
-            provider_template: None,
-            reference_id: None,
-            provider: "myoperator".into(),
-            created_at: 9_000,
-            not_before: 9_000,
-            skip: None,
-        }
+        let mut message = crate::store::messages::tests::message(0, 9_000);
+        message.idempotency_key = key.into();
+        message
+    }
+
+    /// The names of the indexes defined on `table`.
+    async fn index_names(db: &Database, table: &str) -> Vec<String> {
+        db.query(format!(
+            "RETURN object::keys((INFO FOR TABLE {table}).indexes)"
+        ))
+        .await
+        .expect("info")
+        .take(0)
+        .expect("indexes")
     }
 
     #[tokio::test]
@@ -206,27 +202,13 @@ mod tests {
             .expect("old store");
         prepare(&db).await.expect("upgrade");
         prepare(&db).await.expect("a second start changes nothing");
-        let indexes: Vec<String> = db
-            .query("RETURN object::keys((INFO FOR TABLE message).indexes)")
-            .await
-            .expect("info")
-            .take(0)
-            .expect("indexes");
         assert_eq!(
-            indexes,
+            index_names(&db, "message").await,
             vec!["message_due", "message_phone", "message_reference"]
         );
-        let attempt_indexes: Vec<String> = db
-            .query("RETURN object::keys((INFO FOR TABLE attempt).indexes)")
-            .await
-            .expect("info")
-            .take(0)
-            .expect("indexes");
+        let attempt_indexes = index_names(&db, "attempt").await;
         assert!(attempt_indexes.is_empty(), "{attempt_indexes:?}");
-        let store = Store {
-            db: Arc::new(db),
-            log_failed: Arc::new(AtomicBool::new(false)),
-        };
+        let store = Store::over(db);
 
         // The audit trails survive, in order, found by message.
         let trail = store.attempts("done").await.expect("attempts");
