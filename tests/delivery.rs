@@ -670,6 +670,10 @@ async fn statistics_agree_with_the_messages() {
         "chirp_queue_depth 0",
         "chirp_provider_latency_seconds_bucket{provider=\"myoperator\",outcome=\"sent\"",
         "chirp_plugin_reloads_total{outcome=\"loaded\"} 1",
+        // Three accepts, one after the other: three commits of one message.
+        "chirp_commit_batch_messages_bucket{le=\"1\"} 3",
+        "chirp_commit_batch_messages_count 3",
+        "chirp_commit_duration_seconds_count 3",
         "chirp_http_request_duration_seconds_bucket{route=\"/api/notifications/send-message\",method=\"POST\",status=\"202\"",
     ] {
         assert!(metrics.contains(series), "missing {series} in:\n{metrics}");

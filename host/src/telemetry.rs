@@ -14,8 +14,13 @@ pub fn install() -> Option<PrometheusHandle> {
     let latency_buckets = [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
+    let batch_buckets = [
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+    ];
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency_buckets)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Suffix("_messages".into()), &batch_buckets)
         .ok()?
         .build_recorder();
     let handle = recorder.handle();
@@ -59,6 +64,14 @@ fn describe() {
         "Plugin files loaded or refused"
     );
     metrics::describe_histogram!(
+        "chirp_commit_batch_messages",
+        "Accepted messages committed together in one transaction (group commit)"
+    );
+    metrics::describe_histogram!(
+        "chirp_commit_duration_seconds",
+        "Time to commit one batch of accepted messages, fsync included"
+    );
+    metrics::describe_histogram!(
         "chirp_http_request_duration_seconds",
         "API request latency by route"
     );
@@ -96,6 +109,12 @@ pub fn provider_call(provider: &str, outcome: &'static str, took: Duration) {
 pub fn plugin_fault(plugin: &str, kind: &'static str) {
     metrics::counter!("chirp_plugin_faults_total", "plugin" => plugin.to_string(), "kind" => kind)
         .increment(1);
+}
+
+/// One group commit of accepted messages: how many, and how long it took.
+pub fn commit_batch(messages: usize, took: Duration) {
+    metrics::histogram!("chirp_commit_batch_messages").record(messages as f64);
+    metrics::histogram!("chirp_commit_duration_seconds").record(took.as_secs_f64());
 }
 
 pub fn plugin_reload(outcome: &'static str) {

@@ -17,11 +17,13 @@ pub mod retry;
 pub mod scheduler;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::message::NewMessage;
 use crate::store::{Inserted, Store};
+use crate::telemetry;
 
 /// The most messages committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -101,8 +103,18 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
             .iter()
             .flat_map(|p| p.messages.iter().cloned())
             .collect();
-        match store.insert_batch(&messages).await {
+        let started = Instant::now();
+        let committed = store.insert_batch(&messages).await;
+        let took = started.elapsed();
+        tracing::debug!(
+            messages = messages.len(),
+            took_ms = took.as_secs_f64() * 1e3,
+            ok = committed.is_ok(),
+            "commit of accepted messages"
+        );
+        match committed {
             Ok(results) => {
+                telemetry::commit_batch(messages.len(), took);
                 let any_new = results.iter().any(|r| !r.replayed);
                 let mut results = results.into_iter();
                 for pending in batch.drain(..) {
