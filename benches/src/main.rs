@@ -20,7 +20,10 @@
 //!    webhook target (skipped with `--no-apprise` or without `python3`);
 //! 9. the queue's store work alone, in this process: `--backlog` messages
 //!    inserted, claimed and completed in chirp's batches, with no HTTP and
-//!    no provider (how much of a drain is the store's).
+//!    no provider (how much of a drain is the store's);
+//! 10. the same drain through chirp's scheduler in this process, in turns
+//!     through the component and through the same send written natively
+//!     (`--messages` per round; what the sandbox costs in a whole drain).
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
@@ -507,6 +510,20 @@ async fn main() {
     if options.runs(9) {
         let dir = tempfile::tempdir().expect("temp dir");
         chirp_bench::store_path::run(options.backlog, dir.path(), process_cpu).await;
+    }
+
+    // 10. A whole drain: the component against native Rust.
+    if options.runs(10) {
+        let mock = Mock::start(Plan::success()).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        chirp_bench::sandbox_drain::run(
+            options.messages,
+            &options.plugin,
+            &mock,
+            dir.path(),
+            process_cpu,
+        )
+        .await;
     }
 }
 

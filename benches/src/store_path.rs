@@ -141,7 +141,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
 /// `CHIRP_STORE_MEMTABLE_MB` and `CHIRP_STORE_CACHE_MB` (chirp's own
 /// parsing and limits; the rest of chirp's configuration does not matter
 /// here).
-fn store_memory() -> EmbeddedMemory {
+pub fn store_memory() -> EmbeddedMemory {
     let mut env: HashMap<String, String> = ["CHIRP_STORE_MEMTABLE_MB", "CHIRP_STORE_CACHE_MB"]
         .into_iter()
         .filter_map(|name| {
@@ -157,7 +157,7 @@ fn store_memory() -> EmbeddedMemory {
 }
 
 /// A message shaped like the benchmark's `order_confirmation` sends.
-fn new_message(n: usize, phone: &Phone) -> NewMessage {
+pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
     let id = ulid::Ulid::new().to_string();
     let now = now_millis();
     NewMessage {

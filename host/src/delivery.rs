@@ -5,11 +5,49 @@
 //! the plugin could not classify because it never answered (a trap, a
 //! deadline) is retryable, since the next attempt may well succeed.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
 
 use crate::message::{Attempt, ErrorNote, Leased, Millis, Outcome, now_millis};
 use crate::plugins::bindings::{self, SendError};
-use crate::plugins::{CallError, NotLoaded, Plugins};
+use crate::plugins::{CallError, NotLoaded, Plugins, SendAnswer};
+
+/// What delivery needs of whatever sends: one message through the provider
+/// the message names, and word whenever a provider is loaded.
+///
+/// chirp's one implementation is [`Plugins`], the sandboxed components.
+/// The trait exists so that the benchmark can drive the same scheduler
+/// through the same send written natively in Rust, and so measure what
+/// the sandbox costs in a whole drain.
+pub trait Providers: Send + Sync + 'static {
+    /// Sends `message` through provider `name`: the version of the
+    /// provider that took the call, and what the call came to.
+    fn send(
+        &self,
+        name: &str,
+        message: &bindings::Message,
+    ) -> impl Future<Output = Result<(String, Result<SendAnswer, CallError>), NotLoaded>> + Send;
+
+    /// The names of providers as they are loaded or swapped in.
+    fn subscribe_loaded(&self) -> broadcast::Receiver<String>;
+}
+
+impl Providers for Plugins {
+    fn send(
+        &self,
+        name: &str,
+        message: &bindings::Message,
+    ) -> impl Future<Output = Result<(String, Result<SendAnswer, CallError>), NotLoaded>> + Send
+    {
+        Plugins::send(self, name, message)
+    }
+
+    fn subscribe_loaded(&self) -> broadcast::Receiver<String> {
+        Plugins::subscribe_loaded(self)
+    }
+}
 
 /// What came of trying to deliver a leased message.
 #[derive(Debug, Clone)]
@@ -21,7 +59,7 @@ pub enum Delivery {
 }
 
 /// Makes one attempt at `leased` through its provider.
-pub async fn attempt(plugins: &Plugins, leased: &Leased) -> Delivery {
+pub async fn attempt(providers: &impl Providers, leased: &Leased) -> Delivery {
     let message = &leased.message;
     let request = bindings::Message {
         id: message.id.clone(),
@@ -39,7 +77,7 @@ pub async fn attempt(plugins: &Plugins, leased: &Leased) -> Delivery {
     };
     let started_at: Millis = now_millis();
     let clock = Instant::now();
-    let result = plugins.send(&message.provider, &request).await;
+    let result = providers.send(&message.provider, &request).await;
     let latency_ms = clock.elapsed().as_millis() as u64;
     let (provider_version, answer) = match result {
         Ok(report) => report,

@@ -221,7 +221,7 @@ impl Chirp {
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = Scheduler {
             store: state.store.clone(),
-            plugins: state.plugins.clone(),
+            providers: state.plugins.clone(),
             policy: RetryPolicy {
                 max_attempts: config.max_attempts,
                 backoff: config.retry_backoff.clone(),

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::retry::{Next, RetryPolicy};
-use crate::delivery::{self, Delivery};
+use crate::delivery::{self, Delivery, Providers};
 use crate::message::{Leased, Millis, Status, now_millis};
 use crate::plugins::Plugins;
 use crate::store::{Completion, MessagePatch, Store};
@@ -47,10 +47,11 @@ const FLOOR_RESET: Duration = Duration::from_secs(30);
 /// floor is dropped to 0.
 const CLOCK_STEP_TOLERANCE: Millis = 1_000;
 
-/// Everything the scheduler needs.
-pub struct Scheduler {
+/// Everything the scheduler needs. It sends through chirp's plugins; the
+/// benchmark gives it a native provider instead (see [`Providers`]).
+pub struct Scheduler<P: Providers = Plugins> {
     pub store: Store,
-    pub plugins: Arc<Plugins>,
+    pub providers: Arc<P>,
     pub policy: RetryPolicy,
     pub wake: Arc<Notify>,
     pub lease: Duration,
@@ -59,7 +60,7 @@ pub struct Scheduler {
     pub provider_rate: std::num::NonZeroU32,
 }
 
-impl Scheduler {
+impl<P: Providers> Scheduler<P> {
     /// Runs until `shutdown` turns true, then waits for the attempts in
     /// flight and their completions to be written.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -75,7 +76,7 @@ impl Scheduler {
         );
         let releaser = tokio::spawn(release_on_load(
             self.store.clone(),
-            self.plugins.subscribe_loaded(),
+            self.providers.subscribe_loaded(),
             self.wake.clone(),
         ));
 
@@ -161,7 +162,7 @@ impl Scheduler {
                 let Ok(permit) = workers.clone().try_acquire_owned() else {
                     break; // cannot happen: we claimed no more than were free
                 };
-                let plugins = self.plugins.clone();
+                let providers = self.providers.clone();
                 let policy = self.policy.clone();
                 let done = done_tx.clone();
                 let pace = pace.clone();
@@ -177,9 +178,11 @@ impl Scheduler {
                         to = %crate::phone::mask(&leased.message.phone),
                         attempt = leased.message.attempts + 1
                     );
-                    let delivery =
-                        tracing::Instrument::instrument(delivery::attempt(&plugins, &leased), span)
-                            .await;
+                    let delivery = tracing::Instrument::instrument(
+                        delivery::attempt(providers.as_ref(), &leased),
+                        span,
+                    )
+                    .await;
                     let completion = complete(&leased, delivery, &policy, now_millis());
                     let _ = done.send(completion).await;
                     drop(permit);

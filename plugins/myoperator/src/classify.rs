@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::chirp::plugin::http;
+use super::wire::http;
 
 /// Error codes that no retry can fix: an empty wallet, a blocked or
 /// unverified account.

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`request`]: message -> MyOperator request body (pure).
 //! - [`classify`]: MyOperator response -> outcome (pure).
+//! - [`wire`]: the WIT types those two use.
 //! - this file: the WIT glue (settings, the host's HTTP call, logging).
 
 pub mod classify;
@@ -18,6 +19,15 @@ wit_bindgen::generate!({
     path: "../../wit",
     world: "provider",
 });
+
+/// The WIT types the pure modules read, under one path. Here they are the
+/// guest's bindings; chirp's benchmark compiles the same two modules
+/// natively against the host's bindings of the same types, so that its
+/// native provider builds and classifies exactly as this component does.
+pub mod wire {
+    pub use crate::chirp::plugin::http;
+    pub use crate::chirp::plugin::types::{Message, TemplateRef};
+}
 
 use chirp::plugin::config;
 use chirp::plugin::http;

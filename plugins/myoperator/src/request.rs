@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::chirp::plugin::types::Message;
+use super::wire::Message;
 
 /// Why a message cannot be expressed as a MyOperator request.
 #[derive(Debug, PartialEq, Eq)]
@@ -96,8 +96,8 @@ pub fn host_of(base_url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::TemplateRef;
     use super::*;
-    use crate::chirp::plugin::types::TemplateRef;
 
     fn message(template: Option<TemplateRef>) -> Message {
         Message {
