@@ -98,7 +98,7 @@ fn success(json: Option<&Value>, status: u16) -> Outcome {
             retry_after_ms: None,
         };
     }
-    let message_id = json.pointer("/data/message_id").and_then(|v| match v {
+    let message_id = at(json, &["data", "message_id"]).and_then(|v| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -108,17 +108,40 @@ fn success(json: Option<&Value>, status: u16) -> Outcome {
 
 /// MyOperator puts its code at `code`, `error.code` or `errors[0].code`.
 fn error_code(json: &Value) -> Option<String> {
-    ["/code", "/error/code", "/errors/0/code", "/error_code"]
+    const PLACES: [&[&str]; 4] = [
+        &["code"],
+        &["error", "code"],
+        &["errors", "0", "code"],
+        &["error_code"],
+    ];
+    PLACES
         .iter()
-        .find_map(|p| json.pointer(p).and_then(Value::as_str))
+        .find_map(|path| at(json, path).and_then(Value::as_str))
         .map(str::to_string)
 }
 
 fn error_message(json: &Value) -> Option<String> {
-    ["/message", "/error/message", "/errors/0/message", "/error"]
+    const PLACES: [&[&str]; 4] = [
+        &["message"],
+        &["error", "message"],
+        &["errors", "0", "message"],
+        &["error"],
+    ];
+    PLACES
         .iter()
-        .find_map(|p| json.pointer(p).and_then(Value::as_str))
+        .find_map(|path| at(json, path).and_then(Value::as_str))
         .map(|m| m.chars().take(500).collect())
+}
+
+/// The value at `path` (object keys, or array indexes written as numbers):
+/// what `Value::pointer` finds, without parsing a pointer string on every
+/// look-up.
+fn at<'v>(json: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(json, |value, step| match value {
+        Value::Object(map) => map.get(*step),
+        Value::Array(items) => step.parse::<usize>().ok().and_then(|i| items.get(i)),
+        _ => None,
+    })
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is

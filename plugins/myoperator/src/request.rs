@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::wire::Message;
 
@@ -51,37 +52,67 @@ pub fn split_recipient(recipient: &str) -> Result<(&'static str, &str), BodyErro
 
 /// The JSON body of `POST /chat/messages`.
 pub fn body(msg: &Message, phone_number_id: &str) -> Result<String, BodyError> {
-    let (country_code, number) = split_recipient(&msg.recipient)?;
+    let (customer_country_code, customer_number) = split_recipient(&msg.recipient)?;
     let data = match &msg.template {
-        Some(template) => {
-            let params: Map<String, Value> = template
-                .parameters
-                .iter()
-                .enumerate()
-                .map(|(i, value)| ((i + 1).to_string(), Value::String(value.clone())))
-                .collect();
-            json!({
-                "type": "template",
-                "context": {
-                    "template_name": template.name,
-                    "language": template.language,
-                    "body": params,
-                }
-            })
-        }
-        None => json!({
-            "type": "text",
-            "context": { "body": msg.text, "preview_url": false }
-        }),
+        Some(template) => Data::Template {
+            template_name: &template.name,
+            language: &template.language,
+            body: Numbered(&template.parameters),
+        },
+        None => Data::Text {
+            body: &msg.text,
+            preview_url: false,
+        },
     };
-    Ok(json!({
-        "phone_number_id": phone_number_id,
-        "customer_country_code": country_code,
-        "customer_number": number,
-        "data": data,
-        "myop_ref_id": msg.idempotency_key,
-    })
-    .to_string())
+    let body = Body {
+        phone_number_id,
+        customer_country_code,
+        customer_number,
+        data,
+        myop_ref_id: &msg.idempotency_key,
+    };
+    // serde_json fails only on a map key that is not a string or on a
+    // Serialize impl that errs; this body has neither, so never empty.
+    Ok(serde_json::to_string(&body).unwrap_or_default())
+}
+
+/// The request body, written straight from the message's fields (a
+/// component runs this on every send, so it builds no JSON tree).
+#[derive(Serialize)]
+struct Body<'a> {
+    phone_number_id: &'a str,
+    customer_country_code: &'a str,
+    customer_number: &'a str,
+    data: Data<'a>,
+    myop_ref_id: &'a str,
+}
+
+/// `{"type": "template" | "text", "context": {...}}`.
+#[derive(Serialize)]
+#[serde(tag = "type", content = "context", rename_all = "lowercase")]
+enum Data<'a> {
+    Template {
+        template_name: &'a str,
+        language: &'a str,
+        body: Numbered<'a>,
+    },
+    Text {
+        body: &'a str,
+        preview_url: bool,
+    },
+}
+
+/// Template parameters as MyOperator numbers them: `{"1": .., "2": ..}`.
+struct Numbered<'a>(&'a [String]);
+
+impl Serialize for Numbered<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (i, value) in self.0.iter().enumerate() {
+            map.serialize_entry(&(i + 1).to_string(), value)?;
+        }
+        map.end()
+    }
 }
 
 /// `host` or `host:port` of a base URL, as declared to the host.
@@ -98,6 +129,7 @@ pub fn host_of(base_url: &str) -> Option<String> {
 mod tests {
     use super::super::wire::TemplateRef;
     use super::*;
+    use serde_json::{Value, json};
 
     fn message(template: Option<TemplateRef>) -> Message {
         Message {
