@@ -13,14 +13,16 @@
 //! `Surreal::unstable_from_datastore`, is exempt from semver, so SurrealDB is
 //! pinned to an exact version in `host/Cargo.toml`.
 
+use std::collections::BTreeMap;
 use std::future::IntoFuture;
 use std::sync::Arc;
 
 use surrealdb::engine::any::Any;
 use surrealdb::engine::local::Db;
-use surrealdb::method::{IntoVariables, Query};
+use surrealdb::method::Query;
 use surrealdb::opt::auth::Root;
 use surrealdb::opt::capabilities::Capabilities;
+use surrealdb::types::{SurrealValue, Value};
 use surrealdb::{IndexedResults, Surreal};
 use surrealdb_cnf::ConfigMap;
 use surrealdb_engine_local::Datastore;
@@ -162,8 +164,15 @@ impl Statement<'_> {
         }
     }
 
-    /// Binds variables, as `Query::bind` does.
-    pub(super) fn bind(self, vars: impl IntoVariables) -> Self {
+    /// Binds `$name` to `value`.
+    ///
+    /// Handed a `(name, value)` tuple, the SDK converts it to a
+    /// two-element array and then clones the value out of it: for a batch
+    /// of 1,024 rows, a deep copy of every row. A one-entry map is moved
+    /// instead.
+    pub(super) fn bind(self, (name, value): (&str, impl SurrealValue)) -> Self {
+        let vars: BTreeMap<String, Value> =
+            BTreeMap::from([(name.to_string(), value.into_value())]);
         match self {
             Statement::Embedded(q) => Statement::Embedded(q.bind(vars)),
             Statement::Server(q) => Statement::Server(q.bind(vars)),
