@@ -586,6 +586,30 @@ async fn health_reports_the_store_and_loaded_plugins() {
     assert_eq!(answer["due"], 0);
 }
 
+/// `THP_enabled` of a process: 0 once it has turned transparent huge
+/// pages off for itself.
+fn thp_enabled(pid: u32) -> Option<u8> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("THP_enabled:"))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn chirp_keeps_transparent_huge_pages_off_unless_the_operator_allows_them() {
+    let w = world().await;
+    let chirp = w.options.start();
+    assert_eq!(thp_enabled(chirp.pid()), Some(0));
+    drop(chirp);
+
+    let allowed = ChirpOptions::new(&w.options.db, w.options.plugins_dir.clone(), &w.mock)
+        .set("MIMALLOC_ALLOW_THP", "1")
+        .start();
+    // As the system has it for any process that did not opt out.
+    assert_eq!(thp_enabled(allowed.pid()), thp_enabled(std::process::id()));
+}
+
 #[tokio::test]
 async fn a_missing_provider_setting_stops_start_up_naming_the_variable() {
     let w = world().await;

@@ -11,7 +11,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// mimalloc's `allow_thp` option (`mi_option_allow_thp`, likewise).
 const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 43;
 
-/// Shortens mimalloc's purge delay to 10 ms.
+/// Shortens mimalloc's purge delay to 10 ms and turns transparent huge
+/// pages off.
 ///
 /// mimalloc 3 returns freed memory to the system only after a second
 /// (`purge_delay` 1000 ms). SurrealKV's commits free and allocate so much
