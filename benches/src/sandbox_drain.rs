@@ -53,6 +53,10 @@ pub async fn run(
     process_cpu: fn() -> Duration,
 ) {
     let config = chirp_defaults();
+    println!(
+        "10. {} provider calls in flight (CHIRP_SEND_CONCURRENCY)",
+        config.send_concurrency
+    );
     let component = Arc::new(component_provider(plugin, mock, work).await);
     let native = Arc::new(NativeMyOperator::new(
         &mock.base,
@@ -157,15 +161,19 @@ async fn drain<P: Providers>(
 
 /// chirp's defaults for the scheduler (concurrency, lease, retries), with
 /// no provider rate limit: the benchmark measures chirp, not the pacing.
+/// `CHIRP_SEND_CONCURRENCY` is honoured as chirp would.
 fn chirp_defaults() -> Config {
-    let env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = [
         ("CHIRP_INSECURE_NO_AUTH", "true"),
         ("CHIRP_PROVIDER_RATE", "1000000"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    Config::from_parts(RawConfig::default(), env).expect("chirp's defaults")
+    if let Ok(concurrency) = std::env::var("CHIRP_SEND_CONCURRENCY") {
+        env.insert("CHIRP_SEND_CONCURRENCY".into(), concurrency);
+    }
+    Config::from_parts(RawConfig::default(), env).expect("chirp's settings")
 }
 
 /// The MyOperator component loaded as chirp loads it, pointed at the mock.
