@@ -10,6 +10,49 @@ pub mod process;
 pub mod sandbox_drain;
 pub mod store_path;
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use chirp::config::PluginSettings;
+use chirp::plugins::{Limits, Plugins};
+
+/// The MyOperator credentials the benchmark configures, whichever way the
+/// provider runs (inside chirp, the component in this process, native).
+pub const API_KEY: &str = "bench-token";
+pub const ACCOUNT_ID: &str = "bench-company";
+pub const PHONE_NUMBER_ID: &str = "bench-number";
+
+/// The MyOperator component at `plugin`, loaded in this process as chirp
+/// loads it, sending to the mock at `mock_base` (a loopback address the
+/// sandbox is told to allow), with room for `concurrency` calls at once.
+pub async fn load_component(
+    plugin: &Path,
+    mock_base: &str,
+    work: &Path,
+    concurrency: usize,
+) -> Plugins {
+    let env: HashMap<String, String> = [
+        ("MYOPERATOR_API_KEY", API_KEY),
+        ("MYOPERATOR_ACCOUNT_ID", ACCOUNT_ID),
+        ("MYOPERATOR_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
+        ("MYOPERATOR_BASE_URL", mock_base),
+        ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
+    let plugins = Plugins::new(
+        settings,
+        Limits::default(),
+        &work.join("sandbox-cache"),
+        concurrency,
+    )
+    .expect("engine");
+    plugins.sync_file(plugin).await.expect("load plugin");
+    plugins
+}
+
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

@@ -579,25 +579,10 @@ async fn hot_swap(chirp: &ChirpProcess, file: &Path) {
 /// One provider call through the sandbox against the same HTTP request
 /// made natively; sequential, so the difference is the sandbox's cost.
 async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
-    use chirp::config::PluginSettings;
-    use chirp::plugins::{Limits, Plugins, bindings};
-    use std::collections::HashMap;
+    use chirp::plugins::bindings;
 
     const CALLS: u32 = 2000;
-    let env: HashMap<String, String> = [
-        ("MYOPERATOR_API_KEY", "bench-token"),
-        ("MYOPERATOR_ACCOUNT_ID", "bench-company"),
-        ("MYOPERATOR_PHONE_NUMBER_ID", "bench-number"),
-        ("MYOPERATOR_BASE_URL", mock.base.as_str()),
-        ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
-    let plugins =
-        Plugins::new(settings, Limits::default(), &work.join("sandbox-cache"), 64).expect("engine");
-    plugins.sync_file(plugin).await.expect("load plugin");
+    let plugins = chirp_bench::load_component(plugin, &mock.base, work, 64).await;
     let message = |n: u32| bindings::Message {
         id: format!("bench-{n}"),
         recipient: "+919876543210".into(),

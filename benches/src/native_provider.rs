@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use chirp::delivery::Providers;
-use chirp::plugins::bindings::{self, Failure, Receipt, SendError};
+use chirp::plugins::bindings::{self, Failure, SendError};
 use chirp::plugins::network::Clients;
 use chirp::plugins::{CallError, Limits, NotLoaded, SendAnswer};
 use tokio::sync::broadcast;
@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 mod wire {
     #[cfg(test)]
     pub use chirp::plugins::bindings::TemplateRef;
-    pub use chirp::plugins::bindings::{Message, http};
+    pub use chirp::plugins::bindings::{Failure, Message, Receipt, SendError, http};
 }
 
 #[path = "../../plugins/myoperator/src/classify.rs"]
@@ -104,22 +104,7 @@ impl NativeMyOperator {
             }
             Err(e) => classify::transport(&transport_error(&e)),
         };
-        match outcome {
-            classify::Outcome::Sent { message_id } => Ok(Receipt {
-                provider_message_id: message_id,
-            }),
-            classify::Outcome::Retryable {
-                code,
-                message,
-                retry_after_ms,
-            } => Err(SendError::Retryable((
-                Failure { code, message },
-                retry_after_ms,
-            ))),
-            classify::Outcome::Permanent { code, message } => {
-                Err(SendError::Permanent(Failure { code, message }))
-            }
-        }
+        outcome.into_answer()
     }
 }
 

@@ -75,9 +75,9 @@ impl ChirpProcess {
             .env("CHIRP_JWT_SECRET", SECRET)
             // The mock has no per-number limit; measure chirp, not pacing.
             .env("CHIRP_PROVIDER_RATE", "1000000")
-            .env("MYOPERATOR_API_KEY", "bench-token")
-            .env("MYOPERATOR_ACCOUNT_ID", "bench-company")
-            .env("MYOPERATOR_PHONE_NUMBER_ID", "bench-number")
+            .env("MYOPERATOR_API_KEY", crate::API_KEY)
+            .env("MYOPERATOR_ACCOUNT_ID", crate::ACCOUNT_ID)
+            .env("MYOPERATOR_PHONE_NUMBER_ID", crate::PHONE_NUMBER_ID)
             .env("MYOPERATOR_BASE_URL", &setup.mock_base)
             // The mock is on loopback, which plugins reach only when allowed.
             .env("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true")

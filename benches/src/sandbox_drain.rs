@@ -14,11 +14,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chirp::config::{Config, PluginSettings, RawConfig};
+use chirp::config::{Config, RawConfig};
 use chirp::delivery::Providers;
 use chirp::message::{NewMessage, now_millis};
 use chirp::phone::Phone;
-use chirp::plugins::{Limits, Plugins};
 use chirp::queue::retry::RetryPolicy;
 use chirp::queue::scheduler::Scheduler;
 use chirp::store::Store;
@@ -27,14 +26,11 @@ use tokio::sync::{Notify, watch};
 use crate::mock::Mock;
 use crate::native_provider::NativeMyOperator;
 use crate::store_path::{new_message, store_memory};
+use crate::{ACCOUNT_ID, API_KEY, PHONE_NUMBER_ID, load_component};
 
 /// Rounds per provider, taken in turns (component, native, component ...)
 /// so that the VM's swings in speed fall on both.
 const ROUNDS: usize = 3;
-/// Credentials the mock accepts.
-const API_KEY: &str = "bench-token";
-const ACCOUNT_ID: &str = "bench-company";
-const PHONE_NUMBER_ID: &str = "bench-number";
 
 /// One drain's figures.
 struct Round {
@@ -57,7 +53,8 @@ pub async fn run(
         "10. {} provider calls in flight (CHIRP_SEND_CONCURRENCY)",
         config.send_concurrency
     );
-    let component = Arc::new(component_provider(plugin, mock, work).await);
+    let component =
+        Arc::new(load_component(plugin, &mock.base, work, config.send_concurrency).await);
     let native = Arc::new(NativeMyOperator::new(
         &mock.base,
         API_KEY,
@@ -174,30 +171,6 @@ fn chirp_defaults() -> Config {
         env.insert("CHIRP_SEND_CONCURRENCY".into(), concurrency);
     }
     Config::from_parts(RawConfig::default(), env).expect("chirp's settings")
-}
-
-/// The MyOperator component loaded as chirp loads it, pointed at the mock.
-async fn component_provider(plugin: &Path, mock: &Mock, work: &Path) -> Plugins {
-    let env: HashMap<String, String> = [
-        ("MYOPERATOR_API_KEY", API_KEY),
-        ("MYOPERATOR_ACCOUNT_ID", ACCOUNT_ID),
-        ("MYOPERATOR_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
-        ("MYOPERATOR_BASE_URL", mock.base.as_str()),
-        ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
-    let plugins = Plugins::new(
-        settings,
-        Limits::default(),
-        &work.join("sandbox-cache"),
-        chirp_defaults().send_concurrency,
-    )
-    .expect("engine");
-    plugins.sync_file(plugin).await.expect("load plugin");
-    plugins
 }
 
 fn print_round(provider: &str, round: usize, count: usize, r: &Round) {

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::wire::http;
+use super::wire::{Failure, Receipt, SendError, http};
 
 /// Error codes that no retry can fix: an empty wallet, a blocked or
 /// unverified account.
@@ -29,6 +29,28 @@ pub enum Outcome {
         code: String,
         message: String,
     },
+}
+
+impl Outcome {
+    /// The answer `delivery.send` gives for this outcome.
+    pub fn into_answer(self) -> Result<Receipt, SendError> {
+        match self {
+            Outcome::Sent { message_id } => Ok(Receipt {
+                provider_message_id: message_id,
+            }),
+            Outcome::Retryable {
+                code,
+                message,
+                retry_after_ms,
+            } => Err(SendError::Retryable((
+                Failure { code, message },
+                retry_after_ms,
+            ))),
+            Outcome::Permanent { code, message } => {
+                Err(SendError::Permanent(Failure { code, message }))
+            }
+        }
+    }
 }
 
 /// Classifies a failure to get any response.
@@ -108,29 +130,36 @@ fn success(json: Option<&Value>, status: u16) -> Outcome {
 
 /// MyOperator puts its code at `code`, `error.code` or `errors[0].code`.
 fn error_code(json: &Value) -> Option<String> {
-    const PLACES: [&[&str]; 4] = [
-        &["code"],
-        &["error", "code"],
-        &["errors", "0", "code"],
-        &["error_code"],
-    ];
-    PLACES
-        .iter()
-        .find_map(|path| at(json, path).and_then(Value::as_str))
-        .map(str::to_string)
+    first_string(
+        json,
+        &[
+            &["code"],
+            &["error", "code"],
+            &["errors", "0", "code"],
+            &["error_code"],
+        ],
+    )
+    .map(str::to_string)
 }
 
 fn error_message(json: &Value) -> Option<String> {
-    const PLACES: [&[&str]; 4] = [
-        &["message"],
-        &["error", "message"],
-        &["errors", "0", "message"],
-        &["error"],
-    ];
-    PLACES
+    first_string(
+        json,
+        &[
+            &["message"],
+            &["error", "message"],
+            &["errors", "0", "message"],
+            &["error"],
+        ],
+    )
+    .map(|m| m.chars().take(500).collect())
+}
+
+/// The first string found at one of `places`, in order.
+fn first_string<'v>(json: &'v Value, places: &[&[&str]]) -> Option<&'v str> {
+    places
         .iter()
         .find_map(|path| at(json, path).and_then(Value::as_str))
-        .map(|m| m.chars().take(500).collect())
 }
 
 /// The value at `path` (object keys, or array indexes written as numbers):

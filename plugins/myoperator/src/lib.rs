@@ -26,7 +26,7 @@ wit_bindgen::generate!({
 /// native provider builds and classifies exactly as this component does.
 pub mod wire {
     pub use crate::chirp::plugin::http;
-    pub use crate::chirp::plugin::types::{Message, TemplateRef};
+    pub use crate::chirp::plugin::types::{Failure, Message, Receipt, SendError, TemplateRef};
 }
 
 use chirp::plugin::config;
@@ -114,26 +114,16 @@ impl Guest for MyOperator {
             Ok(resp) => classify::response(resp.status, retry_after(&resp.headers), &resp.body),
             Err(err) => classify::transport(&err),
         };
-        match outcome {
-            classify::Outcome::Sent { message_id } => Ok(Receipt {
-                provider_message_id: message_id,
-            }),
-            classify::Outcome::Retryable {
-                code,
-                message,
-                retry_after_ms,
-            } => {
+        match &outcome {
+            classify::Outcome::Sent { .. } => {}
+            classify::Outcome::Retryable { code, message, .. } => {
                 log::log(Level::Warn, &format!("retryable failure {code}: {message}"));
-                Err(SendError::Retryable((
-                    Failure { code, message },
-                    retry_after_ms,
-                )))
             }
             classify::Outcome::Permanent { code, message } => {
                 log::log(Level::Warn, &format!("permanent failure {code}: {message}"));
-                Err(SendError::Permanent(Failure { code, message }))
             }
         }
+        outcome.into_answer()
     }
 }
 
