@@ -610,6 +610,50 @@ async fn chirp_keeps_transparent_huge_pages_off_unless_the_operator_allows_them(
     assert_eq!(thp_enabled(allowed.pid()), thp_enabled(std::process::id()));
 }
 
+/// The name and nice value of every thread of a process.
+fn threads(pid: u32) -> Vec<(String, i32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // pid (comm) state ppid ...: the name may hold spaces and
+            // parentheses, so the fields are counted from the last ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            // Field 19 of stat is the nice value; `rest` starts at field 3.
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_store_compacts_on_threads_of_its_own_below_chirps_priority() {
+    let w = world().await;
+    let chirp = durable(&w).start();
+    let threads = threads(chirp.pid());
+    let nice_of = |name: &str| -> Vec<i32> {
+        threads
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    // The two workers SurrealKV flushes and compacts on.
+    let background = nice_of("chirp-store-bg");
+    assert!(
+        background.iter().filter(|&&nice| nice == 5).count() >= 2,
+        "{threads:?}"
+    );
+    // The commit path and chirp's own workers keep their priority.
+    assert_eq!(nice_of("surrealkv-commi"), vec![0], "{threads:?}");
+    let workers = nice_of("tokio-rt-worker");
+    assert!(
+        !workers.is_empty() && workers.iter().all(|&nice| nice == 0),
+        "{threads:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_provider_setting_stops_start_up_naming_the_variable() {
     let w = world().await;

@@ -6,8 +6,9 @@
 //! host's memory (a 1 GiB memtable and a cache of half the memory less
 //! 1 GiB on a 24 GiB machine), and the SDK's `connect` passes no settings
 //! through. Building the datastore here lets the operator bound its memory
-//! ([`EmbeddedMemory`]) and lets [`Database::close`] flush and close it
-//! while the runtime is still there to do it.
+//! ([`EmbeddedMemory`]), keeps SurrealKV's flushes and compactions off
+//! chirp's threads ([`super::background`]), and lets [`Database::close`]
+//! flush and close it while the runtime is still there to do it.
 //!
 //! The price: the SDK's way in for an open datastore,
 //! `Surreal::unstable_from_datastore`, is exempt from semver, so SurrealDB is
@@ -28,6 +29,7 @@ use surrealdb_cnf::ConfigMap;
 use surrealdb_engine_local::Datastore;
 
 use super::StoreError;
+use super::background::BackgroundThreads;
 
 /// How much memory the embedded SurrealKV store may hold, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,9 @@ pub(super) enum Database {
     Embedded {
         db: Surreal<Db>,
         datastore: Arc<Datastore>,
+        /// Where SurrealKV flushes and compacts; dropped after the
+        /// datastore (fields drop in order). `None` for `mem://`.
+        _background: Option<BackgroundThreads>,
     },
     Server(Surreal<Any>),
 }
@@ -81,11 +86,16 @@ impl Database {
                 source: source.into(),
             };
         let database = if url.starts_with("surrealkv://") || url.starts_with("mem://") {
-            let datastore = open_embedded(url, memory).await.map_err(connect_error)?;
+            let (datastore, background) =
+                open_embedded(url, memory).await.map_err(connect_error)?;
             let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
-            Database::Embedded { db, datastore }
+            Database::Embedded {
+                db,
+                datastore,
+                _background: background,
+            }
         } else {
             let db = surrealdb::engine::any::connect(url)
                 .await
@@ -129,29 +139,38 @@ impl Database {
 }
 
 /// Builds the embedded datastore the way the SDK's local engine does, with
-/// SurrealKV's memory set by chirp.
+/// SurrealKV's memory set by chirp and its background work on threads of
+/// its own (see [`super::background`]).
 async fn open_embedded(
     url: &str,
     memory: EmbeddedMemory,
-) -> Result<Arc<Datastore>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(Arc<Datastore>, Option<BackgroundThreads>), Box<dyn std::error::Error + Send + Sync>> {
     let settings = ConfigMap::empty()
         .with_key_value("surrealkv_max_memtable_size", memory.memtable.to_string())
         .with_key_value(
             "surrealkv_block_cache_capacity",
             memory.block_cache.to_string(),
         );
-    let datastore = Datastore::builder()
+    let builder = Datastore::builder()
         .with_config(settings)
         .with_capabilities(Capabilities::new().into())
         // As in the SDK: the maintenance tasks write, so they start only
         // once the version check has stamped a new datastore.
-        .without_maintenance_tasks()
-        .build_with_path(url)
-        .await?;
+        .without_maintenance_tasks();
+    let (datastore, background) = if url.starts_with("surrealkv://") {
+        let background = BackgroundThreads::start()?;
+        let path = url.to_string();
+        let datastore = background
+            .build(async move { builder.build_with_path(&path).await })
+            .await??;
+        (datastore, Some(background))
+    } else {
+        (builder.build_with_path(url).await?, None)
+    };
     datastore.check_version().await?;
     datastore.bootstrap().await?;
     datastore.start_maintenance_tasks();
-    Ok(datastore)
+    Ok((datastore, background))
 }
 
 impl Statement<'_> {

@@ -7,6 +7,7 @@
 //! messages, per batch of claims, per batch of completed attempts), because
 //! a commit with fsync costs about as much as a few hundred rows.
 
+mod background;
 mod database;
 mod messages;
 mod preferences;
