@@ -4,25 +4,26 @@
 //! Why: SurrealKV runs each flush and each compaction as a tokio task that
 //! blocks its worker thread for as long as it takes (about 70 ms to flush
 //! a 16 MiB memtable, 0.4-1 s for a compaction), on the runtime that built
-//! the store. On chirp's runtime, one worker per core, that took a worker
-//! from the API, the commit loop and the scheduler, and the compaction
-//! competed with them for the CPU as an equal: accepting at a fixed
-//! 2,000 requests/s, p99 latency was 300-500 ms, almost all of it in the
-//! half second each compaction took (BENCHMARKS.md, "Compactions moved
-//! off chirp's threads").
+//! the store. On chirp's runtime, one worker per core, the compaction took
+//! a worker from the API, the commit loop and the scheduler, and competed
+//! with them for the CPU as an equal: accepting at a fixed 2,000
+//! requests/s, p99 latency was 300-500 ms, made in the half second each
+//! compaction took (BENCHMARKS.md, "Compactions moved off chirp's
+//! threads").
 //!
-//! So an embedded SurrealKV store is built on a runtime of its own, where
-//! its background tasks then run, and that runtime's threads run at nice
-//! [`NICE`]. The compaction still gets whatever CPU chirp leaves idle, and
-//! about a quarter of a core when chirp uses all of it.
+//! So the tasks an embedded SurrealKV store starts are spawned on a runtime
+//! of its own, whose threads run at nice [`NICE`]. A compaction still gets
+//! whatever CPU chirp leaves idle, and about a quarter of a core when chirp
+//! uses all of it.
 //!
-//! **Invariant:** only the runtime's own threads are lowered, and only
-//! once the store is built. Threads SurrealDB starts while it builds the
-//! store (its commit coordinator, its thread pool, its clock) inherit the
-//! priority of the thread that starts them, and the commit coordinator is
-//! on every write's path: they must keep chirp's priority.
+//! **Invariant:** only the tasks move, not the threads SurrealDB starts
+//! while it builds the store. Those (its commit coordinator, on every
+//! write's path; its thread pool; its clock) inherit the priority of the
+//! thread that starts them, so the store is built on chirp's own thread,
+//! with this runtime entered only for spawning.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
+use std::task::Poll;
 
 /// The nice value of the background threads: the scheduler weighs a
 /// nice-5 thread at 335 against 1,024 for chirp's own. Nice 10 (110)
@@ -37,57 +38,34 @@ const WORKERS: usize = 2;
 /// waiting for a compaction in progress) when dropped.
 pub(super) struct BackgroundThreads {
     runtime: Option<tokio::runtime::Runtime>,
-    threads: Arc<Mutex<Threads>>,
-}
-
-/// The runtime's threads, and whether they have been lowered yet.
-#[derive(Default)]
-struct Threads {
-    lowered: bool,
-    /// Thread IDs of the threads started before they were lowered.
-    started: Vec<ThreadId>,
 }
 
 impl BackgroundThreads {
     pub(super) fn start() -> std::io::Result<BackgroundThreads> {
-        let threads = Arc::new(Mutex::new(Threads::default()));
-        let on_start = threads.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKERS)
             .thread_name("chirp-store-bg")
             .enable_all()
-            .on_thread_start(move || {
-                let mut threads = on_start.lock().unwrap_or_else(PoisonError::into_inner);
-                if threads.lowered {
-                    lower(this_thread());
-                } else {
-                    threads.started.push(this_thread());
-                }
-            })
+            .on_thread_start(lower_this_thread)
             .build()?;
         Ok(BackgroundThreads {
             runtime: Some(runtime),
-            threads,
         })
     }
 
-    /// Runs `build` (the store's construction) on these threads, so that
-    /// the tasks it starts stay here, then lowers the threads' priority.
-    pub(super) async fn build<T: Send + 'static>(
-        &self,
-        build: impl Future<Output = T> + Send + 'static,
-    ) -> std::io::Result<T> {
-        let runtime = self
+    /// Drives `build` (the store's construction) on the calling task, with
+    /// this runtime as the one any task it spawns goes to.
+    pub(super) async fn spawning_here<T>(&self, build: impl Future<Output = T>) -> T {
+        let here = self
             .runtime
             .as_ref()
-            .ok_or_else(|| std::io::Error::other("the store's background runtime is shut down"))?;
-        let built = runtime.spawn(build).await.map_err(std::io::Error::other)?;
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        threads.lowered = true;
-        for &thread in &threads.started {
-            lower(thread);
-        }
-        Ok(built)
+            .map(|runtime| runtime.handle().clone());
+        let mut build = std::pin::pin!(build);
+        std::future::poll_fn(move |cx| -> Poll<T> {
+            let _entered = here.as_ref().map(|handle| handle.enter());
+            build.as_mut().poll(cx)
+        })
+        .await
     }
 }
 
@@ -99,36 +77,21 @@ impl Drop for BackgroundThreads {
     }
 }
 
-/// A thread as the kernel numbers it.
-type ThreadId = i32;
-
+/// Sets the calling thread's nice value to [`NICE`]. On Linux a nice value
+/// belongs to a thread, not to the whole process.
 #[cfg(target_os = "linux")]
-fn this_thread() -> ThreadId {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::gettid() }
-}
-
-/// Sets `thread`'s nice value to [`NICE`]. On Linux a nice value belongs
-/// to a thread, not to the whole process.
-#[cfg(target_os = "linux")]
-fn lower(thread: ThreadId) {
+fn lower_this_thread() {
     // SAFETY: setpriority reads no memory of ours; raising a nice value
     // needs no privilege. A failure leaves the thread as it was.
-    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, NICE) } != 0;
+    let failed = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) } != 0;
     if failed {
         tracing::warn!(
-            thread,
             error = %std::io::Error::last_os_error(),
             "cannot lower the priority of the store's background thread"
         );
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn this_thread() -> ThreadId {
-    0
-}
-
 /// Elsewhere a nice value belongs to the whole process: left alone.
 #[cfg(not(target_os = "linux"))]
-fn lower(_thread: ThreadId) {}
+fn lower_this_thread() {}

@@ -159,10 +159,9 @@ async fn open_embedded(
         .without_maintenance_tasks();
     let (datastore, background) = if url.starts_with("surrealkv://") {
         let background = BackgroundThreads::start()?;
-        let path = url.to_string();
         let datastore = background
-            .build(async move { builder.build_with_path(&path).await })
-            .await??;
+            .spawning_here(builder.build_with_path(url))
+            .await?;
         (datastore, Some(background))
     } else {
         (builder.build_with_path(url).await?, None)
