@@ -27,8 +27,8 @@ use std::task::Poll;
 
 /// The nice value of the background threads: the scheduler weighs a
 /// nice-5 thread at 335 against 1,024 for chirp's own. Nice 10 (110)
-/// helped latency as much but starved the compactions enough that the
-/// drain's memory no longer stayed flat (BENCHMARKS.md).
+/// bought no lower latency (BENCHMARKS.md) and would give compactions a
+/// third of that share of a busy CPU, so more room to fall behind.
 pub const NICE: i32 = 5;
 
 /// A flush and a compaction may run at once, each blocking a thread.
