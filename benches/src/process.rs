@@ -26,14 +26,19 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// chirp's environment is cleared, but the store's memory settings
-    /// (`CHIRP_STORE_MEMTABLE_MB`, `CHIRP_STORE_CACHE_MB`) are passed on
-    /// from the caller's, so runs can compare them.
+    /// chirp's environment is cleared, but the store's settings
+    /// (`CHIRP_STORE_MEMTABLE_MB`, `CHIRP_STORE_CACHE_MB`,
+    /// `CHIRP_STORE_COMMITTERS`) are passed on from the caller's, so runs
+    /// can compare them.
     pub fn new(binary: &Path, plugins_dir: &Path, db: String, mock_base: &str) -> Setup {
-        let env = ["CHIRP_STORE_MEMTABLE_MB", "CHIRP_STORE_CACHE_MB"]
-            .into_iter()
-            .filter_map(|key| Some((key.to_string(), std::env::var(key).ok()?)))
-            .collect();
+        let env = [
+            "CHIRP_STORE_MEMTABLE_MB",
+            "CHIRP_STORE_CACHE_MB",
+            "CHIRP_STORE_COMMITTERS",
+        ]
+        .into_iter()
+        .filter_map(|key| Some((key.to_string(), std::env::var(key).ok()?)))
+        .collect();
         Setup {
             binary: binary.to_path_buf(),
             plugins_dir: plugins_dir.to_path_buf(),

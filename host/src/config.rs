@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,6 +50,7 @@ pub struct RawConfig {
     pub db_pass: Option<String>,
     pub store_memtable_mb: Option<String>,
     pub store_cache_mb: Option<String>,
+    pub store_committers: Option<String>,
     pub plugins_dir: Option<PathBuf>,
     pub templates_dir: Option<PathBuf>,
     pub max_attempts: Option<String>,
@@ -106,6 +108,9 @@ pub struct Config {
     /// embedded store may hold for writes not yet in table files, and for
     /// cached table blocks. Unused with a server.
     pub store_memory: EmbeddedMemory,
+    /// `CHIRP_STORE_COMMITTERS`: transactions of accepted messages that may
+    /// be committing at once.
+    pub store_committers: NonZeroUsize,
     /// `CHIRP_PLUGINS_DIR`: where the `.wasm` provider components are.
     pub plugins_dir: PathBuf,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
@@ -310,6 +315,15 @@ impl Config {
             )?,
         };
 
+        let store_committers = parse_number(
+            "CHIRP_STORE_COMMITTERS",
+            pick("CHIRP_STORE_COMMITTERS", raw.store_committers.take()),
+            2,
+            1..=64,
+        )?;
+        let store_committers =
+            NonZeroUsize::new(store_committers as usize).unwrap_or(NonZeroUsize::MIN);
+
         let plugins_dir = var("CHIRP_PLUGINS_DIR")
             .map(PathBuf::from)
             .or(raw.plugins_dir.take())
@@ -428,6 +442,7 @@ impl Config {
             db,
             db_credentials,
             store_memory,
+            store_committers,
             plugins_dir,
             templates_dir,
             max_attempts,
@@ -554,6 +569,7 @@ mod tests {
         );
         assert_eq!(config.shutdown_grace, Duration::from_secs(15));
         assert_eq!(config.store_memory, EmbeddedMemory::default());
+        assert_eq!(config.store_committers.get(), 2);
         let config = Config::from_parts(
             RawConfig::default(),
             env(&[
@@ -561,10 +577,12 @@ mod tests {
                 ("CHIRP_SHUTDOWN_GRACE", "90s"),
                 ("CHIRP_STORE_MEMTABLE_MB", "32"),
                 ("CHIRP_STORE_CACHE_MB", "8"),
+                ("CHIRP_STORE_COMMITTERS", "3"),
             ]),
         )
         .unwrap();
         assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(config.store_committers.get(), 3);
         assert_eq!(
             config.store_memory,
             EmbeddedMemory {
@@ -624,6 +642,7 @@ mod tests {
             ("CHIRP_SHUTDOWN_GRACE", "a while"),
             ("CHIRP_STORE_MEMTABLE_MB", "1"),
             ("CHIRP_STORE_CACHE_MB", "lots"),
+            ("CHIRP_STORE_COMMITTERS", "0"),
         ] {
             let err = Config::from_parts(
                 RawConfig::default(),

@@ -85,7 +85,7 @@ pub struct Chirp {
     listener: TcpListener,
     state: api::AppState,
     wake: Arc<Notify>,
-    commit_task: tokio::task::JoinHandle<()>,
+    commit_tasks: tokio::task::JoinSet<()>,
     lookup_task: tokio::task::JoinHandle<()>,
 }
 
@@ -158,7 +158,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         );
     }
     let wake = Arc::new(Notify::new());
-    let (queue, commit_task) = Queue::start(store.clone(), wake.clone());
+    let (queue, commit_tasks) = Queue::start(store.clone(), wake.clone(), config.store_committers);
     let (recipients, lookup_task) = Recipients::start(store.clone());
     let listener = TcpListener::bind(config.listen)
         .await
@@ -191,7 +191,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         listener,
         state,
         wake,
-        commit_task,
+        commit_tasks,
         lookup_task,
     })
 }
@@ -214,7 +214,7 @@ impl Chirp {
             listener,
             state,
             wake,
-            commit_task,
+            mut commit_tasks,
             lookup_task,
         } = self;
         let shutdown_grace = config.shutdown_grace;
@@ -266,7 +266,7 @@ impl Chirp {
             served
         })
         .await;
-        commit_task.abort();
+        commit_tasks.abort_all();
         lookup_task.abort();
         if let Err(e) = store.close().await {
             tracing::warn!(error = %e, "the store did not close cleanly; it recovers its log on the next start");

@@ -3,10 +3,19 @@
 //! of each attempt.
 //!
 //! **Invariant:** a message is answered `202` only after the transaction
-//! holding it has committed. Accepted messages are written by one task in
-//! batches (whatever arrived while the previous batch was committing), so
-//! under load one fsync covers many messages and at low load a message
-//! waits for no timer.
+//! holding it has committed. Accepted messages are written by a few
+//! committer tasks in batches (whatever reached a committer while its
+//! previous batch was committing), so under load one fsync covers many
+//! messages and at low load a message waits for no timer.
+//!
+//! Why more than one committer: a batch's transaction is mostly SurrealDB's
+//! work on one thread, so a single committer leaves the other cores idle
+//! while it runs, and every request waits for the batch before its own.
+//! With two, one batch is being built while the other commits. A request
+//! goes to the committer its idempotency key hashes to, so retries of one
+//! request meet in one committer; keys that still meet in two (one event's
+//! messages carry several) are settled by the store (see
+//! [`Store::insert_batch`]).
 //!
 //! # Layout
 //! - [`retry`]: the retry rule (pure).
@@ -16,10 +25,13 @@
 pub mod retry;
 pub mod scheduler;
 
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::message::NewMessage;
 use crate::store::{Inserted, Store};
@@ -28,8 +40,9 @@ use crate::telemetry;
 /// The most messages committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
-/// Accepted messages waiting for the committer; beyond this, callers wait
-/// for room (back-pressure) rather than memory growing without bound.
+/// Accepted messages waiting for the committers, all together; beyond
+/// this, callers wait for room (back-pressure) rather than memory growing
+/// without bound.
 const PENDING_CAPACITY: usize = 16 * 1024;
 
 /// Why a message could not be accepted.
@@ -53,17 +66,44 @@ struct Pending {
 /// The front door of the queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
-    pending: mpsc::Sender<Pending>,
+    /// One inbox per committer task.
+    committers: Arc<[mpsc::Sender<Pending>]>,
     wake: Arc<Notify>,
 }
 
 impl Queue {
-    /// Starts the committer task. `wake` is notified whenever new messages
-    /// are committed, so the scheduler looks at once.
-    pub fn start(store: Store, wake: Arc<Notify>) -> (Queue, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(PENDING_CAPACITY);
-        let task = tokio::spawn(commit_loop(store, rx, wake.clone()));
-        (Queue { pending: tx, wake }, task)
+    /// Starts `committers` committer tasks. `wake` is notified whenever
+    /// new messages are committed, so the scheduler looks at once.
+    pub fn start(
+        store: Store,
+        wake: Arc<Notify>,
+        committers: NonZeroUsize,
+    ) -> (Queue, JoinSet<()>) {
+        let capacity = (PENDING_CAPACITY / committers.get()).max(1);
+        let mut tasks = JoinSet::new();
+        let inboxes = (0..committers.get())
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(capacity);
+                tasks.spawn(commit_loop(store.clone(), rx, wake.clone()));
+                tx
+            })
+            .collect();
+        (
+            Queue {
+                committers: inboxes,
+                wake,
+            },
+            tasks,
+        )
+    }
+
+    /// The committer for messages whose first idempotency key is `key`.
+    fn committer_for(&self, key: &str) -> &mpsc::Sender<Pending> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        // Truncating the hash is fine: any bits pick a committer evenly.
+        let which = hasher.finish() as usize % self.committers.len();
+        &self.committers[which]
     }
 
     /// Stores `message` durably. Returns once it is committed, with its id
@@ -79,11 +119,12 @@ impl Queue {
         &self,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Inserted>, QueueError> {
-        if messages.is_empty() {
+        let Some(first) = messages.first() else {
             return Ok(Vec::new());
-        }
+        };
+        let committer = self.committer_for(&first.idempotency_key);
         let (reply, answer) = oneshot::channel();
-        self.pending
+        committer
             .send(Pending { messages, reply })
             .await
             .map_err(|_| QueueError::Closed)?;
@@ -133,5 +174,47 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EmbeddedMemory, test_message};
+
+    /// Requests spread over the committers by their first key, while
+    /// their second keys collide across committers: every request is
+    /// answered, and each key names one message.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn committers_racing_on_shared_keys_answer_every_request_with_one_message_per_key() {
+        let store = Store::open("mem://", None, EmbeddedMemory::default())
+            .await
+            .expect("store");
+        let committers = NonZeroUsize::new(4).expect("four");
+        let (queue, _tasks) = Queue::start(store.clone(), Arc::new(Notify::new()), committers);
+        let requests = (0..200).map(|n| {
+            let queue = queue.clone();
+            async move {
+                let own = test_message(n, 1_000);
+                let shared = test_message(10_000 + n % 10, 1_000);
+                queue.enqueue_all(vec![own, shared]).await
+            }
+        });
+        let answers = futures::future::join_all(requests).await;
+
+        let mut by_shared_key: std::collections::HashMap<i64, String> = Default::default();
+        for (n, answer) in answers.into_iter().enumerate() {
+            let stored = answer.expect("accepted");
+            assert!(!stored[0].replayed, "request {n}: its own key is new");
+            let first = by_shared_key
+                .entry(n as i64 % 10)
+                .or_insert_with(|| stored[1].id.clone());
+            assert_eq!(
+                &stored[1].id, first,
+                "request {n}: one message per shared key"
+            );
+        }
+        let stored = store.statistics(0, i64::MAX).await.expect("statistics");
+        assert_eq!(stored.total, 200 + 10);
     }
 }

@@ -8,12 +8,18 @@ use std::ops::Bound;
 
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, checked};
 use crate::message::{
     Attempt, ErrorNote, Leased, Message, Millis, NewMessage, Outcome, ProviderTemplate, Status,
 };
 
 /// The fields of a message as chirp reads them back.
+/// How many times a batch of accepted messages is inserted again after
+/// another batch stored one of its caller keys first. Each retry sees the
+/// keys stored so far, so a second conflict needs yet another writer racing
+/// on another of the batch's keys.
+const INSERT_CONFLICT_RETRIES: u32 = 8;
+
 const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base";
@@ -343,55 +349,77 @@ impl Store {
     /// Stores a batch of accepted messages in one transaction. Messages whose
     /// idempotency key is already known (in the store or earlier in the
     /// batch) are not stored again; they answer with the first one's id.
+    ///
+    /// Batches may be inserted concurrently. If two carry the same new key,
+    /// the store refuses the second's transaction (the key's record exists,
+    /// or the commit conflicts) and it is inserted again, now finding the
+    /// key: one message per key, whatever the interleaving.
     pub async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
         self.write(async {
-            let mut known = self.known_keys(batch).await?;
-            let mut rows = Vec::with_capacity(batch.len());
-            let mut keys = Vec::new();
-            let mut results = Vec::with_capacity(batch.len());
-            for m in batch {
-                if let Some(existing) = known.get(&m.idempotency_key) {
-                    results.push(Inserted {
-                        replayed: true,
-                        ..existing.clone()
-                    });
-                    continue;
+            let mut conflicts = 0;
+            loop {
+                match self.insert_batch_once(batch).await {
+                    Err(StoreError::Conflict(e)) if conflicts < INSERT_CONFLICT_RETRIES => {
+                        conflicts += 1;
+                        tracing::debug!(error = %e, conflicts, "a caller key was stored by another batch first; inserting again");
+                    }
+                    result => return result,
                 }
-                let inserted = Inserted {
-                    id: m.id.clone(),
-                    status: m.initial_status(),
-                    replayed: false,
-                };
-                known.insert(m.idempotency_key.clone(), inserted.clone());
-                rows.push(MessageRow::from_new(m));
-                if m.idempotency_key != m.id {
-                    keys.push(KeyRow {
-                        id: RecordId::new("idempotency", m.idempotency_key.as_str()),
-                        message: RecordId::new("message", m.id.as_str()),
-                    });
-                }
-                results.push(inserted);
             }
-            if rows.is_empty() {
-                return Ok(results);
+        })
+        .await
+    }
+
+    /// One try of [`Store::insert_batch`]. It fails with
+    /// [`StoreError::Conflict`] if another writer stored one of the batch's
+    /// caller keys between the lookup and the commit.
+    async fn insert_batch_once(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+        let mut known = self.known_keys(batch).await?;
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut keys = Vec::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for m in batch {
+            if let Some(existing) = known.get(&m.idempotency_key) {
+                results.push(Inserted {
+                    replayed: true,
+                    ..existing.clone()
+                });
+                continue;
             }
-            let query = if keys.is_empty() {
-                "INSERT INTO message $rows RETURN NONE"
-            } else {
-                "BEGIN TRANSACTION; \
-                 INSERT INTO message $rows RETURN NONE; \
-                 INSERT INTO idempotency $keys RETURN NONE; \
-                 COMMIT TRANSACTION;"
+            let inserted = Inserted {
+                id: m.id.clone(),
+                status: m.initial_status(),
+                replayed: false,
             };
+            known.insert(m.idempotency_key.clone(), inserted.clone());
+            rows.push(MessageRow::from_new(m));
+            if m.idempotency_key != m.id {
+                keys.push(KeyRow {
+                    id: RecordId::new("idempotency", m.idempotency_key.as_str()),
+                    message: RecordId::new("message", m.id.as_str()),
+                });
+            }
+            results.push(inserted);
+        }
+        if rows.is_empty() {
+            return Ok(results);
+        }
+        let query = if keys.is_empty() {
+            "INSERT INTO message $rows RETURN NONE"
+        } else {
+            "BEGIN TRANSACTION; \
+             INSERT INTO message $rows RETURN NONE; \
+             INSERT INTO idempotency $keys RETURN NONE; \
+             COMMIT TRANSACTION;"
+        };
+        checked(
             self.db
                 .query(query)
                 .bind(("rows", rows))
                 .bind(("keys", keys))
-                .await?
-                .check()?;
-            Ok(results)
-        })
-        .await
+                .await?,
+        )?;
+        Ok(results)
     }
 
     /// The messages already stored under the caller-given keys of `batch`,
@@ -539,7 +567,8 @@ impl Store {
                     patch: c.patch.into(),
                 })
                 .collect();
-            self.db
+            let results = self
+                .db
                 .query(
                     "BEGIN TRANSACTION;
                  FOR $c IN $updates {
@@ -553,8 +582,8 @@ impl Store {
                 .bind(("updates", updates))
                 .bind(("attempts", attempts))
                 .bind(("waiting", waiting))
-                .await?
-                .check()?;
+                .await?;
+            checked(results)?;
             Ok(())
         })
         .await
@@ -746,13 +775,13 @@ struct StatusCount {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::phone::Phone;
     use crate::store::EmbeddedMemory;
 
     /// A plain message with the caller key `key-{n}`, due at `due`.
-    pub(in crate::store) fn message(n: i64, due: Millis) -> NewMessage {
+    pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         let id = ulid::Ulid::new().to_string();
         NewMessage {
             idempotency_key: format!("key-{n}"),
@@ -996,6 +1025,52 @@ pub(super) mod tests {
             .take(0)
             .expect("keys");
         assert_eq!(keys, vec!["key-7".to_string()]);
+    }
+
+    /// Two committers racing with one new caller key: whichever commits
+    /// second is refused by the store and inserts again, finding the key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_racing_on_one_new_key_store_one_message_and_answer_both_with_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let embedded = format!("surrealkv://{}", dir.path().display());
+        for url in ["mem://", embedded.as_str()] {
+            let store = Store::open(url, None, EmbeddedMemory::default())
+                .await
+                .expect("store");
+            for n in 0..40 {
+                // Each batch also holds a message of its own, which must
+                // be stored whichever way the race goes.
+                let left = [message(n, 1_000), message(1_000 + n, 1_000)];
+                let right = [message(n, 1_000), message(2_000 + n, 1_000)];
+                let (left_stored, right_stored) =
+                    tokio::join!(store.insert_batch(&left), store.insert_batch(&right));
+                let (left_stored, right_stored) = (
+                    left_stored.expect("left batch"),
+                    right_stored.expect("right batch"),
+                );
+                assert_eq!(left_stored[0].id, right_stored[0].id, "{url}, key {n}");
+                assert_eq!(
+                    [left_stored[0].replayed, right_stored[0].replayed]
+                        .iter()
+                        .filter(|replayed| !**replayed)
+                        .count(),
+                    1,
+                    "{url}, key {n}: exactly one batch stored it"
+                );
+                for own in [&left_stored[1], &right_stored[1]] {
+                    assert!(!own.replayed);
+                    assert!(store.message(&own.id).await.expect("read").is_some());
+                }
+            }
+            let counts: Vec<i64> = store
+                .db
+                .query("RETURN [count(SELECT id FROM message), count(SELECT id FROM idempotency)]")
+                .await
+                .expect("count")
+                .take(0)
+                .expect("counts");
+            assert_eq!(counts, vec![40 * 3, 40 * 3], "{url}");
+        }
     }
 
     #[tokio::test]

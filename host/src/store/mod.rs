@@ -21,10 +21,16 @@ pub use preferences::Preferences;
 pub use statistics::Statistics;
 pub use templates::TemplateVersion;
 
+/// A plain message with the caller key `key-{n}`, for tests.
+#[cfg(test)]
+pub(crate) use messages::tests::message as test_message;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use database::Database;
+use surrealdb::IndexedResults;
+use surrealdb::types::QueryError;
 
 /// Why the store could not do what was asked. Cloneable, so that one
 /// failed batch can answer every request in it.
@@ -39,6 +45,11 @@ pub enum StoreError {
     Close(Arc<dyn std::error::Error + Send + Sync>),
     #[error("store query failed: {0}")]
     Query(Box<surrealdb::Error>),
+    /// Another transaction wrote one of the same records first (SurrealDB's
+    /// transactions are optimistic). Nothing of this one was written; run
+    /// it again and it sees what the other wrote.
+    #[error("another write changed the same records first: {0}")]
+    Conflict(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
     Corrupt(String),
     /// Writing the store's log failed (disk full, file system read-only,
@@ -56,9 +67,31 @@ impl From<surrealdb::Error> for StoreError {
         // SurrealDB reports storage failures only in its message text.
         if e.to_string().contains("WAL error") {
             StoreError::LogWrite(Box::new(e))
+        } else if e.is_already_exists()
+            || matches!(e.query_details(), Some(QueryError::TransactionConflict))
+        {
+            StoreError::Conflict(Box::new(e))
         } else {
             StoreError::Query(Box::new(e))
         }
+    }
+}
+
+/// The outcome of a query of several statements, with the error that made
+/// it fail. SurrealDB answers every statement of a failed transaction with
+/// an error and only one of them says why; the others say they were not
+/// executed. (`IndexedResults::check` returns the first error, which is
+/// often one of those.)
+fn checked(mut results: IndexedResults) -> Result<IndexedResults, StoreError> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = results.take_errors().into_iter().collect();
+    errors.sort_by_key(|(statement, _)| *statement);
+    let cause = errors
+        .iter()
+        .position(|(_, e)| !matches!(e.query_details(), Some(QueryError::NotExecuted)))
+        .unwrap_or(0);
+    match errors.into_iter().nth(cause) {
+        Some((_, e)) => Err(e.into()),
+        None => Ok(results),
     }
 }
 
