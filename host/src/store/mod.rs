@@ -64,8 +64,7 @@ pub enum StoreError {
 
 impl From<surrealdb::Error> for StoreError {
     fn from(e: surrealdb::Error) -> StoreError {
-        // SurrealDB reports storage failures only in its message text.
-        if e.to_string().contains("WAL error") {
+        if is_log_write(&e) {
             StoreError::LogWrite(Box::new(e))
         } else if e.is_already_exists()
             || matches!(e.query_details(), Some(QueryError::TransactionConflict))
@@ -77,19 +76,37 @@ impl From<surrealdb::Error> for StoreError {
     }
 }
 
-/// The outcome of a query of several statements, with the error that made
-/// it fail. SurrealDB answers every statement of a failed transaction with
-/// an error and only one of them says why; the others say they were not
-/// executed. (`IndexedResults::check` returns the first error, which is
-/// often one of those.)
+/// Whether `e` is a failed write of the store's log (disk full, read-only
+/// file system, I/O error). SurrealDB says so only in its message text.
+fn is_log_write(e: &surrealdb::Error) -> bool {
+    e.to_string().contains("WAL error")
+}
+
+/// The outcome of a query of several statements, with the error that says
+/// why it failed. SurrealDB answers every statement of a failed transaction
+/// with an error, most of them only "not executed":
+/// - a statement that failed carries its own error, and the others and the
+///   `COMMIT` read "not executed";
+/// - a commit that failed is told by the `COMMIT`'s error, the last, and
+///   every statement reads "not executed".
+///
+/// `IndexedResults::check` returns the first error, often a "not executed"
+/// that hides a failed log write or a conflict. This returns a failed log
+/// write wherever it is, else the first error that is not "not executed",
+/// else the last.
 fn checked(mut results: IndexedResults) -> Result<IndexedResults, StoreError> {
     let mut errors: Vec<(usize, surrealdb::Error)> = results.take_errors().into_iter().collect();
     errors.sort_by_key(|(statement, _)| *statement);
     let cause = errors
         .iter()
-        .position(|(_, e)| !matches!(e.query_details(), Some(QueryError::NotExecuted)))
-        .unwrap_or(0);
-    match errors.into_iter().nth(cause) {
+        .position(|(_, e)| is_log_write(e))
+        .or_else(|| {
+            errors
+                .iter()
+                .position(|(_, e)| !matches!(e.query_details(), Some(QueryError::NotExecuted)))
+        })
+        .or_else(|| errors.len().checked_sub(1));
+    match cause.and_then(|cause| errors.into_iter().nth(cause)) {
         Some((_, e)) => Err(e.into()),
         None => Ok(results),
     }

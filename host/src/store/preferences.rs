@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use surrealdb::types::{RecordId, SurrealValue};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, checked};
 use crate::message::{Millis, now_millis};
 
 /// A recipient's settings. The default (no row) is: opted into everything,
@@ -90,11 +90,12 @@ impl Store {
     ) -> Result<Preferences, StoreError> {
         self.write(async {
             prefs.updated_at = Some(now_millis());
-            self.db
-                .query("UPSERT type::record('preference', $p.phone) CONTENT $p RETURN NONE")
-                .bind(("p", prefs.clone()))
-                .await?
-                .check()?;
+            checked(
+                self.db
+                    .query("UPSERT type::record('preference', $p.phone) CONTENT $p RETURN NONE")
+                    .bind(("p", prefs.clone()))
+                    .await?,
+            )?;
             Ok(prefs)
         })
         .await

@@ -25,8 +25,8 @@
 //! `[message_id, number, tag]`, so a message's audit trail is a range of
 //! ids and `attempt` needs no index either.
 
-use super::StoreError;
 use super::database::Database;
+use super::{StoreError, checked};
 
 /// The layout this chirp reads and writes.
 ///
@@ -98,7 +98,7 @@ COMMIT TRANSACTION;
 /// Makes sure the tables exist and the store has this chirp's layout,
 /// upgrading an older one.
 pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
-    db.query(SCHEMA).await?.check()?;
+    checked(db.query(SCHEMA).await?)?;
     let version: Option<i64> = db
         .query("RETURN store_layout:current.version")
         .await?
@@ -126,7 +126,7 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
                 attempts_moved += moved;
                 tracing::info!(attempts_moved, "attempts re-keyed by message");
             }
-            db.query(LAYOUT_1_TO_2).await?.check()?;
+            checked(db.query(LAYOUT_1_TO_2).await?)?;
             tracing::info!(to = LAYOUT, "the store's layout is upgraded");
             Ok(())
         }

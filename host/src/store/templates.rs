@@ -7,7 +7,7 @@
 
 use surrealdb::types::SurrealValue;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, checked};
 use crate::message::{Millis, now_millis};
 use crate::templates::TemplateDef;
 
@@ -73,7 +73,8 @@ impl Store {
                 return Ok(0);
             }
             let count = rows.len();
-            self.db
+            let results = self
+                .db
                 .query(
                     "BEGIN TRANSACTION;
                  FOR $row IN $rows {
@@ -83,8 +84,8 @@ impl Store {
                  COMMIT TRANSACTION;",
                 )
                 .bind(("rows", rows))
-                .await?
-                .check()?;
+                .await?;
+            checked(results)?;
             Ok(count)
         })
         .await
