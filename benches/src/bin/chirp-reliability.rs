@@ -615,6 +615,9 @@ async fn store_disk_full(options: &Options) -> bool {
     let ok = keys.len();
     accepted.extend(keys);
     table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
+    // Let delivery go idle, so that while the disk is full only accepting
+    // writes: its own failure must latch the store.
+    settle(&client, &base, Duration::from_secs(30)).await;
 
     // Disk full.
     let filler = mount.join("filler");
@@ -632,15 +635,6 @@ async fn store_disk_full(options: &Options) -> bool {
     // `202` is fine as long as it is kept (checked at the end); anything
     // else must be a `503`, and the fault must have been felt.
     let refused = other.get(&503).copied().unwrap_or(0);
-    table.row(
-        "disk full",
-        20,
-        ok,
-        &other,
-        alive,
-        filled && refused > 0 && ok + refused == 20,
-    );
-    let _ = std::fs::remove_file(&filler);
     // A failed log write latches: chirp reports itself not live (as a
     // supervisor's liveness probe would see) until it is restarted.
     let health = json_of(
@@ -651,7 +645,17 @@ async fn store_disk_full(options: &Options) -> bool {
             .expect("GET health"),
     )
     .await;
-    if health["store"] == "needs_restart" {
+    let latched = health["store"] == "needs_restart";
+    table.row(
+        "disk full (then liveness says `needs_restart`)",
+        20,
+        ok,
+        &other,
+        alive,
+        filled && refused > 0 && ok + refused == 20 && latched,
+    );
+    let _ = std::fs::remove_file(&filler);
+    if latched {
         chirp.stop();
         chirp = start(&setup);
         println!(
