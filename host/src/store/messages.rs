@@ -689,15 +689,16 @@ impl Store {
                     .bind(("id", id.to_string()))
                     .bind(("now", now))
                     .await
-                    .and_then(|mut r| r.take(0));
+                    .and_then(|mut r| r.take(0))
+                    .map_err(StoreError::from);
                 match result {
                     Ok(rows) => break rows,
-                    Err(e) if tries < 5 => {
+                    Err(StoreError::Conflict(e)) if tries < 5 => {
                         tries += 1;
                         tracing::debug!(error = %e, "resend conflicted; retrying");
                         tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             };
             if let Some(row) = rows.into_iter().next() {
@@ -1070,6 +1071,50 @@ pub(crate) mod tests {
                 .take(0)
                 .expect("counts");
             assert_eq!(counts, vec![40 * 3, 40 * 3], "{url}");
+        }
+    }
+
+    /// Two resends of one failed message at once: the store's optimistic
+    /// transactions refuse one, which runs again and finds nothing to do.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_resends_at_once_requeue_a_failed_message_once_and_both_answer() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let embedded = format!("surrealkv://{}", dir.path().display());
+        for url in ["mem://", embedded.as_str()] {
+            let store = Store::open(url, None, EmbeddedMemory::default())
+                .await
+                .expect("store");
+            for n in 0..30 {
+                let stored = store
+                    .insert_batch(&[message(n, 1_000)])
+                    .await
+                    .expect("insert");
+                let id = stored[0].id.clone();
+                store
+                    .db
+                    .query(
+                        "UPDATE type::record('message', $id) SET status = 'failed', due_at = NONE",
+                    )
+                    .bind(("id", id.clone()))
+                    .await
+                    .expect("fail it")
+                    .check()
+                    .expect("fail it");
+                let (left, right) = tokio::join!(
+                    store.requeue_failed(&id, 2_000),
+                    store.requeue_failed(&id, 2_000)
+                );
+                let requeued = [left, right].map(|answer| {
+                    let (message, requeued) = answer.expect("answered").expect("exists");
+                    assert_eq!(message.status, Status::Queued, "{url}");
+                    requeued
+                });
+                assert_eq!(
+                    requeued.iter().filter(|r| **r).count(),
+                    1,
+                    "{url}, round {n}: {requeued:?}"
+                );
+            }
         }
     }
 
