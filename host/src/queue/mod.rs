@@ -11,7 +11,7 @@
 //! Why more than one committer: a batch's transaction is mostly SurrealDB's
 //! work on one thread, so a single committer leaves the other cores idle
 //! while it runs, and every request waits for the batch before its own.
-//! With two, one batch is being built while the other commits (21 % more
+//! With two, one batch is being built while the other commits (8-21 % more
 //! accepted at full speed on two cores; BENCHMARKS.md). A request
 //! goes to the committer its idempotency key hashes to, so retries of one
 //! request meet in one committer; keys that still meet in two (one event's
