@@ -1028,16 +1028,29 @@ pub(crate) mod tests {
         assert_eq!(keys, vec!["key-7".to_string()]);
     }
 
+    /// A fresh store on each embedded engine, with its URL: `mem://`, and
+    /// `surrealkv://` in `dir`. Races are worth trying on both, since each
+    /// engine detects conflicts its own way.
+    async fn stores_on_both_engines(dir: &std::path::Path) -> Vec<(String, Store)> {
+        let mut stores = Vec::new();
+        for url in [
+            "mem://".to_string(),
+            format!("surrealkv://{}", dir.display()),
+        ] {
+            let store = Store::open(&url, None, EmbeddedMemory::default())
+                .await
+                .expect("store");
+            stores.push((url, store));
+        }
+        stores
+    }
+
     /// Two committers racing with one new caller key: whichever commits
     /// second is refused by the store and inserts again, finding the key.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_racing_on_one_new_key_store_one_message_and_answer_both_with_it() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let embedded = format!("surrealkv://{}", dir.path().display());
-        for url in ["mem://", embedded.as_str()] {
-            let store = Store::open(url, None, EmbeddedMemory::default())
-                .await
-                .expect("store");
+        for (url, store) in stores_on_both_engines(dir.path()).await {
             for n in 0..40 {
                 // Each batch also holds a message of its own, which must
                 // be stored whichever way the race goes.
@@ -1079,11 +1092,7 @@ pub(crate) mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_resends_at_once_requeue_a_failed_message_once_and_both_answer() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let embedded = format!("surrealkv://{}", dir.path().display());
-        for url in ["mem://", embedded.as_str()] {
-            let store = Store::open(url, None, EmbeddedMemory::default())
-                .await
-                .expect("store");
+        for (url, store) in stores_on_both_engines(dir.path()).await {
             for n in 0..30 {
                 let stored = store
                     .insert_batch(&[message(n, 1_000)])
