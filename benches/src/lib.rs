@@ -1,6 +1,6 @@
 //! What `chirp-bench` and `chirp-reliability` share: a mock MyOperator
-//! that can misbehave, the chirp process under test, and the load
-//! generator; and the in-process scenarios of `chirp-bench` (the store
+//! that can misbehave, the chirp process under test, the load generator
+//! and a SurrealDB server to run it against; and the in-process scenarios of `chirp-bench` (the store
 //! alone, and the drain through the component against native).
 
 pub mod load;
@@ -9,6 +9,7 @@ pub mod native_provider;
 pub mod process;
 pub mod sandbox_drain;
 pub mod store_path;
+pub mod surreal_server;
 
 use std::collections::HashMap;
 use std::path::Path;

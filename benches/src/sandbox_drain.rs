@@ -20,7 +20,7 @@ use chirp::message::{NewMessage, now_millis};
 use chirp::phone::Phone;
 use chirp::queue::retry::RetryPolicy;
 use chirp::queue::scheduler::Scheduler;
-use chirp::store::Store;
+use chirp::store::{ServerAccess, Store};
 use tokio::sync::{Notify, watch};
 
 use crate::mock::Mock;
@@ -98,7 +98,7 @@ async fn drain<P: Providers>(
     process_cpu: fn() -> Duration,
 ) -> Round {
     let url = format!("surrealkv://{}", dir.join("store").display());
-    let store = Store::open(&url, None, store_memory())
+    let store = Store::open(&url, &ServerAccess::default(), store_memory())
         .await
         .expect("open the store");
     let phone = Phone::parse("+919876543210").expect("phone");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use chirp::config::{Config, RawConfig};
 use chirp::message::{Attempt, Millis, NewMessage, Outcome, ProviderTemplate, Status, now_millis};
 use chirp::phone::Phone;
-use chirp::store::{Completion, EmbeddedMemory, MessagePatch, Store};
+use chirp::store::{Completion, EmbeddedMemory, MessagePatch, ServerAccess, Store};
 
 /// The batch size of the commit loop and of a claim (chirp's own limits).
 const BATCH: usize = 256;
@@ -41,7 +41,7 @@ impl Phase {
 pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Duration) {
     let url = format!("surrealkv://{}", dir.join("store").display());
     let memory = store_memory();
-    let store = Store::open(&url, None, memory)
+    let store = Store::open(&url, &ServerAccess::default(), memory)
         .await
         .expect("open the store");
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::store::EmbeddedMemory;
+use crate::store::{EmbeddedMemory, ServerAccess};
 
 /// Why the configuration cannot be used. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +48,7 @@ pub struct RawConfig {
     pub db: Option<String>,
     pub db_user: Option<String>,
     pub db_pass: Option<String>,
+    pub store_timeout: Option<String>,
     pub store_memtable_mb: Option<String>,
     pub store_cache_mb: Option<String>,
     pub store_committers: Option<String>,
@@ -102,8 +103,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `CHIRP_DB`: `surrealkv://path`, `mem://` or `ws://host:port`.
     pub db: String,
-    /// `CHIRP_DB_USER` / `CHIRP_DB_PASS`: root credentials for a server.
-    pub db_credentials: Option<(String, String)>,
+    /// `CHIRP_DB_USER` / `CHIRP_DB_PASS`: root credentials for a server;
+    /// `CHIRP_STORE_TIMEOUT`: how long a query to it may take.
+    pub server: ServerAccess,
     /// `CHIRP_STORE_MEMTABLE_MB` / `CHIRP_STORE_CACHE_MB`: the memory an
     /// embedded store may hold for writes not yet in table files, and for
     /// cached table blocks. Unused with a server.
@@ -295,6 +297,21 @@ impl Config {
                 });
             }
         };
+        let store_timeout = match pick("CHIRP_STORE_TIMEOUT", raw.store_timeout.take()) {
+            None => ServerAccess::default().timeout,
+            Some(text) => parse_duration("CHIRP_STORE_TIMEOUT", &text)?,
+        };
+        if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&store_timeout) {
+            return Err(ConfigError::Invalid {
+                var: "CHIRP_STORE_TIMEOUT",
+                value: format!("{store_timeout:?}"),
+                reason: "expected between 100ms and 10m".into(),
+            });
+        }
+        let server = ServerAccess {
+            credentials: db_credentials,
+            timeout: store_timeout,
+        };
 
         let default_memory = EmbeddedMemory::default();
         let mebibytes = |var, file, default: u64, range| {
@@ -440,7 +457,7 @@ impl Config {
         Ok(Config {
             listen,
             db,
-            db_credentials,
+            server,
             store_memory,
             store_committers,
             plugins_dir,
@@ -570,6 +587,8 @@ mod tests {
         assert_eq!(config.shutdown_grace, Duration::from_secs(15));
         assert_eq!(config.store_memory, EmbeddedMemory::default());
         assert_eq!(config.store_committers.get(), 2);
+        assert_eq!(config.server.timeout, Duration::from_secs(5));
+        assert_eq!(config.server.credentials, None);
         let config = Config::from_parts(
             RawConfig::default(),
             env(&[
@@ -578,10 +597,18 @@ mod tests {
                 ("CHIRP_STORE_MEMTABLE_MB", "32"),
                 ("CHIRP_STORE_CACHE_MB", "8"),
                 ("CHIRP_STORE_COMMITTERS", "3"),
+                ("CHIRP_STORE_TIMEOUT", "2s"),
+                ("CHIRP_DB_USER", "root"),
+                ("CHIRP_DB_PASS", "secret"),
             ]),
         )
         .unwrap();
         assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(config.server.timeout, Duration::from_secs(2));
+        assert_eq!(
+            config.server.credentials,
+            Some(("root".into(), "secret".into()))
+        );
         assert_eq!(config.store_committers.get(), 3);
         assert_eq!(
             config.store_memory,
@@ -643,6 +670,8 @@ mod tests {
             ("CHIRP_STORE_MEMTABLE_MB", "1"),
             ("CHIRP_STORE_CACHE_MB", "lots"),
             ("CHIRP_STORE_COMMITTERS", "0"),
+            ("CHIRP_STORE_TIMEOUT", "0s"),
+            ("CHIRP_STORE_TIMEOUT", "never"),
         ] {
             let err = Config::from_parts(
                 RawConfig::default(),

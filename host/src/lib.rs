@@ -95,12 +95,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let metrics = telemetry::install();
     // The files seed the store; from then on the store is the truth.
     let files = Catalog::load(&config.templates_dir)?;
-    let store = Store::open(
-        &config.db,
-        config.db_credentials.clone(),
-        config.store_memory,
-    )
-    .await?;
+    let store = Store::open(&config.db, &config.server, config.store_memory).await?;
     let seeded = store
         .seed_templates(&files.all().cloned().collect::<Vec<_>>())
         .await?;

@@ -99,13 +99,11 @@ fn answer_all(batch: &mut Vec<Lookup>, saved: &HashMap<String, Preferences>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::EmbeddedMemory;
+    use crate::store::memory_store;
 
     #[tokio::test]
     async fn concurrent_lookups_each_get_their_own_recipients_preferences() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .unwrap();
+        let store = memory_store().await;
         let opted_out = Preferences {
             opt_out_all: true,
             language: Some("hi".into()),
@@ -137,9 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_opt_out_applies_to_the_next_lookup() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .unwrap();
+        let store = memory_store().await;
         let (recipients, _task) = Recipients::start(store.clone());
         let phone = "+919800000002";
         assert!(!recipients.preferences(phone).await.unwrap().opt_out_all);

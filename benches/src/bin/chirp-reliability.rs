@@ -16,7 +16,13 @@
 //!    operator's umount, fsck, mount and restart);
 //! 4. schemathesis (from pip, in a virtual environment under the user's
 //!    cache) against the running chirp's OpenAPI document: no `5xx`, no
-//!    answer outside the schema (skipped if pip cannot install it).
+//!    answer outside the schema (skipped if pip cannot install it);
+//! 5. the SurrealDB server goes away: chirp on `ws://` under steady load
+//!    while the server (built from crates.io on first use) is killed with
+//!    SIGKILL and started again on the same store. chirp must notice (health
+//!    says the store is unreachable), then answer `503` at once while the
+//!    server is down, take traffic again once it is back without being
+//!    restarted, and lose nothing it accepted.
 //!
 //! Prints a table per part and exits non-zero if anything was lost or
 //! broke its promise. `--short` is the version CI runs.
@@ -31,22 +37,29 @@ use std::time::{Duration, Instant};
 use chirp_bench::load::{self, Spec, admin_client};
 use chirp_bench::mock::{Fault, Mock, Plan};
 use chirp_bench::process::{ChirpProcess, Setup, free_port};
+use chirp_bench::surreal_server::{self, SurrealServer};
 use serde_json::{Value, json};
 
 struct Options {
     chirp: PathBuf,
     plugin: PathBuf,
     rules_plugin: PathBuf,
-    /// Run only this part (`crash`, `faults`, `store`, `schemathesis`).
+    /// Run only this part (`crash`, `faults`, `store`, `schemathesis`,
+    /// `server`).
     only: Option<String>,
     kills: u32,
+    /// How many times part 5 kills the SurrealDB server.
+    outages: u32,
+    /// A `surreal` binary for part 5; built from `tests/surreal-server`
+    /// when not given.
+    surreal: Option<PathBuf>,
     rate: f64,
     schemathesis_examples: u32,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: chirp-reliability [--chirp PATH] [--plugin PATH] [--rules-plugin PATH] [--kills N] [--only crash|faults|store|schemathesis] [--short]"
+        "usage: chirp-reliability [--chirp PATH] [--plugin PATH] [--rules-plugin PATH] [--kills N] [--outages N] [--surreal PATH] [--only crash|faults|store|schemathesis|server] [--short]"
     );
     std::process::exit(2)
 }
@@ -57,6 +70,8 @@ fn parse_args() -> Options {
         plugin: PathBuf::from("target/wasm32-wasip2/release/myoperator.wasm"),
         rules_plugin: PathBuf::from("target/wasm32-wasip2/release/rules_earlybird.wasm"),
         kills: 10,
+        outages: 5,
+        surreal: None,
         only: None,
         rate: 300.0,
         schemathesis_examples: 100,
@@ -66,10 +81,18 @@ fn parse_args() -> Options {
         match flag.as_str() {
             "--short" => {
                 options.kills = 3;
+                options.outages = 2;
                 options.schemathesis_examples = 20;
             }
             "--chirp" => options.chirp = args.next().unwrap_or_else(|| usage()).into(),
             "--plugin" => options.plugin = args.next().unwrap_or_else(|| usage()).into(),
+            "--surreal" => options.surreal = Some(args.next().unwrap_or_else(|| usage()).into()),
+            "--outages" => {
+                options.outages = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage())
+            }
             "--only" => options.only = Some(args.next().unwrap_or_else(|| usage())),
             "--rules-plugin" => {
                 options.rules_plugin = args.next().unwrap_or_else(|| usage()).into()
@@ -895,6 +918,214 @@ async fn schemathesis(options: &Options) -> bool {
     held
 }
 
+/// Part 5. Returns whether it held.
+async fn server_goes_away(options: &Options) -> bool {
+    println!(
+        "\n## 5. The SurrealDB server goes away ({} outages, `ws://`)\n",
+        options.outages
+    );
+    let surreal = match &options.surreal {
+        Some(path) => path.clone(),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target"))
+                .join("surreal-server");
+            println!(
+                "(building SurrealDB's server, tests/surreal-server, under {})\n",
+                target.display()
+            );
+            let release = !cfg!(debug_assertions);
+            match tokio::task::spawn_blocking(move || surreal_server::build(&target, release)).await
+            {
+                Ok(Ok(path)) => path,
+                Ok(Err(e)) => {
+                    println!("server: BROKEN (cannot build the SurrealDB server: {e})");
+                    return false;
+                }
+                Err(e) => {
+                    println!("server: BROKEN ({e})");
+                    return false;
+                }
+            }
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = plugins_dir(options, dir.path());
+    let server_store = format!("surrealkv://{}", dir.path().join("server-store").display());
+    let server_log = dir.path().join("surreal.log");
+    let mut server = match SurrealServer::start(&surreal, &server_store, free_port(), &server_log) {
+        Ok(server) => server,
+        Err(e) => {
+            println!("server: BROKEN ({e})");
+            return false;
+        }
+    };
+    let mock = Mock::start(Plan {
+        latency: Duration::from_millis(5),
+        ..Plan::success()
+    })
+    .await;
+    let mut setup = Setup::new(&options.chirp, &plugins, server.url(), &mock.base)
+        .set("CHIRP_DB_USER", surreal_server::USER)
+        .set("CHIRP_DB_PASS", surreal_server::PASS)
+        .set("CHIRP_LEASE", "2s")
+        .set("CHIRP_RETRY_BACKOFF", "200ms");
+    setup.listen = format!("127.0.0.1:{}", free_port());
+    let mut chirp = start(&setup);
+    let base = chirp.base.clone();
+    let client = admin_client(4);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let spec = Spec {
+        messages: usize::MAX,
+        connections: 16,
+        rate: Some(options.rate),
+        tag: "outage".into(),
+    };
+    let load = {
+        let stop = stop.clone();
+        let base = base.clone();
+        tokio::spawn(async move { load::drive(&base, &spec, Some(stop)).await })
+    };
+    const PROBES: usize = 10;
+    let mut random = Random::new();
+    let mut in_flight = Vec::new();
+    let mut held = true;
+    println!(
+        "| outage | health says `unreachable` after | then {PROBES} requests: answers | slowest | chirp alive | first `202` after the server is back | held |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for outage in 1..=options.outages {
+        tokio::time::sleep(Duration::from_millis(2000 + random.below(2000))).await;
+        server.kill();
+        let killed = Instant::now();
+        // Until chirp's health says the store is unreachable: requests in
+        // this window wait for CHIRP_STORE_TIMEOUT at most.
+        let noticed = loop {
+            let answer = client
+                .get(format!("{base}/api/notifications/health"))
+                .send()
+                .await;
+            if let Ok(r) = answer
+                && r.status().as_u16() == 503
+                && json_of(r).await["store"] == "unreachable"
+            {
+                break Some(killed.elapsed());
+            }
+            if killed.elapsed() > Duration::from_secs(30) {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let mut answers: HashMap<u16, usize> = HashMap::new();
+        let mut slowest = Duration::ZERO;
+        for n in 0..PROBES {
+            let started = Instant::now();
+            let status = client
+                .post(format!("{base}/api/notifications/send-message"))
+                .header("content-type", "application/json")
+                .body(load::message_body(&format!("down{outage}"), n).to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            slowest = slowest.max(started.elapsed());
+            *answers.entry(status).or_default() += 1;
+        }
+        // The server stays down a little longer, under the load.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let restarted = tokio::task::block_in_place(|| server.restart());
+        if let Err(e) = restarted {
+            println!("server: BROKEN ({e})");
+            return false;
+        }
+        let back = recovery(
+            &client,
+            &base,
+            &format!("back{outage}"),
+            Duration::from_secs(60),
+        )
+        .await;
+        in_flight.push(count_status(&client, &base, "sending").await);
+        let alive = chirp.alive();
+        let good =
+            noticed.is_some() && answers.get(&503) == Some(&PROBES) && alive && back.is_some();
+        held &= good;
+        println!(
+            "| {outage} | {} | {answers:?} | {:.0} ms | {alive} | {} | {} |",
+            noticed.map_or("never (30 s)".into(), |after| format!(
+                "{:.1} s",
+                after.as_secs_f64()
+            )),
+            slowest.as_secs_f64() * 1e3,
+            back.map_or("never (60 s)".into(), |(after, _)| format!(
+                "{:.1} s",
+                after.as_secs_f64()
+            )),
+            if good { "yes" } else { "NO" }
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = load.await.expect("load");
+    let settled = settle(&client, &base, Duration::from_secs(180)).await;
+    let stored = all_messages(&client, &base).await;
+    // chirp restarted on the same server: it must find what it accepted.
+    chirp.stop();
+    chirp = start(&setup);
+    let stored_after_restart = all_messages(&client, &chirp.base).await;
+    chirp.stop();
+
+    let accepted: HashSet<&str> = report.accepted.iter().map(|a| a.key.as_str()).collect();
+    let missing = accepted
+        .iter()
+        .filter(|k| !stored_after_restart.contains_key(**k))
+        .count();
+    let unfinished = accepted
+        .iter()
+        .filter(|k| {
+            stored
+                .get(**k)
+                .is_some_and(|(_, s)| s != "sent" && s != "failed")
+        })
+        .count();
+    let delivered = mock.delivered();
+    let duplicates: u32 = delivered
+        .iter()
+        .filter(|(k, _)| k.starts_with("outage-"))
+        .map(|(_, n)| n.saturating_sub(1))
+        .sum();
+    let not_delivered = stored
+        .iter()
+        .filter(|(k, (_, s))| s == "sent" && !delivered.contains_key(k.as_str()))
+        .count();
+    let in_flight_total: usize = in_flight.iter().sum();
+    held &= settled
+        && missing == 0
+        && unfinished == 0
+        && not_delivered == 0
+        && duplicates as usize <= in_flight_total;
+    println!("\n| what | count |\n|---|---|");
+    println!(
+        "| server outages (SIGKILL, restart on the same store) | {} |",
+        options.outages
+    );
+    println!("| load: requests answered 202 | {} |", accepted.len());
+    println!(
+        "| load: other answers, by status (0: none) | {:?} |",
+        report.refused
+    );
+    println!("| messages in the store | {} |", stored.len());
+    println!("| 202 but missing from the store (read after restarting chirp) | {missing} |");
+    println!("| 202 but not finished after settling | {unfinished} |");
+    println!("| `sent` but never delivered to the mock | {not_delivered} |");
+    println!("| leased (in flight) after each outage | {in_flight:?} = {in_flight_total} |");
+    println!("| duplicate deliveries of the load (same idempotency key) | {duplicates} |");
+    println!("\nserver: {}", if held { "HELD" } else { "BROKEN" });
+    held
+}
+
 fn admin_token() -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -932,6 +1163,12 @@ async fn main() {
     }
     if wanted("schemathesis") {
         results.push(("schemathesis", schemathesis(&options).await));
+    }
+    if wanted("server") {
+        results.push((
+            "SurrealDB server goes away",
+            server_goes_away(&options).await,
+        ));
     }
     println!("\n## Summary\n");
     for (name, held) in &results {

@@ -181,16 +181,14 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EmbeddedMemory, test_message};
+    use crate::store::{memory_store, test_message};
 
     /// Requests spread over the committers by their first key, while
     /// their second keys collide across committers: every request is
     /// answered, and each key names one message.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn committers_racing_on_shared_keys_answer_every_request_with_one_message_per_key() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("store");
+        let store = memory_store().await;
         let committers = NonZeroUsize::new(4).expect("four");
         let (queue, _tasks) = Queue::start(store.clone(), Arc::new(Notify::new()), committers);
         let requests = (0..200).map(|n| {

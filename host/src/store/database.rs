@@ -30,6 +30,7 @@ use surrealdb_engine_local::Datastore;
 
 use super::StoreError;
 use super::background::BackgroundThreads;
+use super::link::{Link, ServerAccess};
 
 /// How much memory the embedded SurrealKV store may hold, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,21 +64,26 @@ pub(super) enum Database {
         /// datastore (fields drop in order). `None` for `mem://`.
         _background: Option<BackgroundThreads>,
     },
-    Server(Surreal<Any>),
+    Server {
+        db: Surreal<Any>,
+        link: Arc<Link>,
+    },
 }
 
-/// A query being built: SurrealQL with its bound variables.
+/// A query being built: SurrealQL with its bound variables. A query to a
+/// server runs under the link's deadline, unless it has none (start-up).
 pub(super) enum Statement<'a> {
     Embedded(Query<'a, Db>),
-    Server(Query<'a, Any>),
+    Server(Query<'a, Any>, Option<&'a Link>),
 }
 
 impl Database {
     /// Opens `url`: `surrealkv://` and `mem://` in this process, with
-    /// `memory` bounding SurrealKV; anything else through the SDK.
+    /// `memory` bounding SurrealKV; anything else through the SDK, as
+    /// `server` says.
     pub(super) async fn open(
         url: &str,
-        credentials: Option<(String, String)>,
+        server: &ServerAccess,
         memory: EmbeddedMemory,
     ) -> Result<Database, StoreError> {
         let connect_error =
@@ -100,27 +106,45 @@ impl Database {
             let db = surrealdb::engine::any::connect(url)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
-            if let Some((username, password)) = credentials {
+            if let Some((username, password)) = server.credentials.clone() {
                 db.signin(Root { username, password })
                     .await
                     .map_err(|e| connect_error(e.into()))?;
             }
-            Database::Server(db)
+            db.use_ns("chirp")
+                .use_db("chirp")
+                .await
+                .map_err(|e| connect_error(e.into()))?;
+            // A clone is a session of its own, signed in as this one.
+            let link = Link::watch(db.clone(), server.timeout);
+            return Ok(Database::Server { db, link });
         };
-        let selected = match &database {
-            Database::Embedded { db, .. } => db.use_ns("chirp").use_db("chirp").await,
-            Database::Server(db) => db.use_ns("chirp").use_db("chirp").await,
-        };
-        selected.map_err(|e| connect_error(e.into()))?;
+        if let Database::Embedded { db, .. } = &database {
+            db.use_ns("chirp")
+                .use_db("chirp")
+                .await
+                .map_err(|e| connect_error(e.into()))?;
+        }
         Ok(database)
     }
 
-    /// Starts a query, as `Surreal::query` does.
+    /// Starts a query, as `Surreal::query` does; to a server, under the
+    /// link's deadline.
     pub(super) fn query(&self, sql: impl Into<String>) -> Statement<'_> {
         let sql = sql.into();
         match self {
             Database::Embedded { db, .. } => Statement::Embedded(db.query(sql)),
-            Database::Server(db) => Statement::Server(db.query(sql)),
+            Database::Server { db, link } => Statement::Server(db.query(sql), Some(link)),
+        }
+    }
+
+    /// Starts a query with no deadline, for start-up work whose length
+    /// depends on the store's size (the layout's upgrade).
+    pub(super) fn query_without_deadline(&self, sql: impl Into<String>) -> Statement<'_> {
+        let sql = sql.into();
+        match self {
+            Database::Embedded { db, .. } => Statement::Embedded(db.query(sql)),
+            Database::Server { db, .. } => Statement::Server(db.query(sql), None),
         }
     }
 
@@ -178,7 +202,7 @@ impl Statement<'_> {
         let sql = sql.into();
         match self {
             Statement::Embedded(q) => Statement::Embedded(q.query(sql)),
-            Statement::Server(q) => Statement::Server(q.query(sql)),
+            Statement::Server(q, link) => Statement::Server(q.query(sql), link),
         }
     }
 
@@ -193,19 +217,20 @@ impl Statement<'_> {
             BTreeMap::from([(name.to_string(), value.into_value())]);
         match self {
             Statement::Embedded(q) => Statement::Embedded(q.bind(vars)),
-            Statement::Server(q) => Statement::Server(q.bind(vars)),
+            Statement::Server(q, link) => Statement::Server(q.bind(vars), link),
         }
     }
 }
 
 impl<'a> IntoFuture for Statement<'a> {
-    type Output = surrealdb::Result<IndexedResults>;
+    type Output = Result<IndexedResults, StoreError>;
     type IntoFuture = std::pin::Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
         match self {
-            Statement::Embedded(q) => Box::pin(q.into_future()),
-            Statement::Server(q) => Box::pin(q.into_future()),
+            Statement::Embedded(q) => Box::pin(async { Ok(q.await?) }),
+            Statement::Server(q, Some(link)) => Box::pin(link.run(q.into_future())),
+            Statement::Server(q, None) => Box::pin(async { Ok(q.await?) }),
         }
     }
 }

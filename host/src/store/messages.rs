@@ -538,6 +538,11 @@ impl Store {
     /// Applies a batch of finished attempts in one transaction. A message
     /// whose worker no longer holds its lease (it ran out and another claim
     /// took the message) is left as it is; its attempt is recorded anyway.
+    ///
+    /// Applying a batch again changes nothing (an attempt's id is fixed by
+    /// its message, number and lease, and a message's patch is the same):
+    /// a batch sent to a server whose answer was lost may have been written,
+    /// and the scheduler sends it again.
     pub async fn complete(&self, batch: Vec<Completion>) -> Result<(), StoreError> {
         self.write(async {
             let attempts: Vec<AttemptRow> = batch
@@ -575,7 +580,7 @@ impl Store {
                      UPDATE type::record('message', $c.id) MERGE $c.patch
                      WHERE lease = $c.lease RETURN NONE;
                  };
-                 IF array::len($attempts) > 0 { INSERT INTO attempt $attempts RETURN NONE; };
+                 IF array::len($attempts) > 0 { INSERT IGNORE INTO attempt $attempts RETURN NONE; };
                  FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
                  COMMIT TRANSACTION;",
                 )
@@ -689,8 +694,7 @@ impl Store {
                     .bind(("id", id.to_string()))
                     .bind(("now", now))
                     .await
-                    .and_then(|mut r| r.take(0))
-                    .map_err(StoreError::from);
+                    .and_then(|mut r| Ok(r.take(0)?));
                 match result {
                     Ok(rows) => break rows,
                     Err(StoreError::Conflict(e)) if tries < 5 => {
@@ -779,7 +783,18 @@ struct StatusCount {
 pub(crate) mod tests {
     use super::*;
     use crate::phone::Phone;
-    use crate::store::EmbeddedMemory;
+    use crate::store::{EmbeddedMemory, ServerAccess};
+
+    /// An empty store in memory.
+    pub(crate) async fn memory_store() -> Store {
+        Store::open(
+            "mem://",
+            &ServerAccess::default(),
+            EmbeddedMemory::default(),
+        )
+        .await
+        .expect("store")
+    }
 
     /// A plain message with the caller key `key-{n}`, due at `due`.
     pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
@@ -802,9 +817,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn claims_start_at_the_floor_and_report_when_each_was_due() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("store");
+        let store = memory_store().await;
         let batch: Vec<NewMessage> = (0..6).map(|n| message(n, 1_000 + n * 100)).collect();
         store.insert_batch(&batch).await.expect("insert");
         store
@@ -861,9 +874,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_lease_that_runs_out_is_taken_back_and_only_its_new_holder_completes() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("store");
+        let store = memory_store().await;
         store
             .insert_batch(&[message(0, 1_000), message(1, 1_000)])
             .await
@@ -944,10 +955,45 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn each_message_reads_its_own_attempts_in_order_even_two_with_one_number() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
+    async fn a_completion_applied_twice_records_its_attempt_once() {
+        // A completion sent to a server whose answer is lost may have been
+        // written; the scheduler sends it again, and that must succeed.
+        let store = memory_store().await;
+        store
+            .insert_batch(&[message(1, 1_000)])
             .await
-            .expect("store");
+            .expect("insert");
+        let leased = store
+            .claim_due(2_000, 0, 1, 60_000, "lease-a")
+            .await
+            .expect("claim");
+        let id = leased[0].message.id.clone();
+        let mut completion = sent(&id, "lease-a", 3_000);
+        completion.attempt = Some(Attempt {
+            message_id: id.clone(),
+            number: 1,
+            started_at: 2_500,
+            provider: "myoperator".into(),
+            provider_version: "0.1.0".into(),
+            outcome: Outcome::Sent {
+                provider_message_id: Some("wamid-1".into()),
+            },
+            latency_ms: 5,
+        });
+        store
+            .complete(vec![completion.clone()])
+            .await
+            .expect("first");
+        store.complete(vec![completion]).await.expect("again");
+        assert_eq!(store.attempts(&id).await.expect("attempts").len(), 1);
+        let message = store.message(&id).await.expect("read").expect("stored");
+        assert_eq!(message.status, Status::Sent);
+        assert_eq!(message.attempts, 1);
+    }
+
+    #[tokio::test]
+    async fn each_message_reads_its_own_attempts_in_order_even_two_with_one_number() {
+        let store = memory_store().await;
         let attempt = |message_id: &str, number: u32, started_at: Millis| Attempt {
             message_id: message_id.into(),
             number,
@@ -995,9 +1041,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_caller_key_answers_its_first_message_and_generated_keys_store_nothing_extra() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("store");
+        let store = memory_store().await;
         let first = message(7, 1_000);
         let mut generated = message(8, 1_000);
         generated.idempotency_key = generated.id.clone();
@@ -1037,7 +1081,7 @@ pub(crate) mod tests {
             "mem://".to_string(),
             format!("surrealkv://{}", dir.display()),
         ] {
-            let store = Store::open(&url, None, EmbeddedMemory::default())
+            let store = Store::open(&url, &ServerAccess::default(), EmbeddedMemory::default())
                 .await
                 .expect("store");
             stores.push((url, store));
@@ -1129,9 +1173,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn loading_a_provider_releases_only_the_messages_still_waiting_for_it() {
-        let store = Store::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("store");
+        let store = memory_store().await;
         let batch: Vec<NewMessage> = (0..3).map(|n| message(n, 1_000)).collect();
         store.insert_batch(&batch).await.expect("insert");
         let claimed = store

@@ -9,6 +9,7 @@
 
 mod background;
 mod database;
+mod link;
 mod messages;
 mod preferences;
 mod schema;
@@ -16,14 +17,16 @@ mod statistics;
 mod templates;
 
 pub use database::EmbeddedMemory;
+pub use link::ServerAccess;
 pub use messages::{Completion, DueCounts, HistoryFilter, Inserted, MessagePatch};
 pub use preferences::Preferences;
 pub use statistics::Statistics;
 pub use templates::TemplateVersion;
 
-/// A plain message with the caller key `key-{n}`, for tests.
+/// A plain message with the caller key `key-{n}`, and an empty store in
+/// memory, for tests.
 #[cfg(test)]
-pub(crate) use messages::tests::message as test_message;
+pub(crate) use messages::tests::{memory_store, message as test_message};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +59,14 @@ pub enum StoreError {
     /// I/O error). See [`Store::write`].
     #[error("the store could not write its log: {0}")]
     LogWrite(Box<surrealdb::Error>),
+    /// The SurrealDB server does not answer (see [`link`]); refused without
+    /// being tried.
+    #[error("the SurrealDB server does not answer")]
+    Unreachable,
+    /// A query to the SurrealDB server took longer than
+    /// `CHIRP_STORE_TIMEOUT`. It may still have been carried out.
+    #[error("the SurrealDB server did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
     /// An earlier log write failed; nothing more is written until chirp is
     /// restarted and the store has recovered its log.
     #[error("the store's log failed earlier; chirp must be restarted to recover it")]
@@ -127,10 +138,11 @@ pub struct Store {
 impl Store {
     /// Opens the store named by `url` and makes sure it has the tables and
     /// the layout this chirp reads (see [`schema`]).
-    /// `memory` bounds an embedded store; a server sizes its own.
+    /// `memory` bounds an embedded store; a server sizes its own, and is
+    /// reached as `server` says.
     pub async fn open(
         url: &str,
-        credentials: Option<(String, String)>,
+        server: &ServerAccess,
         memory: EmbeddedMemory,
     ) -> Result<Store, StoreError> {
         if let Some(path) = url.strip_prefix("surrealkv://")
@@ -141,7 +153,7 @@ impl Store {
             // SurrealKV creates its own directory but not the ones above it.
             let _ = std::fs::create_dir_all(parent);
         }
-        let db = Database::open(url, credentials, memory).await?;
+        let db = Database::open(url, server, memory).await?;
         schema::prepare(&db).await?;
         Ok(Store::over(db))
     }

@@ -115,7 +115,7 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
             let mut attempts_moved = 0;
             loop {
                 let moved: i64 = db
-                    .query(MOVE_OLD_ATTEMPTS)
+                    .query_without_deadline(MOVE_OLD_ATTEMPTS)
                     .bind(("limit", ATTEMPTS_PER_MOVE))
                     .await?
                     .take::<Option<i64>>(0)?
@@ -126,7 +126,7 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
                 attempts_moved += moved;
                 tracing::info!(attempts_moved, "attempts re-keyed by message");
             }
-            checked(db.query(LAYOUT_1_TO_2).await?)?;
+            checked(db.query_without_deadline(LAYOUT_1_TO_2).await?)?;
             tracing::info!(to = LAYOUT, "the store's layout is upgraded");
             Ok(())
         }
@@ -137,7 +137,7 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::message::Status;
-    use crate::store::{EmbeddedMemory, Store};
+    use crate::store::{EmbeddedMemory, ServerAccess, Store};
 
     /// A store as chirp wrote it before layouts were numbered: a message
     /// leased until 5,000, one waiting for its provider, one sent; caller
@@ -192,9 +192,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_layout_1_store_keeps_its_leases_waiting_messages_and_keys() {
-        let db = Database::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("open");
+        let db = Database::open(
+            "mem://",
+            &ServerAccess::default(),
+            EmbeddedMemory::default(),
+        )
+        .await
+        .expect("open");
         db.query(LAYOUT_1_STORE)
             .await
             .expect("old store")
@@ -259,9 +263,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_from_a_newer_chirp_is_refused() {
-        let db = Database::open("mem://", None, EmbeddedMemory::default())
-            .await
-            .expect("open");
+        let db = Database::open(
+            "mem://",
+            &ServerAccess::default(),
+            EmbeddedMemory::default(),
+        )
+        .await
+        .expect("open");
         db.query("UPSERT store_layout:current SET version = 99")
             .await
             .expect("write")
