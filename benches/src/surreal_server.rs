@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 pub const USER: &str = "root";
 pub const PASS: &str = "chirp-reliability";
 
-/// Builds SurrealDB's server with cargo (debug or release, as `release`
-/// says) under `target_dir`, unless it is already built and up to date;
+/// Builds SurrealDB's server with cargo (its dev profile, without debug
+/// info) under `target_dir`, unless it is already built and up to date;
 /// returns the binary. Its own workspace and target directory, so that
 /// SurrealDB's features are not unified with chirp's.
-pub fn build(target_dir: &Path, release: bool) -> Result<PathBuf, String> {
+pub fn build(target_dir: &Path) -> Result<PathBuf, String> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/surreal-server/Cargo.toml");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
@@ -25,9 +25,6 @@ pub fn build(target_dir: &Path, release: bool) -> Result<PathBuf, String> {
         .arg(&manifest)
         .arg("--target-dir")
         .arg(target_dir);
-    if release {
-        cargo.arg("--release");
-    }
     let status = cargo
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
@@ -37,9 +34,7 @@ pub fn build(target_dir: &Path, release: bool) -> Result<PathBuf, String> {
             manifest.display()
         ));
     }
-    let binary = target_dir
-        .join(if release { "release" } else { "debug" })
-        .join("surreal");
+    let binary = target_dir.join("debug").join("surreal");
     if binary.exists() {
         Ok(binary)
     } else {

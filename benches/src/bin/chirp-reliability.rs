@@ -935,9 +935,7 @@ async fn server_goes_away(options: &Options) -> bool {
                 "(building SurrealDB's server, tests/surreal-server, under {})\n",
                 target.display()
             );
-            let release = !cfg!(debug_assertions);
-            match tokio::task::spawn_blocking(move || surreal_server::build(&target, release)).await
-            {
+            match tokio::task::spawn_blocking(move || surreal_server::build(&target)).await {
                 Ok(Ok(path)) => path,
                 Ok(Err(e)) => {
                     println!("server: BROKEN (cannot build the SurrealDB server: {e})");
