@@ -1119,6 +1119,31 @@ async fn server_goes_away(options: &Options) -> bool {
             })
         })
         .count();
+    if std::env::var_os("CHIRP_RELIABILITY_DEBUG").is_some() {
+        let t0 = outages.first().map(|o| o.0).unwrap_or_else(Instant::now);
+        let secs = |t: Instant| {
+            t.checked_duration_since(t0).map_or_else(
+                || -(t0.duration_since(t).as_secs_f64()),
+                |d| d.as_secs_f64(),
+            )
+        };
+        for (killed, back) in &outages {
+            eprintln!(
+                "outage: killed {:.2} back {:.2}",
+                secs(*killed),
+                secs(*back)
+            );
+        }
+        let mut dups: Vec<_> = delivered
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .filter_map(|(k, n)| Some((secs(*first_delivered.get(k)?), k, n)))
+            .collect();
+        dups.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (first, key, n) in dups {
+            eprintln!("dup {key} x{n} first {first:.2}");
+        }
+    }
     let not_delivered = stored
         .iter()
         .filter(|(k, (_, s))| s == "sent" && !delivered.contains_key(k.as_str()))

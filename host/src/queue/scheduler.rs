@@ -69,6 +69,7 @@ impl<P: Providers> Scheduler<P> {
             self.store.clone(),
             done_rx,
             self.wake.clone(),
+            self.lease,
         ));
         let workers = Arc::new(Semaphore::new(self.concurrency));
         let pace: Arc<governor::DefaultKeyedRateLimiter<String>> = Arc::new(
@@ -314,7 +315,20 @@ pub fn complete(
 /// Writes completions in batches. A batch the store refuses is retried: its
 /// messages are still leased, so nothing else touches them meanwhile, and
 /// if chirp dies first the leases run out and the messages are sent again.
-async fn completion_loop(store: Store, mut rx: mpsc::Receiver<Completion>, wake: Arc<Notify>) {
+///
+/// The pause between retries doubles up to a quarter of the lease (at most
+/// 5 s). Completions are written in order, so every message sent after the
+/// refused batch waits behind it; a pause longer than their leases would
+/// let them run out once the store is back, and those messages would be
+/// sent again (seen with a 2 s lease and a SurrealDB server restarted
+/// under load, RELIABILITY.md part 5).
+async fn completion_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<Completion>,
+    wake: Arc<Notify>,
+    lease: Duration,
+) {
+    let longest_pause = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     let mut batch = Vec::with_capacity(CLAIM_BATCH);
     while rx.recv_many(&mut batch, CLAIM_BATCH).await > 0 {
         let mut pause = Duration::from_millis(50);
@@ -324,7 +338,7 @@ async fn completion_loop(store: Store, mut rx: mpsc::Receiver<Completion>, wake:
                 Err(e) => {
                     tracing::error!(error = %e, completions = batch.len(), "recording attempts failed; retrying");
                     tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    pause = (pause * 2).min(longest_pause);
                 }
             }
         }
