@@ -918,41 +918,47 @@ async fn schemathesis(options: &Options) -> bool {
     held
 }
 
+/// The SurrealDB server part 5 runs: `--surreal`, or built from
+/// `tests/surreal-server` under the cargo target directory.
+async fn surreal_binary(options: &Options) -> Result<PathBuf, String> {
+    if let Some(path) = &options.surreal {
+        return Ok(path.clone());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("surreal-server");
+    println!(
+        "(building SurrealDB's server, tests/surreal-server, under {})\n",
+        target.display()
+    );
+    tokio::task::spawn_blocking(move || surreal_server::build(&target))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot build the SurrealDB server: {e}"))
+}
+
 /// Part 5. Returns whether it held.
 async fn server_goes_away(options: &Options) -> bool {
     println!(
         "\n## 5. The SurrealDB server goes away ({} outages, `ws://`)\n",
         options.outages
     );
-    let surreal = match &options.surreal {
-        Some(path) => path.clone(),
-        None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("target"))
-                .join("surreal-server");
-            println!(
-                "(building SurrealDB's server, tests/surreal-server, under {})\n",
-                target.display()
-            );
-            match tokio::task::spawn_blocking(move || surreal_server::build(&target)).await {
-                Ok(Ok(path)) => path,
-                Ok(Err(e)) => {
-                    println!("server: BROKEN (cannot build the SurrealDB server: {e})");
-                    return false;
-                }
-                Err(e) => {
-                    println!("server: BROKEN ({e})");
-                    return false;
-                }
-            }
+    let surreal = match surreal_binary(options).await {
+        Ok(path) => path,
+        Err(e) => {
+            println!("server: BROKEN ({e})");
+            return false;
         }
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = plugins_dir(options, dir.path());
     let server_store = format!("surrealkv://{}", dir.path().join("server-store").display());
     let server_log = dir.path().join("surreal.log");
-    let mut server = match SurrealServer::start(&surreal, &server_store, free_port(), &server_log) {
+    let started = tokio::task::block_in_place(|| {
+        SurrealServer::start(&surreal, &server_store, free_port(), &server_log)
+    });
+    let mut server = match started {
         Ok(server) => server,
         Err(e) => {
             println!("server: BROKEN ({e})");
@@ -1120,29 +1126,7 @@ async fn server_goes_away(options: &Options) -> bool {
         })
         .count();
     if std::env::var_os("CHIRP_RELIABILITY_DEBUG").is_some() {
-        let t0 = outages.first().map(|o| o.0).unwrap_or_else(Instant::now);
-        let secs = |t: Instant| {
-            t.checked_duration_since(t0).map_or_else(
-                || -(t0.duration_since(t).as_secs_f64()),
-                |d| d.as_secs_f64(),
-            )
-        };
-        for (killed, back) in &outages {
-            eprintln!(
-                "outage: killed {:.2} back {:.2}",
-                secs(*killed),
-                secs(*back)
-            );
-        }
-        let mut dups: Vec<_> = delivered
-            .iter()
-            .filter(|(_, n)| **n > 1)
-            .filter_map(|(k, n)| Some((secs(*first_delivered.get(k)?), k, n)))
-            .collect();
-        dups.sort_by(|a, b| a.0.total_cmp(&b.0));
-        for (first, key, n) in dups {
-            eprintln!("dup {key} x{n} first {first:.2}");
-        }
+        print_duplicates_against_outages(&outages, &delivered, &first_delivered);
     }
     let not_delivered = stored
         .iter()
@@ -1173,6 +1157,39 @@ async fn server_goes_away(options: &Options) -> bool {
     );
     println!("\nserver: {}", if held { "HELD" } else { "BROKEN" });
     held
+}
+
+/// For `CHIRP_RELIABILITY_DEBUG`: each outage and each duplicated key's
+/// first delivery, in seconds from the first kill, to see which outage (if
+/// any) a duplicate belongs to.
+fn print_duplicates_against_outages(
+    outages: &[(Instant, Instant)],
+    delivered: &HashMap<String, u32>,
+    first_delivered: &HashMap<String, Instant>,
+) {
+    let t0 = outages.first().map(|o| o.0).unwrap_or_else(Instant::now);
+    let secs = |t: Instant| {
+        t.checked_duration_since(t0).map_or_else(
+            || -(t0.duration_since(t).as_secs_f64()),
+            |d| d.as_secs_f64(),
+        )
+    };
+    for (killed, back) in outages {
+        eprintln!(
+            "outage: killed {:.2} back {:.2}",
+            secs(*killed),
+            secs(*back)
+        );
+    }
+    let mut duplicates: Vec<_> = delivered
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .filter_map(|(k, n)| Some((secs(*first_delivered.get(k)?), k, n)))
+        .collect();
+    duplicates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (first, key, n) in duplicates {
+        eprintln!("duplicate {key} x{n}, first delivered at {first:.2}");
+    }
 }
 
 fn admin_token() -> String {
