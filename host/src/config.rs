@@ -164,11 +164,30 @@ pub struct Config {
 /// Where a plugin's settings and the operator's sandbox policy for it come
 /// from. A plugin sees only the settings it declared, looked up under its
 /// own name; it never sees its sandbox policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PluginSettings {
     env: HashMap<String, String>,
     file: HashMap<String, HashMap<String, String>>,
     sandbox: HashMap<String, HashMap<String, String>>,
+}
+
+impl std::fmt::Debug for PluginSettings {
+    /// Names the settings, never their values: they hold API keys, and the
+    /// environment they come from holds the store's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut env: Vec<&String> = self.env.keys().collect();
+        env.sort();
+        let file: std::collections::BTreeMap<&String, Vec<&String>> = self
+            .file
+            .iter()
+            .map(|(plugin, settings)| (plugin, settings.keys().collect()))
+            .collect();
+        f.debug_struct("PluginSettings")
+            .field("env", &env)
+            .field("file", &file)
+            .field("sandbox", &self.sandbox)
+            .finish()
+    }
 }
 
 /// A TOML value as the string an environment variable would hold; arrays
@@ -599,7 +618,8 @@ mod tests {
                 ("CHIRP_STORE_COMMITTERS", "3"),
                 ("CHIRP_STORE_TIMEOUT", "2s"),
                 ("CHIRP_DB_USER", "root"),
-                ("CHIRP_DB_PASS", "secret"),
+                ("CHIRP_DB_PASS", "hunter2-db"),
+                ("MYOPERATOR_API_KEY", "hunter2-api"),
             ]),
         )
         .unwrap();
@@ -607,7 +627,11 @@ mod tests {
         assert_eq!(config.server.timeout, Duration::from_secs(2));
         assert_eq!(
             config.server.credentials,
-            Some(("root".into(), "secret".into()))
+            Some(("root".into(), "hunter2-db".into()))
+        );
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "a secret shows in the configuration's Debug output"
         );
         assert_eq!(config.store_committers.get(), 3);
         assert_eq!(

@@ -23,7 +23,7 @@ use super::StoreError;
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How chirp talks to a SurrealDB server; unused by an embedded store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerAccess {
     /// `CHIRP_DB_USER` / `CHIRP_DB_PASS`: root credentials.
     pub credentials: Option<(String, String)>,
@@ -31,6 +31,16 @@ pub struct ServerAccess {
     /// up on it and answers `503`, and how long the watcher's `RETURN 1`
     /// may take before the server counts as gone.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerAccess {
+    /// Names the user, never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerAccess")
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for ServerAccess {
