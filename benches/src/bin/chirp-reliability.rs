@@ -235,6 +235,27 @@ async fn settle(client: &reqwest::Client, base: &str, timeout: Duration) -> bool
     false
 }
 
+/// Of the `accepted` keys: how many are not in `stored`, and how many are
+/// there but neither `sent` nor `failed`.
+fn missing_and_unfinished(
+    accepted: &HashSet<&str>,
+    stored: &HashMap<String, (String, String)>,
+) -> (usize, usize) {
+    let missing = accepted
+        .iter()
+        .filter(|k| !stored.contains_key(**k))
+        .count();
+    let unfinished = accepted
+        .iter()
+        .filter(|k| {
+            stored
+                .get(**k)
+                .is_some_and(|(_, s)| s != "sent" && s != "failed")
+        })
+        .count();
+    (missing, unfinished)
+}
+
 /// Part 1. Returns whether it held.
 async fn crash(options: &Options) -> bool {
     println!(
@@ -291,18 +312,7 @@ async fn crash(options: &Options) -> bool {
     chirp.stop();
 
     let accepted: HashSet<&str> = report.accepted.iter().map(|a| a.key.as_str()).collect();
-    let missing = accepted
-        .iter()
-        .filter(|k| !stored.contains_key(**k))
-        .count();
-    let unfinished = accepted
-        .iter()
-        .filter(|k| {
-            stored
-                .get(**k)
-                .is_some_and(|(_, s)| s != "sent" && s != "failed")
-        })
-        .count();
+    let (missing, unfinished) = missing_and_unfinished(&accepted, &stored);
     let sent = stored.values().filter(|(_, s)| s == "sent").count();
     let failed = stored.values().filter(|(_, s)| s == "failed").count();
     let delivered = mock.delivered();
@@ -1092,18 +1102,8 @@ async fn server_goes_away(options: &Options) -> bool {
     chirp.stop();
 
     let accepted: HashSet<&str> = report.accepted.iter().map(|a| a.key.as_str()).collect();
-    let missing = accepted
-        .iter()
-        .filter(|k| !stored_after_restart.contains_key(**k))
-        .count();
-    let unfinished = accepted
-        .iter()
-        .filter(|k| {
-            stored
-                .get(**k)
-                .is_some_and(|(_, s)| s != "sent" && s != "failed")
-        })
-        .count();
+    let (missing, _) = missing_and_unfinished(&accepted, &stored_after_restart);
+    let (_, unfinished) = missing_and_unfinished(&accepted, &stored);
     let delivered = mock.delivered();
     let duplicates: u32 = delivered
         .iter()

@@ -91,17 +91,18 @@ impl Database {
                 url: url.to_string(),
                 source: source.into(),
             };
-        let database = if url.starts_with("surrealkv://") || url.starts_with("mem://") {
+        if url.starts_with("surrealkv://") || url.starts_with("mem://") {
             let (datastore, background) =
                 open_embedded(url, memory).await.map_err(connect_error)?;
             let db = Surreal::<Db>::unstable_from_datastore(datastore.clone(), None)
                 .await
                 .map_err(|e| connect_error(e.into()))?;
-            Database::Embedded {
+            use_chirp(&db).await.map_err(|e| connect_error(e.into()))?;
+            Ok(Database::Embedded {
                 db,
                 datastore,
                 _background: background,
-            }
+            })
         } else {
             let db = surrealdb::engine::any::connect(url)
                 .await
@@ -111,21 +112,11 @@ impl Database {
                     .await
                     .map_err(|e| connect_error(e.into()))?;
             }
-            db.use_ns("chirp")
-                .use_db("chirp")
-                .await
-                .map_err(|e| connect_error(e.into()))?;
+            use_chirp(&db).await.map_err(|e| connect_error(e.into()))?;
             // A clone is a session of its own, signed in as this one.
             let link = Link::watch(db.clone(), server.timeout);
-            return Ok(Database::Server { db, link });
-        };
-        if let Database::Embedded { db, .. } = &database {
-            db.use_ns("chirp")
-                .use_db("chirp")
-                .await
-                .map_err(|e| connect_error(e.into()))?;
+            Ok(Database::Server { db, link })
         }
-        Ok(database)
     }
 
     /// Starts a query, as `Surreal::query` does; to a server, under the
@@ -141,10 +132,9 @@ impl Database {
     /// Starts a query with no deadline, for start-up work whose length
     /// depends on the store's size (the layout's upgrade).
     pub(super) fn query_without_deadline(&self, sql: impl Into<String>) -> Statement<'_> {
-        let sql = sql.into();
-        match self {
-            Database::Embedded { db, .. } => Statement::Embedded(db.query(sql)),
-            Database::Server { db, .. } => Statement::Server(db.query(sql), None),
+        match self.query(sql) {
+            Statement::Server(q, _) => Statement::Server(q, None),
+            embedded => embedded,
         }
     }
 
@@ -160,6 +150,11 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// Selects the namespace and database chirp keeps its tables in.
+async fn use_chirp<C: surrealdb::Connection>(db: &Surreal<C>) -> surrealdb::Result<()> {
+    db.use_ns("chirp").use_db("chirp").await.map(drop)
 }
 
 /// Builds the embedded datastore the way the SDK's local engine does, with

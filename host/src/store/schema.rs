@@ -139,6 +139,17 @@ mod tests {
     use crate::message::Status;
     use crate::store::{EmbeddedMemory, ServerAccess, Store};
 
+    /// An empty database in memory, its schema not yet prepared.
+    async fn memory_database() -> Database {
+        Database::open(
+            "mem://",
+            &ServerAccess::default(),
+            EmbeddedMemory::default(),
+        )
+        .await
+        .expect("open")
+    }
+
     /// A store as chirp wrote it before layouts were numbered: a message
     /// leased until 5,000, one waiting for its provider, one sent; caller
     /// keys on the first and last.
@@ -192,13 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_layout_1_store_keeps_its_leases_waiting_messages_and_keys() {
-        let db = Database::open(
-            "mem://",
-            &ServerAccess::default(),
-            EmbeddedMemory::default(),
-        )
-        .await
-        .expect("open");
+        let db = memory_database().await;
         db.query(LAYOUT_1_STORE)
             .await
             .expect("old store")
@@ -263,13 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_from_a_newer_chirp_is_refused() {
-        let db = Database::open(
-            "mem://",
-            &ServerAccess::default(),
-            EmbeddedMemory::default(),
-        )
-        .await
-        .expect("open");
+        let db = memory_database().await;
         db.query("UPSERT store_layout:current SET version = 99")
             .await
             .expect("write")
