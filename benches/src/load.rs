@@ -31,11 +31,21 @@ pub struct Accepted {
     pub sent_at: Instant,
 }
 
+/// One request answered with an error: its idempotency key, and the
+/// error's `code` (empty when chirp gave no answer or no JSON).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub key: String,
+    pub code: String,
+}
+
 /// What one run measured.
 pub struct Report {
     pub accepted: Vec<Accepted>,
     /// Answers other than `202`, by status (0: no answer at all).
     pub refused: Vec<(u16, u64)>,
+    /// Every answer other than `202`, one by one.
+    pub refusals: Vec<Refusal>,
     pub elapsed: Duration,
     /// Sorted. With a fixed rate, measured from when the request was due,
     /// so a stall shows up as latency rather than as fewer requests.
@@ -134,6 +144,7 @@ pub async fn drive(base: &str, spec: &Spec, stop: Option<Arc<AtomicBool>>) -> Re
             let mut latencies = Vec::new();
             let mut accepted = Vec::new();
             let mut refused: Vec<(u16, u64)> = Vec::new();
+            let mut refusals = Vec::new();
             loop {
                 if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
                     break;
@@ -151,13 +162,14 @@ pub async fn drive(base: &str, spec: &Spec, stop: Option<Arc<AtomicBool>>) -> Re
                     None => Instant::now(),
                 };
                 let body = message_body(&spec.tag, n);
+                let key = format!("{}-{n}", spec.tag);
                 let response = client
                     .post(&url)
                     .header("content-type", "application/json")
                     .body(body.to_string())
                     .send()
                     .await;
-                let status = match response {
+                let (status, code) = match response {
                     Ok(r) => {
                         let status = r.status().as_u16();
                         let answer: serde_json::Value =
@@ -168,16 +180,17 @@ pub async fn drive(base: &str, spec: &Spec, stop: Option<Arc<AtomicBool>>) -> Re
                         {
                             latencies.push(due.elapsed());
                             accepted.push(Accepted {
-                                key: format!("{}-{n}", spec.tag),
+                                key,
                                 id: id.to_string(),
                                 sent_at: due,
                             });
                             continue;
                         }
-                        status
+                        (status, answer["code"].as_str().unwrap_or("").to_string())
                     }
-                    Err(_) => 0,
+                    Err(_) => (0, String::new()),
                 };
+                refusals.push(Refusal { key, code });
                 match refused.iter_mut().find(|(s, _)| *s == status) {
                     Some((_, count)) => *count += 1,
                     None => refused.push((status, 1)),
@@ -187,19 +200,21 @@ pub async fn drive(base: &str, spec: &Spec, stop: Option<Arc<AtomicBool>>) -> Re
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
-            (latencies, accepted, refused)
+            (latencies, accepted, refused, refusals)
         }));
     }
     let mut report = Report {
         accepted: Vec::with_capacity(spec.messages.min(1 << 20)),
         refused: Vec::new(),
+        refusals: Vec::new(),
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(spec.messages.min(1 << 20)),
     };
     for task in tasks {
-        let (latencies, accepted, refused) = task.await.expect("load task");
+        let (latencies, accepted, refused, refusals) = task.await.expect("load task");
         report.latencies.extend(latencies);
         report.accepted.extend(accepted);
+        report.refusals.extend(refusals);
         for (status, n) in refused {
             match report.refused.iter_mut().find(|(s, _)| *s == status) {
                 Some((_, count)) => *count += n,

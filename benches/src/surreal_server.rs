@@ -1,7 +1,8 @@
 //! A SurrealDB server (`surreal start`) on loopback, for running chirp
 //! against `ws://`: built from crates.io on first use (the crate in
 //! `tests/surreal-server`), started on a SurrealKV directory, killed with
-//! SIGKILL and started again on the same directory and port.
+//! SIGKILL and started again on the same directory and port, or frozen with
+//! SIGSTOP and let go.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -80,6 +81,31 @@ impl SurrealServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGSTOP: the server stops answering but keeps its connections
+    /// open, as a server that hangs or a network that drops packets
+    /// would. Nothing tells chirp; only its deadline can.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT after [`SurrealServer::freeze`]: the server reads what
+    /// waited on its connections and carries it out.
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), String> {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .map_err(|e| format!("cannot run kill {signal}: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill {signal} failed ({status})"))
+        }
     }
 
     /// Starts the server again on the same store and port.

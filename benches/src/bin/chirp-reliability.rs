@@ -18,11 +18,13 @@
 //!    cache) against the running chirp's OpenAPI document: no `5xx`, no
 //!    answer outside the schema (skipped if pip cannot install it);
 //! 5. the SurrealDB server goes away: chirp on `ws://` under steady load
-//!    while the server (built from crates.io on first use) is killed with
-//!    SIGKILL and started again on the same store. chirp must notice (health
-//!    says the store is unreachable), then answer `503` at once while the
-//!    server is down, take traffic again once it is back without being
-//!    restarted, and lose nothing it accepted.
+//!    while the server (built from crates.io on first use) is, in turn,
+//!    killed with SIGKILL and started again on the same store, or frozen
+//!    with SIGSTOP (its connections stay open, nothing answers) and let go.
+//!    chirp must notice (health says the store is unreachable), then answer
+//!    `503` at once while the server is gone, take traffic again once it is
+//!    back without being restarted, lose nothing it accepted, and store
+//!    nothing it said it had not accepted.
 //!
 //! Prints a table per part and exits non-zero if anything was lost or
 //! broke its promise. `--short` is the version CI runs.
@@ -48,7 +50,8 @@ struct Options {
     /// `server`).
     only: Option<String>,
     kills: u32,
-    /// How many times part 5 kills the SurrealDB server.
+    /// How many outages part 5 makes of the SurrealDB server (kills and
+    /// freezes in turn).
     outages: u32,
     /// A `surreal` binary for part 5; built from `tests/surreal-server`
     /// when not given.
@@ -1005,20 +1008,29 @@ async fn server_goes_away(options: &Options) -> bool {
     const PROBES: usize = 10;
     let mut random = Random::new();
     let mut in_flight = Vec::new();
-    // Each outage, from the kill until the first `202` after it.
+    // Each outage, from the kill or freeze until the first `202` after it.
     let mut outages: Vec<(Instant, Instant)> = Vec::new();
     let mut held = true;
     println!(
-        "| outage | health says `unreachable` after | then {PROBES} requests: answers | slowest | chirp alive | first `202` after the server is back | held |"
+        "| outage | server | health says `unreachable` after | then {PROBES} requests: answers | slowest | chirp alive | first `202` after the server is back | held |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for outage in 1..=options.outages {
         tokio::time::sleep(Duration::from_millis(2000 + random.below(2000))).await;
         // Leased when the server goes: what may be sent twice (a lease
         // runs out while its completion cannot be written).
         in_flight.push(count_status(&client, &base, "sending").await);
-        server.kill();
-        let killed = Instant::now();
+        let kind = if outage % 2 == 1 {
+            server.kill();
+            "killed"
+        } else {
+            if let Err(e) = server.freeze() {
+                println!("server: BROKEN ({e})");
+                return false;
+            }
+            "frozen"
+        };
+        let went = Instant::now();
         // Until chirp's health says the store is unreachable: requests in
         // this window wait for CHIRP_STORE_TIMEOUT at most.
         let noticed = loop {
@@ -1030,9 +1042,9 @@ async fn server_goes_away(options: &Options) -> bool {
                 && r.status().as_u16() == 503
                 && json_of(r).await["store"] == "unreachable"
             {
-                break Some(killed.elapsed());
+                break Some(went.elapsed());
             }
-            if killed.elapsed() > Duration::from_secs(30) {
+            if went.elapsed() > Duration::from_secs(30) {
                 break None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1054,7 +1066,11 @@ async fn server_goes_away(options: &Options) -> bool {
         }
         // The server stays down a little longer, under the load.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let restarted = tokio::task::block_in_place(|| server.restart());
+        let restarted = if kind == "killed" {
+            tokio::task::block_in_place(|| server.restart())
+        } else {
+            server.thaw()
+        };
         if let Err(e) = restarted {
             println!("server: BROKEN ({e})");
             return false;
@@ -1068,7 +1084,7 @@ async fn server_goes_away(options: &Options) -> bool {
         )
         .await;
         outages.push((
-            killed,
+            went,
             back.as_ref()
                 .map_or_else(Instant::now, |(after, _)| restarted_at + *after),
         ));
@@ -1077,7 +1093,7 @@ async fn server_goes_away(options: &Options) -> bool {
             noticed.is_some() && answers.get(&503) == Some(&PROBES) && alive && back.is_some();
         held &= good;
         println!(
-            "| {outage} | {} | {answers:?} | {:.0} ms | {alive} | {} | {} |",
+            "| {outage} | {kind} | {} | {answers:?} | {:.0} ms | {alive} | {} | {} |",
             noticed.map_or("never (30 s)".into(), |after| format!(
                 "{:.1} s",
                 after.as_secs_f64()
@@ -1111,7 +1127,7 @@ async fn server_goes_away(options: &Options) -> bool {
         .map(|(_, n)| n.saturating_sub(1))
         .sum();
     // A duplicate is expected only of a message sent while its completion
-    // could not be written: first delivered just before a kill or during
+    // could not be written: first delivered just before the server went or during
     // the outage, and sent again once its lease (2 s) ran out afterwards.
     let first_delivered = mock.first_delivered();
     let unexplained = delivered
@@ -1119,24 +1135,46 @@ async fn server_goes_away(options: &Options) -> bool {
         .filter(|(_, n)| **n > 1)
         .filter(|(key, _)| {
             first_delivered.get(*key).is_none_or(|first| {
-                !outages.iter().any(|(killed, back)| {
-                    *first + Duration::from_secs(1) >= *killed && *first <= *back
-                })
+                !outages
+                    .iter()
+                    .any(|(went, back)| *first + Duration::from_secs(1) >= *went && *first <= *back)
             })
         })
         .count();
     if std::env::var_os("CHIRP_RELIABILITY_DEBUG").is_some() {
         print_duplicates_against_outages(&outages, &delivered, &first_delivered);
     }
+    // A refusal either says nothing was stored (`store_unavailable`) or
+    // that the store did not confirm (`store_unconfirmed`). Only the
+    // second may be found in the store afterwards.
+    let stored_though_refused = |code: &str| {
+        report
+            .refusals
+            .iter()
+            .filter(|r| r.code == code && stored_after_restart.contains_key(&r.key))
+            .count()
+    };
+    let refused_yet_stored = stored_though_refused("store_unavailable");
+    let unconfirmed_and_stored = stored_though_refused("store_unconfirmed");
+    let unconfirmed = report
+        .refusals
+        .iter()
+        .filter(|r| r.code == "store_unconfirmed")
+        .count();
     let not_delivered = stored
         .iter()
         .filter(|(k, (_, s))| s == "sent" && !delivered.contains_key(k.as_str()))
         .count();
     let in_flight_total: usize = in_flight.iter().sum();
-    held &= settled && missing == 0 && unfinished == 0 && not_delivered == 0 && unexplained == 0;
+    held &= settled
+        && missing == 0
+        && unfinished == 0
+        && not_delivered == 0
+        && unexplained == 0
+        && refused_yet_stored == 0;
     println!("\n| what | count |\n|---|---|");
     println!(
-        "| server outages (SIGKILL, restart on the same store) | {} |",
+        "| server outages (odd: SIGKILL, restart on the same store; even: SIGSTOP, SIGCONT) | {} |",
         options.outages
     );
     println!("| load: requests answered 202 | {} |", accepted.len());
@@ -1145,15 +1183,19 @@ async fn server_goes_away(options: &Options) -> bool {
         report.refused
     );
     println!("| messages in the store | {} |", stored.len());
+    println!(
+        "| refused as not stored (`store_unavailable`), yet in the store | {refused_yet_stored} |"
+    );
+    println!(
+        "| refused as unconfirmed (`store_unconfirmed`) | {unconfirmed}, of which {unconfirmed_and_stored} in the store |"
+    );
     println!("| 202 but missing from the store (read after restarting chirp) | {missing} |");
     println!("| 202 but not finished after settling | {unfinished} |");
     println!("| `sent` but never delivered to the mock | {not_delivered} |");
-    println!(
-        "| leased (in flight) when the server was killed | {in_flight:?} = {in_flight_total} |"
-    );
+    println!("| leased (in flight) when the server went | {in_flight:?} = {in_flight_total} |");
     println!("| duplicate deliveries of the load (same idempotency key) | {duplicates} |");
     println!(
-        "| ... of messages first delivered outside an outage (from 1 s before the kill to the first `202` after it) | {unexplained} |"
+        "| ... of messages first delivered outside an outage (from 1 s before the server went to the first `202` after it) | {unexplained} |"
     );
     println!("\nserver: {}", if held { "HELD" } else { "BROKEN" });
     held
@@ -1174,12 +1216,8 @@ fn print_duplicates_against_outages(
             |d| d.as_secs_f64(),
         )
     };
-    for (killed, back) in outages {
-        eprintln!(
-            "outage: killed {:.2} back {:.2}",
-            secs(*killed),
-            secs(*back)
-        );
+    for (went, back) in outages {
+        eprintln!("outage: went {:.2} back {:.2}", secs(*went), secs(*back));
     }
     let mut duplicates: Vec<_> = delivered
         .iter()

@@ -106,11 +106,20 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "store request failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            "the message store is not available; try again",
-        )
+        if e.outcome_unknown() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unconfirmed",
+                "the message store did not answer; a change this request asked for may have \
+                 been made, so read it back before trying again",
+            )
+        } else {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the message store is not available; try again",
+            )
+        }
     }
 }
 
@@ -130,6 +139,13 @@ impl From<QueueError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the message could not be stored; it was not accepted, try again",
+            ),
+            QueueError::Unconfirmed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unconfirmed",
+                "the message store did not confirm the write, so the message may have been \
+                 stored; send the same request again with the same idempotency key and it is \
+                 stored once",
             ),
             QueueError::Closed => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

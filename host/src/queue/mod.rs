@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::message::NewMessage;
-use crate::store::{Inserted, Store};
+use crate::store::{Inserted, Store, StoreError};
 use crate::telemetry;
 
 /// The most messages committed in one transaction.
@@ -52,9 +52,26 @@ pub enum QueueError {
     /// The store refused the write; nothing was accepted.
     #[error("the store cannot accept messages now: {0}")]
     Unavailable(String),
+    /// The store was asked to write and did not say whether it did (a
+    /// SurrealDB server that did not answer in time or dropped the
+    /// connection): the messages may have been stored.
+    #[error("the store did not confirm the write: {0}")]
+    Unconfirmed(String),
     /// chirp is shutting down.
     #[error("chirp is shutting down")]
     Closed,
+}
+
+impl From<StoreError> for QueueError {
+    /// A write that failed is unconfirmed when the store may still have
+    /// carried it out, and refused otherwise.
+    fn from(e: StoreError) -> QueueError {
+        if e.outcome_unknown() {
+            QueueError::Unconfirmed(e.to_string())
+        } else {
+            QueueError::Unavailable(e.to_string())
+        }
+    }
 }
 
 /// Messages that must be stored together (one event's messages), and where
@@ -169,7 +186,7 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
             }
             Err(e) => {
                 tracing::error!(error = %e, messages = batch.len(), "cannot commit accepted messages");
-                let error = QueueError::Unavailable(e.to_string());
+                let error = QueueError::from(e);
                 for pending in batch.drain(..) {
                     let _ = pending.reply.send(Err(error.clone()));
                 }
@@ -182,6 +199,26 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
 mod tests {
     use super::*;
     use crate::store::{memory_store, test_message};
+
+    /// A caller is told "not accepted" only when the store surely did not
+    /// write; a deadline or a broken connection leaves it unconfirmed, and
+    /// the API says the message may have been stored.
+    #[test]
+    fn a_write_the_store_may_have_done_is_unconfirmed_not_refused() {
+        use crate::api::ApiError;
+        let timed_out = QueueError::from(StoreError::TimedOut(std::time::Duration::from_secs(5)));
+        assert!(
+            matches!(timed_out, QueueError::Unconfirmed(_)),
+            "{timed_out:?}"
+        );
+        assert_eq!(ApiError::from(timed_out).code, "store_unconfirmed");
+
+        for untried in [StoreError::Unreachable, StoreError::NeedsRestart] {
+            let refused = QueueError::from(untried);
+            assert!(matches!(refused, QueueError::Unavailable(_)), "{refused:?}");
+            assert_eq!(ApiError::from(refused).code, "store_unavailable");
+        }
+    }
 
     /// Requests spread over the committers by their first key, while
     /// their second keys collide across committers: every request is

@@ -88,15 +88,17 @@ impl Link {
     }
 
     /// Runs `query` if the server is answering, giving up after the
-    /// deadline. A query given up on marks the server as not answering
-    /// until the watcher's next `RETURN 1` comes back, so that the requests
-    /// behind it are refused at once rather than each waiting out the
-    /// deadline.
+    /// deadline. A query given up on, or whose connection broke, marks the
+    /// server as not answering until the watcher's next `RETURN 1` comes
+    /// back, so that the requests behind it are refused at once rather
+    /// than each waiting out the deadline.
     ///
-    /// A query given up on may still reach the server later (the SDK sends
-    /// what it holds once it reconnects): what callers were told failed may
-    /// have been written, which idempotency keys and leases are there to
-    /// make safe.
+    /// Such a query may still have been carried out: the server may have
+    /// committed it before the connection broke, and the SDK sends what it
+    /// holds once it reconnects. Both errors say so
+    /// ([`StoreError::outcome_unknown`]); a caller whose message was in
+    /// such a write is told it may have been stored, and idempotency keys
+    /// and leases make a retry safe.
     pub(super) async fn run<T>(
         &self,
         query: impl Future<Output = surrealdb::Result<T>>,
@@ -105,6 +107,10 @@ impl Link {
             return Err(StoreError::Unreachable);
         }
         match tokio::time::timeout(self.timeout, query).await {
+            Ok(Err(e)) if e.is_connection() => {
+                self.saw(false);
+                Err(StoreError::from(e))
+            }
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => {
                 self.saw(false);
@@ -124,5 +130,73 @@ impl Link {
             (false, true) => tracing::info!("the SurrealDB server answers again"),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(timeout: Duration) -> Link {
+        Link {
+            reachable: AtomicBool::new(true),
+            timeout,
+        }
+    }
+
+    /// A query the server never answers: the caller is told the outcome
+    /// is unknown (it may have been carried out), and the queries behind
+    /// it are refused at once, as not tried.
+    #[tokio::test]
+    async fn a_query_given_up_on_may_have_been_written_and_the_next_is_refused_untried() {
+        let link = link(Duration::from_millis(20));
+        let given_up = link
+            .run(std::future::pending::<surrealdb::Result<()>>())
+            .await
+            .expect_err("the deadline passes");
+        assert!(matches!(given_up, StoreError::TimedOut(_)), "{given_up:?}");
+        assert!(given_up.outcome_unknown());
+
+        let next = link
+            .run(async { Ok::<_, surrealdb::Error>(()) })
+            .await
+            .expect_err("refused while the server does not answer");
+        assert!(matches!(next, StoreError::Unreachable), "{next:?}");
+        assert!(!next.outcome_unknown());
+    }
+
+    /// A connection that broke under a query: as unknown as a deadline,
+    /// and the link counts the server as gone.
+    #[tokio::test]
+    async fn a_broken_connection_may_have_written_and_marks_the_server_gone() {
+        let link = link(Duration::from_secs(5));
+        let broken = link
+            .run(async {
+                Err::<(), _>(surrealdb::Error::connection(
+                    "Connection reset".into(),
+                    surrealdb::types::ConnectionError::ConnectionFailed,
+                ))
+            })
+            .await
+            .expect_err("the connection broke");
+        assert!(
+            matches!(broken, StoreError::ConnectionLost(_)),
+            "{broken:?}"
+        );
+        assert!(broken.outcome_unknown());
+        assert!(!link.reachable.load(Ordering::Acquire));
+    }
+
+    /// An error the server answered with is not a lost connection: the
+    /// transaction did not commit, and the server still counts as there.
+    #[tokio::test]
+    async fn an_answered_error_is_known_not_written() {
+        let link = link(Duration::from_secs(5));
+        let refused = link
+            .run(async { Err::<(), _>(surrealdb::Error::internal("refused".into())) })
+            .await
+            .expect_err("the server refused");
+        assert!(!refused.outcome_unknown(), "{refused:?}");
+        assert!(link.reachable.load(Ordering::Acquire));
     }
 }

@@ -67,16 +67,34 @@ pub enum StoreError {
     /// `CHIRP_STORE_TIMEOUT`. It may still have been carried out.
     #[error("the SurrealDB server did not answer within {0:?}")]
     TimedOut(std::time::Duration),
+    /// The connection to the SurrealDB server broke while a query was on
+    /// it. The server may have carried the query out before it went.
+    #[error("the connection to the SurrealDB server broke: {0}")]
+    ConnectionLost(Box<surrealdb::Error>),
     /// An earlier log write failed; nothing more is written until chirp is
     /// restarted and the store has recovered its log.
     #[error("the store's log failed earlier; chirp must be restarted to recover it")]
     NeedsRestart,
 }
 
+impl StoreError {
+    /// Whether a write that failed with this error may still have been
+    /// carried out: the server was asked and did not say. Every other
+    /// error means the write's transaction did not commit.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TimedOut(_) | StoreError::ConnectionLost(_)
+        )
+    }
+}
+
 impl From<surrealdb::Error> for StoreError {
     fn from(e: surrealdb::Error) -> StoreError {
         if is_log_write(&e) {
             StoreError::LogWrite(Box::new(e))
+        } else if e.is_connection() {
+            StoreError::ConnectionLost(Box::new(e))
         } else if e.is_already_exists()
             || matches!(e.query_details(), Some(QueryError::TransactionConflict))
         {
