@@ -511,32 +511,44 @@ fn sh(program: &str, args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
-/// Sends `n` messages; returns the keys answered `202` and the other
-/// statuses seen.
-async fn send_some(
-    client: &reqwest::Client,
-    base: &str,
-    tag: &str,
-    n: usize,
-) -> (Vec<String>, HashMap<u16, usize>) {
-    let mut accepted = Vec::new();
-    let mut other = HashMap::new();
+/// What [`send_some`] saw.
+struct Sent {
+    /// The keys answered `202`.
+    accepted: Vec<String>,
+    /// Every other answer, by status (0: none).
+    other: HashMap<u16, usize>,
+    /// The keys answered otherwise, each with the error's `code`.
+    refused: Vec<(String, String)>,
+}
+
+/// Sends `n` messages, one after another.
+async fn send_some(client: &reqwest::Client, base: &str, tag: &str, n: usize) -> Sent {
+    let mut sent = Sent {
+        accepted: Vec::new(),
+        other: HashMap::new(),
+        refused: Vec::new(),
+    };
     for i in 0..n {
-        let status = client
+        let key = format!("{tag}-{i}");
+        let answer = client
             .post(format!("{base}/api/notifications/send-message"))
             .header("content-type", "application/json")
             .body(load::message_body(tag, i).to_string())
             .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
+            .await;
+        let (status, code) = match answer {
+            Ok(r) => (r.status().as_u16(), json_of(r).await["code"].clone()),
+            Err(_) => (0, Value::Null),
+        };
         if status == 202 {
-            accepted.push(format!("{tag}-{i}"));
+            sent.accepted.push(key);
         } else {
-            *other.entry(status).or_default() += 1;
+            *sent.other.entry(status).or_default() += 1;
+            sent.refused
+                .push((key, code.as_str().unwrap_or_default().to_string()));
         }
     }
-    (accepted, other)
+    sent
 }
 
 /// Sends one probe message a second until one is accepted (or `timeout`);
@@ -550,8 +562,8 @@ async fn recovery(
     let started = Instant::now();
     let mut n = 0;
     while started.elapsed() < timeout {
-        let (accepted, _) = send_some(client, base, &format!("{tag}-probe{n}"), 1).await;
-        if let Some(key) = accepted.into_iter().next() {
+        let sent = send_some(client, base, &format!("{tag}-probe{n}"), 1).await;
+        if let Some(key) = sent.accepted.into_iter().next() {
             return Some((started.elapsed(), key));
         }
         n += 1;
@@ -623,6 +635,35 @@ fn lost_and_unsent(
     (lost, unsent)
 }
 
+/// The refusals' codes, counted: `store_unavailable x 18, ...`.
+fn codes(refused: &[(String, String)]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (_, code) in refused {
+        match counts.iter_mut().find(|(c, _)| c == code) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((code, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(code, n)| format!("`{code}` x {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Of the messages refused during a fault: how many were refused as not
+/// stored (`store_unavailable`), yet are in the store. This must be 0; a
+/// refusal that may have been stored says `store_unconfirmed`.
+fn refused_yet_stored(
+    refused: &[(String, String)],
+    stored: &HashMap<String, (String, String)>,
+) -> usize {
+    refused
+        .iter()
+        .filter(|(key, code)| code == "store_unavailable" && stored.contains_key(key))
+        .count()
+}
+
 /// Part 3a. The disk fills up. Returns whether it held (`true` when
 /// skipped). (The read-only fault is part 3b, on ext4: a tmpfs cannot be
 /// remounted read-only under a running writer.)
@@ -647,7 +688,11 @@ async fn store_disk_full(options: &Options) -> bool {
     let mut accepted: Vec<String> = Vec::new();
     let mut table = StepTable::start();
 
-    let (keys, other) = send_some(&client, &base, "before", 50).await;
+    let Sent {
+        accepted: keys,
+        other,
+        ..
+    } = send_some(&client, &base, "before", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
     table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
@@ -663,7 +708,11 @@ async fn store_disk_full(options: &Options) -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok();
-    let (keys, other) = send_some(&client, &base, "full", 20).await;
+    let Sent {
+        accepted: keys,
+        other,
+        refused: refused_during_fault,
+    } = send_some(&client, &base, "full", 20).await;
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
@@ -683,7 +732,10 @@ async fn store_disk_full(options: &Options) -> bool {
     .await;
     let latched = health["store"] == "needs_restart";
     table.row(
-        "disk full (then liveness says `needs_restart`)",
+        &format!(
+            "disk full (then liveness says `needs_restart`); refused: {}",
+            codes(&refused_during_fault)
+        ),
         20,
         ok,
         &other,
@@ -718,7 +770,11 @@ async fn store_disk_full(options: &Options) -> bool {
             );
         }
     }
-    let (keys, other) = send_some(&client, &base, "after", 50).await;
+    let Sent {
+        accepted: keys,
+        other,
+        ..
+    } = send_some(&client, &base, "after", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
@@ -733,17 +789,18 @@ async fn store_disk_full(options: &Options) -> bool {
     let chirp = start(&setup);
     let stored = all_messages(&client, &chirp.base).await;
     let (lost, unsent) = lost_and_unsent(&accepted, &stored);
+    let refused_stored = refused_yet_stored(&refused_during_fault, &stored);
     chirp.stop();
     table.row(
         &format!(
-            "after a restart: {} accepted in all, lost {lost}, not sent {unsent}",
+            "after a restart: {} accepted in all, lost {lost}, not sent {unsent}; refused while full as `store_unavailable`, yet stored: {refused_stored}",
             accepted.len()
         ),
         0,
         0,
         &HashMap::new(),
         true,
-        settled && lost == 0 && unsent == 0,
+        settled && lost == 0 && unsent == 0 && refused_stored == 0,
     );
     sh("umount", &[&mount_text]);
     table.verdict("disk full")
@@ -791,19 +848,30 @@ async fn store_read_only(options: &Options) -> bool {
     let mut accepted: Vec<String> = Vec::new();
     let mut table = StepTable::start();
 
-    let (keys, other) = send_some(&client, &base, "before-ro", 50).await;
+    let Sent {
+        accepted: keys,
+        other,
+        ..
+    } = send_some(&client, &base, "before-ro", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
     table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
 
     let injected = std::fs::write(&trigger, "chirp-reliability").is_ok()
         && std::fs::write(mount.join("probe"), "x").is_err();
-    let (keys, other) = send_some(&client, &base, "readonly", 20).await;
+    let Sent {
+        accepted: keys,
+        other,
+        refused: refused_during_fault,
+    } = send_some(&client, &base, "readonly", 20).await;
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
     table.row(
-        "file system read-only (EROFS on every write)",
+        &format!(
+            "file system read-only (EROFS on every write); refused: {}",
+            codes(&refused_during_fault)
+        ),
         20,
         ok,
         &other,
@@ -834,7 +902,11 @@ async fn store_read_only(options: &Options) -> bool {
         return table.verdict("read-only file system");
     }
     chirp = start(&setup);
-    let (keys, other) = send_some(&client, &base, "after-ro", 50).await;
+    let Sent {
+        accepted: keys,
+        other,
+        ..
+    } = send_some(&client, &base, "after-ro", 50).await;
     let ok = keys.len();
     accepted.extend(keys);
     let alive = chirp.alive();
@@ -850,16 +922,17 @@ async fn store_read_only(options: &Options) -> bool {
     let stored = all_messages(&client, &base).await;
     chirp.stop();
     let (lost, unsent) = lost_and_unsent(&accepted, &stored);
+    let refused_stored = refused_yet_stored(&refused_during_fault, &stored);
     table.row(
         &format!(
-            "afterwards: {} accepted in all, lost {lost}, not sent {unsent}",
+            "afterwards: {} accepted in all, lost {lost}, not sent {unsent}; refused while read-only as `store_unavailable`, yet stored: {refused_stored}",
             accepted.len()
         ),
         0,
         0,
         &HashMap::new(),
         true,
-        settled && lost == 0 && unsent == 0,
+        settled && lost == 0 && unsent == 0 && refused_stored == 0,
     );
     sh("umount", &[&mount_text]);
     table.verdict("read-only file system")

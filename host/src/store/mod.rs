@@ -71,6 +71,11 @@ pub enum StoreError {
     /// it. The server may have carried the query out before it went.
     #[error("the connection to the SurrealDB server broke: {0}")]
     ConnectionLost(Box<surrealdb::Error>),
+    /// This write went through, but a write of the store's log failed
+    /// meanwhile: it may not survive the restart that recovers the log
+    /// (see [`Store::write`]).
+    #[error("a write of the store's log failed meanwhile; this write may not survive a restart")]
+    WrittenAfterLogFailure,
     /// An earlier log write failed; nothing more is written until chirp is
     /// restarted and the store has recovered its log.
     #[error("the store's log failed earlier; chirp must be restarted to recover it")]
@@ -78,13 +83,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether a write that failed with this error may still have been
-    /// carried out: the server was asked and did not say. Every other
-    /// error means the write's transaction did not commit.
+    /// Whether a write that failed with this error may still be in the
+    /// store: a server was asked and did not say, or the store's log failed
+    /// under the write (its record may be whole in the log, or not). Every
+    /// other error means the write's transaction did not commit.
     pub fn outcome_unknown(&self) -> bool {
         matches!(
             self,
-            StoreError::TimedOut(_) | StoreError::ConnectionLost(_)
+            StoreError::TimedOut(_)
+                | StoreError::ConnectionLost(_)
+                | StoreError::LogWrite(_)
+                | StoreError::WrittenAfterLogFailure
         )
     }
 }
@@ -221,8 +230,8 @@ impl Store {
     /// it, each of them synced and acknowledged, would be lost. A restart
     /// repairs the log, so chirp answers `503` (and reports itself not
     /// live) until then, and a write that succeeded while another failed
-    /// is reported as failed: its caller retries, and idempotency keys make
-    /// the retry safe.
+    /// is reported as unconfirmed ([`StoreError::WrittenAfterLogFailure`]):
+    /// its caller retries, and idempotency keys make the retry safe.
     async fn write<T>(
         &self,
         work: impl Future<Output = Result<T, StoreError>>,
@@ -240,7 +249,7 @@ impl Store {
             );
         }
         match result {
-            Ok(_) if self.needs_restart() => Err(StoreError::NeedsRestart),
+            Ok(_) if self.needs_restart() => Err(StoreError::WrittenAfterLogFailure),
             other => other,
         }
     }
