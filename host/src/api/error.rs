@@ -110,8 +110,8 @@ impl From<StoreError> for ApiError {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unconfirmed",
-                "the message store did not answer; a change this request asked for may have \
-                 been made, so read it back before trying again",
+                "the message store could not confirm the request; a change it asked for may \
+                 have been made, so read it back before trying again",
             )
         } else {
             ApiError::new(

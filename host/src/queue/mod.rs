@@ -54,7 +54,8 @@ pub enum QueueError {
     Unavailable(String),
     /// The store was asked to write and did not say whether it did (a
     /// SurrealDB server that did not answer in time or dropped the
-    /// connection): the messages may have been stored.
+    /// connection, or a failed write of the store's log): the messages may
+    /// have been stored.
     #[error("the store did not confirm the write: {0}")]
     Unconfirmed(String),
     /// chirp is shutting down.
@@ -201,17 +202,24 @@ mod tests {
     use crate::store::{memory_store, test_message};
 
     /// A caller is told "not accepted" only when the store surely did not
-    /// write; a deadline or a broken connection leaves it unconfirmed, and
-    /// the API says the message may have been stored.
+    /// write; a deadline, a broken connection or a failed log write leaves
+    /// it unconfirmed, and the API says the message may have been stored.
     #[test]
     fn a_write_the_store_may_have_done_is_unconfirmed_not_refused() {
         use crate::api::ApiError;
-        let timed_out = QueueError::from(StoreError::TimedOut(std::time::Duration::from_secs(5)));
-        assert!(
-            matches!(timed_out, QueueError::Unconfirmed(_)),
-            "{timed_out:?}"
-        );
-        assert_eq!(ApiError::from(timed_out).code, "store_unconfirmed");
+        let log_failed = surrealdb::Error::internal("WAL error: no space left on device".into());
+        for unknown in [
+            StoreError::TimedOut(std::time::Duration::from_secs(5)),
+            StoreError::LogWrite(Box::new(log_failed)),
+            StoreError::WrittenAfterLogFailure,
+        ] {
+            let unconfirmed = QueueError::from(unknown);
+            assert!(
+                matches!(unconfirmed, QueueError::Unconfirmed(_)),
+                "{unconfirmed:?}"
+            );
+            assert_eq!(ApiError::from(unconfirmed).code, "store_unconfirmed");
+        }
 
         for untried in [StoreError::Unreachable, StoreError::NeedsRestart] {
             let refused = QueueError::from(untried);
