@@ -35,8 +35,9 @@ use std::time::{Duration, Instant};
 
 use chirp_bench::load::{self, Spec, admin_client};
 use chirp_bench::mock::{Mock, Plan};
-use chirp_bench::process::{ChirpProcess, Setup, dir_size};
+use chirp_bench::process::{ChirpProcess, Setup, dir_size, free_port};
 use chirp_bench::sha256_hex;
+use chirp_bench::surreal_server::{self, SurrealServer};
 use serde_json::json;
 
 /// chirp's allocator, so that scenario 7 (the component host run in this
@@ -54,17 +55,23 @@ struct Options {
     apprise: bool,
     /// Scenario numbers to run (all when empty).
     only: Vec<u8>,
+    /// `--surreal PATH`: run chirp on a SurrealDB server (`ws://`) started
+    /// from this binary, one per scenario, instead of on its embedded
+    /// store.
+    surreal: Option<PathBuf>,
 }
 
 impl Options {
     fn runs(&self, scenario: u8) -> bool {
-        self.only.is_empty() || self.only.contains(&scenario)
+        // 7 to 10 do not use chirp's store through a server.
+        let fits_store = self.surreal.is_none() || scenario <= 6;
+        fits_store && (self.only.is_empty() || self.only.contains(&scenario))
     }
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise] [--only 1,5,7]"
+        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise] [--only 1,5,7] [--surreal PATH]"
     );
     std::process::exit(2)
 }
@@ -79,6 +86,7 @@ fn parse_args() -> Options {
         rate: 2_000.0,
         apprise: true,
         only: Vec::new(),
+        surreal: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -91,6 +99,7 @@ fn parse_args() -> Options {
         match flag.as_str() {
             "--chirp" => options.chirp = value.clone().into(),
             "--plugin" => options.plugin = value.clone().into(),
+            "--surreal" => options.surreal = Some(value.clone().into()),
             "--backlog" => options.backlog = number(),
             "--messages" => options.messages = number(),
             "--connections" => options.connections = number(),
@@ -116,11 +125,14 @@ fn parse_args() -> Options {
     options
 }
 
-/// A fresh store and plugins directory for one scenario.
+/// A fresh store and plugins directory for one scenario, and the SurrealDB
+/// server on that store with `--surreal`.
 struct Stage {
-    _dir: tempfile::TempDir,
     plugins: PathBuf,
     store: PathBuf,
+    server: Option<SurrealServer>,
+    /// Dropped last: the server runs on a directory in it.
+    _dir: tempfile::TempDir,
 }
 
 impl Stage {
@@ -130,24 +142,46 @@ impl Stage {
         std::fs::create_dir_all(&plugins).expect("plugins dir");
         std::fs::copy(&options.plugin, plugins.join("myoperator.wasm")).expect("copy plugin");
         let store = dir.path().join("store");
+        let server = options.surreal.as_ref().map(|binary| {
+            SurrealServer::start(
+                binary,
+                &format!("surrealkv://{}", store.display()),
+                free_port(),
+                &dir.path().join("surreal.log"),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        });
         Stage {
             plugins,
             store,
+            server,
             _dir: dir,
         }
     }
 
     fn setup(&self, options: &Options, mock: &Mock) -> Setup {
-        Setup::new(
-            &options.chirp,
-            &self.plugins,
-            format!("surrealkv://{}", self.store.display()),
-            &mock.base,
-        )
-        // Retries within the run rather than minutes later.
-        .set("CHIRP_RETRY_BACKOFF", "200ms")
-        // Scenario 4 makes thousands of expected retries, each a warning.
-        .set("CHIRP_LOG", "error")
+        let embedded = format!("surrealkv://{}", self.store.display());
+        let setup = match &self.server {
+            None => Setup::new(&options.chirp, &self.plugins, embedded, &mock.base),
+            Some(server) => Setup::new(&options.chirp, &self.plugins, server.url(), &mock.base)
+                .set("CHIRP_DB_USER", surreal_server::USER)
+                .set("CHIRP_DB_PASS", surreal_server::PASS),
+        };
+        setup
+            // Retries within the run rather than minutes later.
+            .set("CHIRP_RETRY_BACKOFF", "200ms")
+            // Scenario 4 makes thousands of expected retries, each a warning.
+            .set("CHIRP_LOG", "error")
+    }
+
+    /// With `--surreal`: the server's peak RSS, to print beside chirp's.
+    fn server_rss(&self) -> String {
+        self.server.as_ref().map_or_else(String::new, |server| {
+            format!(
+                "; the SurrealDB server's: {} MiB",
+                mib(server.peak_rss_kib())
+            )
+        })
     }
 }
 
@@ -307,8 +341,16 @@ async fn accept_and_drain(
 async fn main() {
     let options = parse_args();
     println!(
-        "chirp-bench: backlog {}, messages {}, {} connections, fixed rate {}/s, store surrealkv (fsync on commit)",
-        options.backlog, options.messages, options.connections, options.rate
+        "chirp-bench: backlog {}, messages {}, {} connections, fixed rate {}/s, store {} (fsync on commit)",
+        options.backlog,
+        options.messages,
+        options.connections,
+        options.rate,
+        if options.surreal.is_some() {
+            "a SurrealDB server over ws:// on loopback, on surrealkv (scenarios 1-6 only)"
+        } else {
+            "surrealkv, embedded"
+        }
     );
 
     // 1. Accept only, then 2. drain the backlog, then 3. both at once.
@@ -336,8 +378,9 @@ async fn main() {
             options.rate
         ));
         println!(
-            "   chirp peak RSS while accepting: {} MiB",
-            mib(chirp.peak_rss_kib())
+            "   chirp peak RSS while accepting: {} MiB{}",
+            mib(chirp.peak_rss_kib()),
+            stage.server_rss()
         );
         chirp.stop();
         let total = (backlog.accepted.len() + fixed.accepted.len()) as u64;
@@ -367,7 +410,7 @@ async fn main() {
                 .unwrap_or(0)
         };
         println!(
-            "2. drain of the {} backlog through the component: {} in {:.2} s = {:.0} msg/s; chirp RSS at 25/50/75/100% of the drain: {} / {} / {} / {} MiB, peak {} MiB",
+            "2. drain of the {} backlog through the component: {} in {:.2} s = {:.0} msg/s; chirp RSS at 25/50/75/100% of the drain: {} / {} / {} / {} MiB, peak {} MiB{}",
             total,
             delivered,
             elapsed.as_secs_f64(),
@@ -377,6 +420,7 @@ async fn main() {
             mib(quarter(3)),
             mib(samples.last().copied().unwrap_or(0)),
             mib(chirp.peak_rss_kib()),
+            stage.server_rss(),
         );
         let bytes = dir_size(&stage.store);
         println!(

@@ -77,6 +77,11 @@ impl SurrealServer {
         format!("ws://127.0.0.1:{}", self.port)
     }
 
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        crate::process::status_kib(self.child.id(), "VmHWM:")
+    }
+
     /// SIGKILL: the server gets no chance to finish anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
