@@ -130,7 +130,14 @@ pub fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenAp
                 "Over the per-token rate (see Retry-After)",
             );
             add_error(operation, "500", "Internal error");
-            add_error(operation, "503", "The store or a plugin is unavailable");
+            add_error(
+                operation,
+                "503",
+                "The store or a plugin is unavailable (see Retry-After). `code` \
+                 `store_unavailable`: nothing was written. `store_unconfirmed`: the store did \
+                 not confirm the write, so it may have been made; retry with the same \
+                 idempotency key. `shutting_down`: chirp is stopping",
+            );
         }
     }
     document
