@@ -5,6 +5,11 @@
 //! `ws://`, and the reliability suite needs a real server on loopback to
 //! show what chirp does when that server goes away and comes back.
 
+// An optimised build computes the layout of SurrealDB's deepest async
+// functions here, and needs more than the default 128 (the dev build does
+// not; SurrealDB's own crates set the same).
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
