@@ -600,6 +600,57 @@ impl StepTable {
         );
     }
 
+    /// A step with nothing wrong: 50 messages tagged `tag`, each must get
+    /// `202`; the accepted keys join `accepted`.
+    async fn healthy(
+        &mut self,
+        step: &str,
+        chirp: &mut ChirpProcess,
+        client: &reqwest::Client,
+        tag: &str,
+        accepted: &mut Vec<String>,
+    ) {
+        let sent = send_some(client, &chirp.base, tag, 50).await;
+        let ok = sent.accepted.len();
+        accepted.extend(sent.accepted);
+        let alive = chirp.alive();
+        self.row(step, 50, ok, &sent.other, alive, ok == 50);
+    }
+
+    /// The last row of a store fault, once chirp has settled (`settled`)
+    /// and `stored` was read back: of the `accepted` keys, none lost and
+    /// all sent; of those `refused` during the fault, none refused as not
+    /// stored (`store_unavailable`) is in the store (a refusal that may
+    /// have been stored says `store_unconfirmed`).
+    fn accounting(
+        &mut self,
+        accepted: &[String],
+        refused: &[(String, String)],
+        stored: &HashMap<String, (String, String)>,
+        settled: bool,
+    ) {
+        let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
+        let unsent = accepted
+            .iter()
+            .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
+            .count();
+        let refused_yet_stored = refused
+            .iter()
+            .filter(|(key, code)| code == "store_unavailable" && stored.contains_key(key))
+            .count();
+        self.row(
+            &format!(
+                "afterwards: {} accepted in all, lost {lost}, not sent {unsent}; refused during the fault as `store_unavailable`, yet stored: {refused_yet_stored}",
+                accepted.len()
+            ),
+            0,
+            0,
+            &HashMap::new(),
+            true,
+            settled && lost == 0 && unsent == 0 && refused_yet_stored == 0,
+        );
+    }
+
     /// Prints the part's verdict; returns whether every row held.
     fn verdict(&self, part: &str) -> bool {
         println!("\n{part}: {}", if self.held { "HELD" } else { "BROKEN" });
@@ -621,20 +672,6 @@ fn store_setup(options: &Options, dir: &Path, mount: &str, mock: &Mock) -> Setup
     setup
 }
 
-/// Of the `accepted` keys: how many the store lost, and how many it has
-/// but did not send.
-fn lost_and_unsent(
-    accepted: &[String],
-    stored: &HashMap<String, (String, String)>,
-) -> (usize, usize) {
-    let lost = accepted.iter().filter(|k| !stored.contains_key(*k)).count();
-    let unsent = accepted
-        .iter()
-        .filter(|k| stored.get(*k).is_some_and(|(_, s)| s != "sent"))
-        .count();
-    (lost, unsent)
-}
-
 /// The refusals' codes, counted: `store_unavailable x 18, ...`.
 fn codes(refused: &[(String, String)]) -> String {
     let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -649,19 +686,6 @@ fn codes(refused: &[(String, String)]) -> String {
         .map(|(code, n)| format!("`{code}` x {n}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Of the messages refused during a fault: how many were refused as not
-/// stored (`store_unavailable`), yet are in the store. This must be 0; a
-/// refusal that may have been stored says `store_unconfirmed`.
-fn refused_yet_stored(
-    refused: &[(String, String)],
-    stored: &HashMap<String, (String, String)>,
-) -> usize {
-    refused
-        .iter()
-        .filter(|(key, code)| code == "store_unavailable" && stored.contains_key(key))
-        .count()
 }
 
 /// Part 3a. The disk fills up. Returns whether it held (`true` when
@@ -688,14 +712,9 @@ async fn store_disk_full(options: &Options) -> bool {
     let mut accepted: Vec<String> = Vec::new();
     let mut table = StepTable::start();
 
-    let Sent {
-        accepted: keys,
-        other,
-        ..
-    } = send_some(&client, &base, "before", 50).await;
-    let ok = keys.len();
-    accepted.extend(keys);
-    table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
+    table
+        .healthy("healthy", &mut chirp, &client, "before", &mut accepted)
+        .await;
     // Let delivery go idle, so that while the disk is full only accepting
     // writes: its own failure must latch the store.
     settle(&client, &base, Duration::from_secs(30)).await;
@@ -770,15 +789,9 @@ async fn store_disk_full(options: &Options) -> bool {
             );
         }
     }
-    let Sent {
-        accepted: keys,
-        other,
-        ..
-    } = send_some(&client, &base, "after", 50).await;
-    let ok = keys.len();
-    accepted.extend(keys);
-    let alive = chirp.alive();
-    table.row("healthy again", 50, ok, &other, alive, ok == 50);
+    table
+        .healthy("healthy again", &mut chirp, &client, "after", &mut accepted)
+        .await;
 
     // Everything accepted is delivered, and survives a restart.
     if !chirp.alive() {
@@ -788,20 +801,8 @@ async fn store_disk_full(options: &Options) -> bool {
     chirp.stop();
     let chirp = start(&setup);
     let stored = all_messages(&client, &chirp.base).await;
-    let (lost, unsent) = lost_and_unsent(&accepted, &stored);
-    let refused_stored = refused_yet_stored(&refused_during_fault, &stored);
     chirp.stop();
-    table.row(
-        &format!(
-            "after a restart: {} accepted in all, lost {lost}, not sent {unsent}; refused while full as `store_unavailable`, yet stored: {refused_stored}",
-            accepted.len()
-        ),
-        0,
-        0,
-        &HashMap::new(),
-        true,
-        settled && lost == 0 && unsent == 0 && refused_stored == 0,
-    );
+    table.accounting(&accepted, &refused_during_fault, &stored, settled);
     sh("umount", &[&mount_text]);
     table.verdict("disk full")
 }
@@ -848,14 +849,9 @@ async fn store_read_only(options: &Options) -> bool {
     let mut accepted: Vec<String> = Vec::new();
     let mut table = StepTable::start();
 
-    let Sent {
-        accepted: keys,
-        other,
-        ..
-    } = send_some(&client, &base, "before-ro", 50).await;
-    let ok = keys.len();
-    accepted.extend(keys);
-    table.row("healthy", 50, ok, &other, chirp.alive(), ok == 50);
+    table
+        .healthy("healthy", &mut chirp, &client, "before-ro", &mut accepted)
+        .await;
 
     let injected = std::fs::write(&trigger, "chirp-reliability").is_ok()
         && std::fs::write(mount.join("probe"), "x").is_err();
@@ -902,38 +898,19 @@ async fn store_read_only(options: &Options) -> bool {
         return table.verdict("read-only file system");
     }
     chirp = start(&setup);
-    let Sent {
-        accepted: keys,
-        other,
-        ..
-    } = send_some(&client, &base, "after-ro", 50).await;
-    let ok = keys.len();
-    accepted.extend(keys);
-    let alive = chirp.alive();
-    table.row(
-        "repaired (umount, e2fsck, mount) and chirp restarted",
-        50,
-        ok,
-        &other,
-        alive,
-        ok == 50,
-    );
+    table
+        .healthy(
+            "repaired (umount, e2fsck, mount) and chirp restarted",
+            &mut chirp,
+            &client,
+            "after-ro",
+            &mut accepted,
+        )
+        .await;
     let settled = settle(&client, &base, Duration::from_secs(60)).await;
     let stored = all_messages(&client, &base).await;
     chirp.stop();
-    let (lost, unsent) = lost_and_unsent(&accepted, &stored);
-    let refused_stored = refused_yet_stored(&refused_during_fault, &stored);
-    table.row(
-        &format!(
-            "afterwards: {} accepted in all, lost {lost}, not sent {unsent}; refused while read-only as `store_unavailable`, yet stored: {refused_stored}",
-            accepted.len()
-        ),
-        0,
-        0,
-        &HashMap::new(),
-        true,
-        settled && lost == 0 && unsent == 0 && refused_stored == 0,
-    );
+    table.accounting(&accepted, &refused_during_fault, &stored, settled);
     sh("umount", &[&mount_text]);
     table.verdict("read-only file system")
 }
