@@ -37,7 +37,7 @@ use chirp_bench::load::{self, Spec, admin_client};
 use chirp_bench::mock::{Mock, Plan};
 use chirp_bench::process::{ChirpProcess, Setup, dir_size, free_port};
 use chirp_bench::sha256_hex;
-use chirp_bench::surreal_server::{self, SurrealServer};
+use chirp_bench::surreal_server::SurrealServer;
 use serde_json::json;
 
 /// chirp's allocator, so that scenario 7 (the component host run in this
@@ -163,9 +163,7 @@ impl Stage {
         let embedded = format!("surrealkv://{}", self.store.display());
         let setup = match &self.server {
             None => Setup::new(&options.chirp, &self.plugins, embedded, &mock.base),
-            Some(server) => Setup::new(&options.chirp, &self.plugins, server.url(), &mock.base)
-                .set("CHIRP_DB_USER", surreal_server::USER)
-                .set("CHIRP_DB_PASS", surreal_server::PASS),
+            Some(server) => server.chirp_setup(&options.chirp, &self.plugins, &mock.base),
         };
         setup
             // Retries within the run rather than minutes later.

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::Setup;
+
 /// The root user the server is started with.
-pub const USER: &str = "root";
-pub const PASS: &str = "chirp-reliability";
+const USER: &str = "root";
+const PASS: &str = "chirp-reliability";
 
 /// Builds SurrealDB's server with cargo (its dev profile, without debug
 /// info) under `target_dir`, unless it is already built and up to date;
@@ -75,6 +77,13 @@ impl SurrealServer {
     /// `ws://127.0.0.1:PORT`, for `CHIRP_DB`.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// chirp (`binary`) on this server, signed in as its root user.
+    pub fn chirp_setup(&self, binary: &Path, plugins_dir: &Path, mock_base: &str) -> Setup {
+        Setup::new(binary, plugins_dir, self.url(), mock_base)
+            .set("CHIRP_DB_USER", USER)
+            .set("CHIRP_DB_PASS", PASS)
     }
 
     /// Peak resident set size (VmHWM) in KiB.

@@ -259,6 +259,26 @@ fn missing_and_unfinished(
     (missing, unfinished)
 }
 
+/// The steady load of parts 1 and 5: `--rate` messages a second from 16
+/// connections, keys tagged `tag`, until the flag returned is raised.
+fn steady_load(
+    options: &Options,
+    base: &str,
+    tag: &str,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<load::Report>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spec = Spec {
+        messages: usize::MAX,
+        connections: 16,
+        rate: Some(options.rate),
+        tag: tag.into(),
+    };
+    let base = base.to_string();
+    let flag = stop.clone();
+    let load = tokio::spawn(async move { load::drive(&base, &spec, Some(flag)).await });
+    (stop, load)
+}
+
 /// Part 1. Returns whether it held.
 async fn crash(options: &Options) -> bool {
     println!(
@@ -285,19 +305,8 @@ async fn crash(options: &Options) -> bool {
     let base = format!("http://127.0.0.1:{port}");
     let client = admin_client(4);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let spec = Spec {
-        messages: usize::MAX,
-        connections: 16,
-        rate: Some(options.rate),
-        tag: "crash".into(),
-    };
     let mut chirp = start(&setup);
-    let load = {
-        let stop = stop.clone();
-        let base = base.clone();
-        tokio::spawn(async move { load::drive(&base, &spec, Some(stop)).await })
-    };
+    let (stop, load) = steady_load(options, &base, "crash");
     let mut random = Random::new();
     let mut in_flight = Vec::new();
     for _ in 0..options.kills {
@@ -1033,9 +1042,8 @@ async fn server_goes_away(options: &Options) -> bool {
         ..Plan::success()
     })
     .await;
-    let mut setup = Setup::new(&options.chirp, &plugins, server.url(), &mock.base)
-        .set("CHIRP_DB_USER", surreal_server::USER)
-        .set("CHIRP_DB_PASS", surreal_server::PASS)
+    let mut setup = server
+        .chirp_setup(&options.chirp, &plugins, &mock.base)
         .set("CHIRP_LEASE", "2s")
         .set("CHIRP_RETRY_BACKOFF", "200ms");
     setup.listen = format!("127.0.0.1:{}", free_port());
@@ -1043,18 +1051,7 @@ async fn server_goes_away(options: &Options) -> bool {
     let base = chirp.base.clone();
     let client = admin_client(4);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let spec = Spec {
-        messages: usize::MAX,
-        connections: 16,
-        rate: Some(options.rate),
-        tag: "outage".into(),
-    };
-    let load = {
-        let stop = stop.clone();
-        let base = base.clone();
-        tokio::spawn(async move { load::drive(&base, &spec, Some(stop)).await })
-    };
+    let (stop, load) = steady_load(options, &base, "outage");
     const PROBES: usize = 10;
     let mut random = Random::new();
     let mut in_flight = Vec::new();

@@ -106,17 +106,17 @@ impl Link {
         if !self.reachable.load(Ordering::Acquire) {
             return Err(StoreError::Unreachable);
         }
-        match tokio::time::timeout(self.timeout, query).await {
-            Ok(Err(e)) if e.is_connection() => {
-                self.saw(false);
-                Err(StoreError::from(e))
-            }
-            Ok(result) => result.map_err(StoreError::from),
-            Err(_) => {
-                self.saw(false);
-                Err(StoreError::TimedOut(self.timeout))
-            }
+        let result = match tokio::time::timeout(self.timeout, query).await {
+            Ok(answer) => answer.map_err(StoreError::from),
+            Err(_) => Err(StoreError::TimedOut(self.timeout)),
+        };
+        if matches!(
+            result,
+            Err(StoreError::TimedOut(_) | StoreError::ConnectionLost(_))
+        ) {
+            self.saw(false);
         }
+        result
     }
 
     /// Records whether the server answered, logging each change.
