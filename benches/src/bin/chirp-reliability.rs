@@ -260,23 +260,42 @@ fn missing_and_unfinished(
 }
 
 /// The steady load of parts 1 and 5: `--rate` messages a second from 16
-/// connections, keys tagged `tag`, until the flag returned is raised.
-fn steady_load(
-    options: &Options,
-    base: &str,
-    tag: &str,
-) -> (Arc<AtomicBool>, tokio::task::JoinHandle<load::Report>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let spec = Spec {
-        messages: usize::MAX,
-        connections: 16,
-        rate: Some(options.rate),
-        tag: tag.into(),
-    };
-    let base = base.to_string();
-    let flag = stop.clone();
-    let load = tokio::spawn(async move { load::drive(&base, &spec, Some(flag)).await });
-    (stop, load)
+/// connections, keys tagged `tag`, until [`SteadyLoad::finish`].
+struct SteadyLoad {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<load::Report>,
+}
+
+impl SteadyLoad {
+    fn start(options: &Options, base: &str, tag: &str) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spec = Spec {
+            messages: usize::MAX,
+            connections: 16,
+            rate: Some(options.rate),
+            tag: tag.into(),
+        };
+        let base = base.to_string();
+        let flag = stop.clone();
+        let task = tokio::spawn(async move { load::drive(&base, &spec, Some(flag)).await });
+        SteadyLoad { stop, task }
+    }
+
+    /// Two more seconds of load, then stops it, waits until chirp at
+    /// `base` has nothing queued or sending (whether it got there), and
+    /// reads every message back.
+    async fn finish(
+        self,
+        client: &reqwest::Client,
+        base: &str,
+    ) -> (load::Report, bool, HashMap<String, (String, String)>) {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let report = self.task.await.expect("load");
+        let settled = settle(client, base, Duration::from_secs(180)).await;
+        let stored = all_messages(client, base).await;
+        (report, settled, stored)
+    }
 }
 
 /// Part 1. Returns whether it held.
@@ -306,7 +325,7 @@ async fn crash(options: &Options) -> bool {
     let client = admin_client(4);
 
     let mut chirp = start(&setup);
-    let (stop, load) = steady_load(options, &base, "crash");
+    let load = SteadyLoad::start(options, &base, "crash");
     let mut random = Random::new();
     let mut in_flight = Vec::new();
     for _ in 0..options.kills {
@@ -316,11 +335,7 @@ async fn crash(options: &Options) -> bool {
         // Leased at the kill and not yet taken back: what may go twice.
         in_flight.push(count_status(&client, &base, "sending").await);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = load.await.expect("load");
-    let settled = settle(&client, &base, Duration::from_secs(180)).await;
-    let stored = all_messages(&client, &base).await;
+    let (report, settled, stored) = load.finish(&client, &base).await;
     chirp.stop();
 
     let accepted: HashSet<&str> = report.accepted.iter().map(|a| a.key.as_str()).collect();
@@ -1051,7 +1066,7 @@ async fn server_goes_away(options: &Options) -> bool {
     let base = chirp.base.clone();
     let client = admin_client(4);
 
-    let (stop, load) = steady_load(options, &base, "outage");
+    let load = SteadyLoad::start(options, &base, "outage");
     const PROBES: usize = 10;
     let mut random = Random::new();
     let mut in_flight = Vec::new();
@@ -1153,11 +1168,7 @@ async fn server_goes_away(options: &Options) -> bool {
             if good { "yes" } else { "NO" }
         );
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    let report = load.await.expect("load");
-    let settled = settle(&client, &base, Duration::from_secs(180)).await;
-    let stored = all_messages(&client, &base).await;
+    let (report, settled, stored) = load.finish(&client, &base).await;
     // chirp restarted on the same server: it must find what it accepted.
     chirp.stop();
     chirp = start(&setup);
