@@ -659,9 +659,12 @@ async fn a_missing_provider_setting_stops_start_up_naming_the_variable() {
     let w = world().await;
     let stderr = w
         .options
-        .unset("MYOPERATOR_PHONE_NUMBER_ID")
+        .unset("CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID")
         .start_failure();
-    assert!(stderr.contains("MYOPERATOR_PHONE_NUMBER_ID"), "{stderr}");
+    assert!(
+        stderr.contains("CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

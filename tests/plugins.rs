@@ -284,10 +284,10 @@ async fn hostile_plugins_cost_one_retryable_attempt_and_nothing_else() {
         ("garbage", "plugin_garbage"),
     ] {
         let chirp = ChirpOptions::new("mem://", plugins.clone(), &mock)
-            .set("HOSTILE_MODE", mode)
+            .set("CHIRP_PLUGINS__HOSTILE__MODE", mode)
             .set("CHIRP_MAX_ATTEMPTS", "1")
-            .set("CHIRP_SANDBOX_HOSTILE_TIMEOUT", "1s")
-            .set("CHIRP_SANDBOX_HOSTILE_MEMORY_MIB", "32")
+            .set("CHIRP_SANDBOX__HOSTILE__TIMEOUT", "1s")
+            .set("CHIRP_SANDBOX__HOSTILE__MEMORY_MIB", "32")
             .start();
         let row = chirp.plugin_row("hostile.wasm").await.unwrap();
         assert_eq!(row["state"], "active", "{row:#}");
@@ -337,14 +337,17 @@ fn chirp_tool(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 async fn plugin_check_reports_what_a_component_is() {
     let wasm = build_plugin("myoperator");
     let file = wasm.to_str().unwrap();
-    let (ok, out, err) = chirp_tool(&["plugin", "check", file], &[("MYOPERATOR_API_KEY", "k")]);
+    let (ok, out, err) = chirp_tool(
+        &["plugin", "check", file],
+        &[("CHIRP_PLUGINS__MYOPERATOR__API_KEY", "k")],
+    );
     assert!(ok, "{out}{err}");
     for expected in [
         "world:     Provider",
         "name:      myoperator",
         "version:   0.1.0",
         "api-key",
-        "MYOPERATOR_ACCOUNT_ID",
+        "CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID",
         "NOT SET",
         "hosts:     publicapi.myoperator.co",
         "self-test: passed",
@@ -370,9 +373,9 @@ async fn plugin_send_delivers_one_message_to_the_given_url() {
     let wasm = build_plugin("myoperator");
     let base = mock.base_url();
     let env = [
-        ("MYOPERATOR_API_KEY", "k"),
-        ("MYOPERATOR_ACCOUNT_ID", "a"),
-        ("MYOPERATOR_PHONE_NUMBER_ID", "p"),
+        ("CHIRP_PLUGINS__MYOPERATOR__API_KEY", "k"),
+        ("CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID", "a"),
+        ("CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID", "p"),
     ];
     // The mock runs on this runtime: run the tool on a blocking thread.
     let (ok, out, err) = tokio::task::spawn_blocking(move || {
@@ -407,20 +410,15 @@ mod rules {
     use super::*;
     use chirp::config::PluginSettings;
     use chirp::plugins::bindings::{Decision, Event, Profile};
-    use chirp::plugins::{Limits, Plugins};
+    use chirp::plugins::{Plugins, Setup};
 
     const IST_23_00: u64 = 1_795_541_400_000; // 2026-11-24T23:00:00+05:30
     const IST_09_00_NEXT: u64 = 1_795_577_400_000; // 2026-11-25T09:00:00+05:30
     const IST_12_00: u64 = 1_795_501_800_000; // 2026-11-24T12:00:00+05:30
 
     async fn rules_plugins(dir: &Path) -> Plugins {
-        let plugins = Plugins::new(
-            PluginSettings::default(),
-            Limits::default(),
-            &dir.join("cache"),
-            4,
-        )
-        .unwrap();
+        let plugins =
+            Plugins::new(Setup::new(PluginSettings::default(), &dir.join("cache"))).unwrap();
         plugins
             .sync_file(&build_plugin("rules-earlybird"))
             .await

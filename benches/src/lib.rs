@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chirp::config::PluginSettings;
-use chirp::plugins::{Limits, Plugins};
+use chirp::plugins::{Plugins, Setup};
 
 /// The MyOperator credentials the benchmark configures, whichever way the
 /// provider runs (inside chirp, the component in this process, native).
@@ -33,22 +33,24 @@ pub async fn load_component(
     concurrency: usize,
 ) -> Plugins {
     let env: HashMap<String, String> = [
-        ("MYOPERATOR_API_KEY", API_KEY),
-        ("MYOPERATOR_ACCOUNT_ID", ACCOUNT_ID),
-        ("MYOPERATOR_PHONE_NUMBER_ID", PHONE_NUMBER_ID),
-        ("MYOPERATOR_BASE_URL", mock_base),
-        ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true"),
+        ("CHIRP_PLUGINS__MYOPERATOR__API_KEY", API_KEY),
+        ("CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID", ACCOUNT_ID),
+        (
+            "CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID",
+            PHONE_NUMBER_ID,
+        ),
+        ("CHIRP_PLUGINS__MYOPERATOR__BASE_URL", mock_base),
+        ("CHIRP_SANDBOX__MYOPERATOR__ALLOW_PRIVATE", "true"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let settings = PluginSettings::new(env, HashMap::new(), HashMap::new());
-    let plugins = Plugins::new(
-        settings,
-        Limits::default(),
-        &work.join("sandbox-cache"),
+    let settings =
+        PluginSettings::new(&env, HashMap::new(), HashMap::new()).expect("plugin settings");
+    let plugins = Plugins::new(Setup {
         concurrency,
-    )
+        ..Setup::new(settings, &work.join("sandbox-cache"))
+    })
     .expect("engine");
     plugins.sync_file(plugin).await.expect("load plugin");
     plugins

@@ -80,12 +80,15 @@ impl ChirpProcess {
             .env("CHIRP_JWT_SECRET", SECRET)
             // The mock has no per-number limit; measure chirp, not pacing.
             .env("CHIRP_PROVIDER_RATE", "1000000")
-            .env("MYOPERATOR_API_KEY", crate::API_KEY)
-            .env("MYOPERATOR_ACCOUNT_ID", crate::ACCOUNT_ID)
-            .env("MYOPERATOR_PHONE_NUMBER_ID", crate::PHONE_NUMBER_ID)
-            .env("MYOPERATOR_BASE_URL", &setup.mock_base)
+            .env("CHIRP_PLUGINS__MYOPERATOR__API_KEY", crate::API_KEY)
+            .env("CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID", crate::ACCOUNT_ID)
+            .env(
+                "CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID",
+                crate::PHONE_NUMBER_ID,
+            )
+            .env("CHIRP_PLUGINS__MYOPERATOR__BASE_URL", &setup.mock_base)
             // The mock is on loopback, which plugins reach only when allowed.
-            .env("CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE", "true")
+            .env("CHIRP_SANDBOX__MYOPERATOR__ALLOW_PRIVATE", "true")
             .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

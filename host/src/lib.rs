@@ -121,12 +121,16 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         ..Limits::default()
     };
     let plugins = Arc::new(
-        Plugins::new(
-            config.plugin_settings.clone(),
-            limits,
-            &config.plugin_cache_dir,
-            config.send_concurrency,
-        )
+        Plugins::new(plugins::Setup {
+            settings: config.plugin_settings.clone(),
+            defaults: limits,
+            cache: Some((
+                config.plugin_cache_dir.clone(),
+                config.plugin_cache_key.clone(),
+            )),
+            concurrency: config.send_concurrency,
+            max_file_bytes: config.plugin_max_bytes,
+        })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?,
     );
     std::fs::create_dir_all(&config.plugins_dir).map_err(|e| {
@@ -140,7 +144,9 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         // file is only refused (and shown by GET /api/plugins).
         if matches!(
             error,
-            plugins::LoadError::MissingSetting { .. } | plugins::LoadError::Policy { .. }
+            plugins::LoadError::MissingSetting { .. }
+                | plugins::LoadError::RenamedSetting { .. }
+                | plugins::LoadError::Policy { .. }
         ) {
             return Err(error.into());
         }

@@ -19,7 +19,8 @@ const USAGE: &str = "usage:
                                      send one message through a provider plugin
 
 Configuration comes from CHIRP_* environment variables and an optional
-chirp.toml; plugin settings from <PLUGIN>_<SETTING> variables (see README.md).";
+chirp.toml; plugin settings from CHIRP_PLUGINS__<PLUGIN>__<SETTING> variables
+(see README.md).";
 
 fn main() -> ExitCode {
     chirp::allocator::tune();

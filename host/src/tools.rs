@@ -3,7 +3,8 @@
 //!
 //! Both load the file exactly as the server would (compile, link,
 //! describe, self-test), so "check passes" means "chirp will load it".
-//! Settings come from the environment (`<PLUGIN>_<SETTING>`); for `check`,
+//! Settings come from the environment (`CHIRP_PLUGINS__<PLUGIN>__<SETTING>`,
+//! and the sandbox policy from `CHIRP_SANDBOX__<PLUGIN>__<KEY>`); for `check`,
 //! required settings that are not set are filled with a placeholder and
 //! reported.
 
@@ -13,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::PluginSettings;
-use crate::plugins::{self, Limits, LoadError, Plugins, Sync, World, bindings};
+use crate::plugins::{self, LoadError, Plugins, Sync, World, bindings};
 
 /// Why a tool could not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +42,9 @@ async fn load(
     let cache = std::env::temp_dir().join("chirp-plugin-check-cache");
     let mut filled = Vec::new();
     loop {
-        let settings = PluginSettings::new(env.clone(), HashMap::new(), HashMap::new());
-        let plugins = Plugins::new(settings, Limits::default(), &cache, 4)
+        let settings = PluginSettings::new(&env, HashMap::new(), HashMap::new())
+            .map_err(|e| ToolError::Usage(e.to_string()))?;
+        let plugins = Plugins::new(plugins::Setup::new(settings, &cache))
             .map_err(|e| ToolError::Engine(format!("{e:#}")))?;
         match plugins.sync_file(file).await {
             Ok(Sync::Loaded(meta)) => return Ok((plugins, meta, filled)),

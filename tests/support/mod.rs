@@ -274,14 +274,23 @@ impl ChirpOptions {
                 // The mock listens on loopback, which plugins may reach only
                 // when the operator allows it.
                 (
-                    "CHIRP_SANDBOX_MYOPERATOR_ALLOW_PRIVATE".into(),
+                    "CHIRP_SANDBOX__MYOPERATOR__ALLOW_PRIVATE".into(),
                     "true".into(),
                 ),
                 ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
-                ("MYOPERATOR_API_KEY".into(), API_KEY.into()),
-                ("MYOPERATOR_ACCOUNT_ID".into(), ACCOUNT_ID.into()),
-                ("MYOPERATOR_PHONE_NUMBER_ID".into(), PHONE_NUMBER_ID.into()),
-                ("MYOPERATOR_BASE_URL".into(), mock.base_url()),
+                ("CHIRP_PLUGINS__MYOPERATOR__API_KEY".into(), API_KEY.into()),
+                (
+                    "CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID".into(),
+                    ACCOUNT_ID.into(),
+                ),
+                (
+                    "CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID".into(),
+                    PHONE_NUMBER_ID.into(),
+                ),
+                (
+                    "CHIRP_PLUGINS__MYOPERATOR__BASE_URL".into(),
+                    mock.base_url(),
+                ),
             ],
             capture_logs: false,
         }

@@ -409,7 +409,7 @@ async fn provider_faults(options: &Options) -> bool {
     let plugins = plugins_dir(options, dir.path());
     let mock = Mock::start(Plan::success()).await;
     let setup = Setup::new(&options.chirp, &plugins, "mem://".into(), &mock.base)
-        .set("CHIRP_SANDBOX_MYOPERATOR_HTTP_TIMEOUT", "500ms")
+        .set("CHIRP_SANDBOX__MYOPERATOR__HTTP_TIMEOUT", "500ms")
         .set("CHIRP_RETRY_BACKOFF", "100ms")
         .set("CHIRP_MAX_ATTEMPTS", "3");
     let chirp = start(&setup);

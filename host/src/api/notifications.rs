@@ -729,7 +729,17 @@ struct Health {
     /// The provider new messages go through.
     provider: String,
     provider_loaded: bool,
-    plugins: Vec<crate::plugins::Meta>,
+    /// Each loaded plugin's name, world and version. Files, hashes and
+    /// hosts are for admins (`GET /api/plugins`), not for this public page.
+    plugins: Vec<LoadedPlugin>,
+}
+
+/// A loaded plugin as the public health page shows it.
+#[derive(Serialize, ToSchema)]
+struct LoadedPlugin {
+    name: String,
+    world: crate::plugins::World,
+    version: String,
 }
 
 /// `GET /api/notifications/health`: the store answers and which providers
@@ -765,7 +775,16 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         },
         provider: state.provider.clone(),
         provider_loaded,
-        plugins: state.plugins.active(),
+        plugins: state
+            .plugins
+            .active()
+            .into_iter()
+            .map(|m| LoadedPlugin {
+                name: m.name,
+                world: m.world,
+                version: m.version,
+            })
+            .collect(),
     };
     (status, Json(health))
 }

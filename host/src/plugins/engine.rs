@@ -1,5 +1,5 @@
-//! The wasmtime engine chirp runs plugins on, and compiling components with
-//! an on-disk cache.
+//! The wasmtime engine chirp runs plugins on, and compiling components (with
+//! the on-disk cache of [`super::cache`]).
 //!
 //! The engine uses the pooling allocator when the address space allows it:
 //! instance memory and tables are carved out of one reservation made at
@@ -7,7 +7,6 @@
 //! `mmap` calls. Epoch interruption gives every call a deadline.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmtime::component::Component;
@@ -132,64 +131,41 @@ fn release_compile_memory() {
     crate::allocator::return_freed_memory();
 }
 
-/// Compiles components, keeping the machine code on disk keyed by the
-/// component's sha256 and the engine's compatibility hash, so a restart
-/// with unchanged plugins does not recompile.
-///
-/// The cache directory must be writable only by chirp's operator: its files
-/// are loaded as machine code.
+/// Compiles components, through the compile cache when there is one.
 #[derive(Clone)]
 pub struct Compiler {
     engine: Engine,
-    cache_dir: PathBuf,
+    cache: Option<super::cache::Cache>,
     engine_key: String,
 }
 
 impl Compiler {
-    pub fn new(engine: Engine, cache_dir: &Path) -> Compiler {
+    /// A compiler for `engine`; `cache`, if any, keeps machine code across
+    /// restarts.
+    pub fn new(engine: Engine, cache: Option<super::cache::Cache>) -> Compiler {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         Compiler {
             engine_key: format!("{:016x}", hasher.finish()),
             engine,
-            cache_dir: cache_dir.into(),
+            cache,
         }
     }
 
     /// The component for `bytes` (whose sha256 is `sha256`). CPU-bound: call
     /// it off the async workers.
     pub fn compile(&self, bytes: &[u8], sha256: &str) -> Result<(Component, Origin), String> {
-        let cached = self
-            .cache_dir
-            .join(format!("{sha256}-{}.cwasm", self.engine_key));
-        if cached.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an
-            // engine with the same compatibility hash (it is in the name),
-            // in a directory only chirp's operator may write.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
-                Ok(component) => return Ok((component, Origin::Cache)),
-                Err(e) => {
-                    tracing::warn!(file = %cached.display(), error = %format!("{e:#}"), "unusable cache entry; recompiling");
-                    let _ = std::fs::remove_file(&cached);
-                }
-            }
+        if let Some(cache) = &self.cache
+            && let Some(component) = cache.load(&self.engine, &self.engine_key, sha256)
+        {
+            return Ok((component, Origin::Cache));
         }
         let compiled = Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}"));
         release_compile_memory();
         let component = compiled?;
-        if let Err(e) = self.store(&component, &cached) {
-            tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache the compiled plugin");
+        if let Some(cache) = &self.cache {
+            cache.store(&component, &self.engine_key, sha256);
         }
         Ok((component, Origin::Compiled))
-    }
-
-    fn store(&self, component: &Component, path: &Path) -> Result<(), String> {
-        let bytes = component.serialize().map_err(|e| format!("{e:#}"))?;
-        std::fs::create_dir_all(&self.cache_dir).map_err(|e| e.to_string())?;
-        // Write then rename, so a crash never leaves half a file under the
-        // final name.
-        let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        std::fs::write(&partial, bytes).map_err(|e| e.to_string())?;
-        std::fs::rename(&partial, path).map_err(|e| e.to_string())
     }
 }

@@ -14,16 +14,26 @@
 //!
 //! # Layout
 //! - [`bindings`]: the host side of the `chirp:plugin` WIT package.
+//! - [`names`]: plugin and setting names, in file names and variables.
+//! - [`files`]: the plugins directory, read within bounds.
+//! - [`load`]: one file -> a checked, configured, self-tested plugin.
 //! - [`host`]: what the host grants a plugin (HTTP, settings, logging).
+//! - [`limits`]: what one call may use, and the memory meter.
 //! - [`network`]: which addresses a plugin's HTTP may reach.
 //! - [`policy`]: the operator's sandbox policy per plugin.
-//! - [`engine`]: the engine (pooling, epochs) and the compile cache.
+//! - [`engine`]: the engine (pooling, epochs) and compiling.
+//! - [`cache`]: the compile cache, proven by a key chirp keeps.
 //! - [`watcher`]: reloads plugins when their files change.
-//! - this file: loading and checking, the registry, and one call.
+//! - this file: the registry, and one call.
 
 pub mod bindings;
+pub mod cache;
 pub mod engine;
+pub mod files;
 pub mod host;
+pub mod limits;
+mod load;
+pub mod names;
 pub mod network;
 pub mod policy;
 pub mod watcher;
@@ -41,9 +51,10 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use crate::config::PluginSettings;
 use bindings::{Descriptor, Provider, ProviderPre, Rules, RulesPre};
 use engine::{Allocator, Compiler, Origin};
-pub use host::{Grant, HostState, Limits, Outbound};
+pub use files::is_plugin_file;
+pub use host::{Grant, HostState, Outbound};
+pub use limits::Limits;
 use network::Clients;
-use policy::Policy;
 
 /// Longest string a plugin may hand back in a field chirp stores.
 const MAX_FIELD_LEN: usize = 4096;
@@ -59,6 +70,15 @@ pub enum LoadError {
     MissingSetting {
         plugin: String,
         setting: String,
+        variable: String,
+    },
+    #[error(
+        "plugin {plugin}: {old} is no longer read (plugin settings are CHIRP_PLUGINS__<PLUGIN>__<SETTING>); set {variable} for setting {setting} instead"
+    )]
+    RenamedSetting {
+        plugin: String,
+        setting: String,
+        old: String,
         variable: String,
     },
     #[error("plugin {plugin}: {source}")]
@@ -200,6 +220,36 @@ pub enum Sync {
     Removed(Option<String>),
 }
 
+/// How a [`Plugins`] is set up.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// What the operator addressed to each plugin.
+    pub settings: PluginSettings,
+    /// Limits of a plugin whose sandbox policy does not set its own.
+    pub defaults: Limits,
+    /// The compile cache (`CHIRP_PLUGIN_CACHE_DIR`) and the key that proves
+    /// its files (`CHIRP_PLUGIN_CACHE_KEY`); `None`: compile every time.
+    pub cache: Option<(PathBuf, PathBuf)>,
+    /// Plugin calls that may run at once.
+    pub concurrency: usize,
+    /// The largest plugin file read (`CHIRP_PLUGIN_MAX_MB`).
+    pub max_file_bytes: u64,
+}
+
+impl Setup {
+    /// Default limits, a cache in `cache_dir` with its key beside it, room
+    /// for a few calls at once: what tools and tests need.
+    pub fn new(settings: PluginSettings, cache_dir: &Path) -> Setup {
+        Setup {
+            settings,
+            defaults: Limits::default(),
+            cache: Some((cache_dir.into(), cache::Cache::default_key_file(cache_dir))),
+            concurrency: 4,
+            max_file_bytes: files::DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
 /// The engine, the linker and the plugins currently loaded.
 pub struct Plugins {
     engine: Engine,
@@ -209,6 +259,7 @@ pub struct Plugins {
     clients: Clients,
     defaults: Limits,
     settings: PluginSettings,
+    max_file_bytes: u64,
     registry: RwLock<Registry>,
     /// Serialises loads, so two reloads of one file cannot interleave.
     loading: tokio::sync::Mutex<()>,
@@ -219,26 +270,29 @@ pub struct Plugins {
 impl Plugins {
     /// Builds the engine (pooling sized for `concurrency` calls at once),
     /// the linker and the HTTP clients, and starts the epoch ticker.
-    pub fn new(
-        settings: PluginSettings,
-        defaults: Limits,
-        cache_dir: &Path,
-        concurrency: usize,
-    ) -> Result<Plugins, wasmtime::Error> {
-        let slots = (concurrency as u32).saturating_add(32);
+    pub fn new(setup: Setup) -> Result<Plugins, wasmtime::Error> {
+        let slots = (setup.concurrency as u32).saturating_add(32);
         let (engine, allocator) = engine::build(slots)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         engine::spawn_epoch_ticker(&engine);
+        let cache = setup.cache.and_then(|(dir, key)| {
+            cache::Cache::open(&dir, &key)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "the compile cache is off: plugins are compiled at every start")
+                })
+                .ok()
+        });
         Ok(Plugins {
-            compiler: Compiler::new(engine.clone(), cache_dir),
+            compiler: Compiler::new(engine.clone(), cache),
             engine,
             allocator,
             linker,
             clients: Clients::new().map_err(wasmtime::Error::msg)?,
-            defaults,
-            settings,
+            defaults: setup.defaults,
+            settings: setup.settings,
+            max_file_bytes: setup.max_file_bytes,
             registry: RwLock::new(Registry::default()),
             loading: tokio::sync::Mutex::new(()),
             loaded: tokio::sync::broadcast::channel(64).0,
@@ -258,20 +312,26 @@ impl Plugins {
     /// `*.wasm` files, unloads removed ones. Returns the errors of files
     /// that were refused (they are also in [`Plugins::status`]).
     pub async fn sync_dir(&self, dir: &Path) -> Result<Vec<LoadError>, LoadError> {
-        let entries = std::fs::read_dir(dir).map_err(|e| LoadError::Read {
+        let (present, beyond) = files::list(dir).await.map_err(|e| LoadError::Read {
             path: dir.into(),
             reason: e.to_string(),
         })?;
-        let mut present: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_plugin_file(p))
-            .collect();
-        present.sort();
+        let mut errors = Vec::new();
+        if beyond > 0 {
+            let error = LoadError::Read {
+                path: dir.into(),
+                reason: format!(
+                    "holds {beyond} plugin files more than the {} chirp reads; those were not read",
+                    files::MAX_FILES
+                ),
+            };
+            tracing::error!(error = %error, "too many plugin files");
+            errors.push(error);
+        }
         let known: Vec<PathBuf> = self.read().files.keys().cloned().collect();
         for gone in known.iter().filter(|k| !present.contains(k)) {
             self.sync_file(gone).await.ok();
         }
-        let mut errors = Vec::new();
         for path in present {
             if let Err(e) = self.sync_file(&path).await {
                 errors.push(e);
@@ -282,19 +342,35 @@ impl Plugins {
 
     /// Brings one file in line: loads it if it is new or changed (and
     /// passes every check), unloads it if it is gone.
+    ///
+    /// The file is read before loads are serialised, so a file that is
+    /// slow to read holds up no other load; a read that the file changed
+    /// under before its turn came is read again.
     pub async fn sync_file(&self, path: &Path) -> Result<Sync, LoadError> {
-        let _serialised = self.loading.lock().await;
-        let bytes = match tokio::fs::read(path).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Sync::Removed(self.unload(path)));
+        let read_error = |e: files::FileError| LoadError::Read {
+            path: path.into(),
+            reason: e.to_string(),
+        };
+        let mut tries = 0;
+        let (_serialised, bytes) = loop {
+            let read = files::read(path, self.max_file_bytes).await;
+            let serialised = self.loading.lock().await;
+            let read = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    let error = read_error(e);
+                    self.record_rejection(path, String::new(), &error);
+                    return Err(error);
+                }
+            };
+            let now = files::current_stamp(path).await.map_err(read_error)?;
+            tries += 1;
+            if read.as_ref().map(|(_, stamp)| *stamp) == now || tries >= 3 {
+                break (serialised, read);
             }
-            Err(e) => {
-                return Err(LoadError::Read {
-                    path: path.into(),
-                    reason: e.to_string(),
-                });
-            }
+        };
+        let Some((bytes, _)) = bytes else {
+            return Ok(Sync::Removed(self.unload(path)));
         };
         let sha256 = hex(&Sha256::digest(&bytes));
         if let Some(entry) = self.read().files.get(path) {
@@ -317,253 +393,44 @@ impl Plugins {
             Err(e) => {
                 crate::telemetry::plugin_reload("rejected");
                 tracing::error!(file = %path.display(), error = %e, "plugin refused; the previous version, if any, keeps serving");
-                self.write().files.entry(path.into()).or_default().rejected = Some(Rejection {
-                    sha256,
-                    error: e.to_string(),
-                    at: SystemTime::now(),
-                });
+                self.record_rejection(path, sha256, &e);
                 Err(e)
             }
         }
     }
 
-    /// Compiles, links, describes and self-tests one file.
-    async fn prepare(
-        &self,
-        path: &Path,
-        bytes: Vec<u8>,
-        sha256: &str,
-    ) -> Result<Loaded, LoadError> {
-        let rejected = |reason: String| LoadError::Rejected {
-            path: path.into(),
-            reason,
-        };
-        // Compiling is CPU-bound and can take a while: keep it off the
-        // async workers that serve requests.
-        let compiler = self.compiler.clone();
-        let sha = sha256.to_string();
-        let (component, origin) =
-            tokio::task::spawn_blocking(move || compiler.compile(&bytes, &sha))
-                .await
-                .map_err(|e| rejected(e.to_string()))?
-                .map_err(|e| rejected(format!("not a valid component: {e}")))?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| rejected(format!("imports something chirp does not provide: {e:#}")))?;
-        let meta = |name: String, world, version: String, hosts| Meta {
-            name,
-            world,
-            version,
-            sha256: sha256.into(),
-            file: path.into(),
-            loaded_at: SystemTime::now(),
-            origin,
-            hosts,
-        };
-        if let Ok(pre) = ProviderPre::new(instance_pre.clone()) {
-            let (descriptor, grant) = self.describe_provider(&pre, path).await?;
-            self.self_test_provider(&pre, grant.clone())
-                .await
-                .map_err(|e| rejected(format!("self-test failed: {e}")))?;
-            let meta = meta(
-                descriptor.name.clone(),
-                World::Provider,
-                descriptor.version.clone(),
-                grant.hosts.clone(),
-            );
-            return Ok(Loaded::Provider(Arc::new(LoadedProvider {
-                meta,
-                descriptor,
-                grant,
-                pre,
-            })));
+    /// Records that `path`'s content `sha256` was refused. The registry
+    /// holds at most [`files::MAX_FILES`] files: a refusal of one more new
+    /// file is logged only.
+    fn record_rejection(&self, path: &Path, sha256: String, error: &LoadError) {
+        let mut registry = self.write();
+        if !registry.files.contains_key(path) && registry.files.len() >= files::MAX_FILES {
+            return;
         }
-        if let Ok(pre) = RulesPre::new(instance_pre) {
-            let anonymous = Arc::new(Grant::default());
-            let descriptor = self
-                .call(
-                    &pre,
-                    anonymous.clone(),
-                    &self.defaults,
-                    async |rules: Rules, store| {
-                        rules.chirp_plugin_selection().call_describe(store).await
-                    },
-                )
-                .await
-                .map_err(|e| rejected(format!("describe() failed: {e}")))?;
-            check_identity(&descriptor.name, &descriptor.version).map_err(&rejected)?;
-            let grant = Arc::new(Grant {
-                plugin: descriptor.name.clone(),
-                limits: self.defaults.clone(),
-                ..Grant::default()
-            });
-            let probe = bindings::Event {
-                kind: descriptor.kinds.first().cloned().unwrap_or_default(),
-                reference_id: "self-test".into(),
-                payload: "{}".into(),
-                recipient: bindings::Profile {
-                    phone: "+919876543210".into(),
-                    name: None,
-                    language: None,
-                    timezone: None,
-                    opt_outs: vec![],
-                },
-                now_ms: crate::message::now_millis().max(0) as u64,
-            };
-            // Any answer, decisions or an error naming the event's problem,
-            // passes: the test is that the plugin answers within its limits.
-            let _answer = self
-                .call(
-                    &pre,
-                    grant.clone(),
-                    &grant.limits,
-                    async |rules: Rules, store| {
-                        rules
-                            .chirp_plugin_selection()
-                            .call_decide(store, &probe)
-                            .await
-                    },
-                )
-                .await
-                .map_err(|e| rejected(format!("self-test failed: {e}")))?;
-            let meta = meta(
-                descriptor.name.clone(),
-                World::Rules,
-                descriptor.version.clone(),
-                vec![],
-            );
-            return Ok(Loaded::Rules(Arc::new(LoadedRules {
-                meta,
-                kinds: descriptor.kinds,
-                grant,
-                pre,
-            })));
-        }
-        Err(rejected(
-            "exports neither chirp:plugin/delivery@0.1.0 (world provider) nor chirp:plugin/selection@0.1.0 (world rules)".into(),
-        ))
-    }
-
-    /// Asks a provider who it is, with no settings; resolves its settings
-    /// and sandbox policy; asks again, configured, since its hosts may
-    /// depend on its settings.
-    async fn describe_provider(
-        &self,
-        pre: &ProviderPre<HostState>,
-        path: &Path,
-    ) -> Result<(Descriptor, Arc<Grant>), LoadError> {
-        let rejected = |reason: String| LoadError::Rejected {
-            path: path.into(),
-            reason,
-        };
-        let describe = async |grant: Arc<Grant>| {
-            self.call(pre, grant, &self.defaults, async |p: Provider, store| {
-                p.chirp_plugin_delivery().call_describe(store).await
-            })
-            .await
-            .map_err(|e| rejected(format!("describe() failed: {e}")))
-        };
-        let first = describe(Arc::new(Grant::default())).await?;
-        check_identity(&first.name, &first.version).map_err(&rejected)?;
-        let settings = self.resolve_settings(&first)?;
-        let policy =
-            Policy::read(&self.settings, &first.name, &self.defaults).map_err(|source| {
-                LoadError::Policy {
-                    plugin: first.name.clone(),
-                    source,
-                }
-            })?;
-        let configured = Arc::new(Grant {
-            plugin: first.name.clone(),
-            settings,
-            hosts: Vec::new(),
-            allow_private: policy.allow_private,
-            limits: policy.limits.clone(),
+        registry.files.entry(path.into()).or_default().rejected = Some(Rejection {
+            sha256,
+            error: error.to_string(),
+            at: SystemTime::now(),
         });
-        let descriptor = describe(configured.clone()).await?;
-        if descriptor.name != first.name {
-            return Err(rejected(
-                "describe() changed its name once configured".into(),
-            ));
-        }
-        let grant = Arc::new(Grant {
-            hosts: policy.reachable(&descriptor.hosts),
-            ..(*configured).clone()
-        });
-        Ok((descriptor, grant))
-    }
-
-    /// The settings a plugin declared, with the operator's values.
-    fn resolve_settings(&self, d: &Descriptor) -> Result<HashMap<String, String>, LoadError> {
-        let mut settings = HashMap::new();
-        for setting in &d.settings {
-            let value = self
-                .settings
-                .lookup(&d.name, &setting.name)
-                .or_else(|| setting.default_value.clone());
-            match value {
-                Some(v) => {
-                    settings.insert(setting.name.clone(), v);
-                }
-                None if setting.required => {
-                    return Err(LoadError::MissingSetting {
-                        plugin: d.name.clone(),
-                        setting: setting.name.clone(),
-                        variable: PluginSettings::variable(&d.name, &setting.name),
-                    });
-                }
-                None => {}
-            }
-        }
-        Ok(settings)
-    }
-
-    /// One send of a sample message against the stub HTTP function: the
-    /// plugin must answer, within its limits, something chirp can use.
-    async fn self_test_provider(
-        &self,
-        pre: &ProviderPre<HostState>,
-        grant: Arc<Grant>,
-    ) -> Result<(), CallError> {
-        let sample = bindings::Message {
-            id: "self-test".into(),
-            recipient: "+919876543210".into(),
-            text: "chirp self-test".into(),
-            template: Some(bindings::TemplateRef {
-                name: "self_test".into(),
-                language: "en".into(),
-                parameters: vec!["1".into()],
-            }),
-            idempotency_key: "self-test".into(),
-        };
-        let answer = self
-            .call_with(
-                pre,
-                grant.clone(),
-                &grant.limits,
-                Outbound::SelfTest,
-                async |p: Provider, store| {
-                    p.chirp_plugin_delivery().call_send(store, &sample).await
-                },
-            )
-            .await?;
-        check_answer(&answer)
     }
 
     /// Makes `loaded` the plugin of its name and records it for `path`.
     fn install(&self, path: &Path, loaded: Loaded) -> Result<Meta, LoadError> {
         let meta = loaded.meta().clone();
         let mut registry = self.write();
+        if !registry.files.contains_key(path) && registry.files.len() >= files::MAX_FILES {
+            return Err(LoadError::Read {
+                path: path.into(),
+                reason: format!("chirp serves at most {} plugin files", files::MAX_FILES),
+            });
+        }
+        // One file per plugin name, whatever the world: settings are
+        // addressed by name.
         let owner = registry
             .files
             .iter()
             .find(|(file, entry)| {
-                file.as_path() != path
-                    && entry
-                        .active
-                        .as_ref()
-                        .is_some_and(|m| m.name == meta.name && m.world == meta.world)
+                file.as_path() != path && entry.active.as_ref().is_some_and(|m| m.name == meta.name)
             })
             .map(|(file, _)| file.clone());
         if let Some(owner) = owner {
@@ -648,14 +515,9 @@ impl Plugins {
         let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
         let grant = provider.grant.clone();
         let answer = self
-            .call(
-                &provider.pre,
-                grant.clone(),
-                &grant.limits,
-                async |p: Provider, store| {
-                    p.chirp_plugin_delivery().call_send(store, message).await
-                },
-            )
+            .call(&provider.pre, grant, async |p: Provider, store| {
+                p.chirp_plugin_delivery().call_send(store, message).await
+            })
             .await
             .and_then(|answer| check_answer(&answer).map(|()| answer));
         Ok((provider.meta.version.clone(), answer))
@@ -682,12 +544,9 @@ impl Plugins {
             .ok_or_else(|| NotLoaded(name.into()))?;
         let grant = rules.grant.clone();
         let answer = self
-            .call(
-                &rules.pre,
-                grant.clone(),
-                &grant.limits,
-                async |r: Rules, store| r.chirp_plugin_selection().call_decide(store, event).await,
-            )
+            .call(&rules.pre, grant, async |r: Rules, store| {
+                r.chirp_plugin_selection().call_decide(store, event).await
+            })
             .await;
         Ok((rules.meta.version.clone(), answer))
     }
@@ -696,35 +555,28 @@ impl Plugins {
         &self,
         pre: &P,
         grant: Arc<Grant>,
-        limits: &Limits,
         f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        self.call_with(
-            pre,
-            grant,
-            limits,
-            Outbound::Network(self.clients.clone()),
-            f,
-        )
-        .await
+        self.call_with(pre, grant, Outbound::Network(self.clients.clone()), f)
+            .await
     }
 
-    /// Runs `f` in a fresh instance under `limits`: memory (the store's
-    /// limiter), wall time (the epoch callback traps a guest that runs past
-    /// its deadline and yields to the executor on every tick, so a looping
+    /// Runs `f` in a fresh instance under the grant's limits: memory (the
+    /// store's limiter, for all the call's memories and tables together),
+    /// wall time (the epoch callback traps a guest that runs past its
+    /// deadline and yields to the executor on every tick, so a looping
     /// guest never blocks a worker thread; a timeout covers host calls).
     async fn call_with<P: Instantiate, R>(
         &self,
         pre: &P,
         grant: Arc<Grant>,
-        limits: &Limits,
         outbound: Outbound,
         f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let limit = limits.call_timeout;
+        let limit = grant.limits.call_timeout;
         let deadline = Instant::now() + limit;
         let mut store = Store::new(&self.engine, HostState::new(grant, outbound));
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
@@ -761,6 +613,20 @@ impl Plugins {
             .get(name)
             .map(|r| r.kinds.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether messages may name provider `name`: it is loaded, or a file
+    /// in the plugins directory serves it (between a file's removal and its
+    /// return, messages for it wait).
+    pub fn knows_provider(&self, name: &str) -> bool {
+        let registry = self.read();
+        registry.providers.contains_key(name)
+            || registry.files.values().any(|entry| {
+                entry
+                    .active
+                    .as_ref()
+                    .is_some_and(|m| m.name == name && m.world == World::Provider)
+            })
     }
 
     /// Whether a rules plugin of that name is loaded.
@@ -848,28 +714,6 @@ impl Instantiate for RulesPre<HostState> {
     async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Rules> {
         self.instantiate_async(store).await
     }
-}
-
-/// Whether a path names a plugin file.
-pub fn is_plugin_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "wasm")
-}
-
-fn check_identity(name: &str, version: &str) -> Result<(), String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !name_ok {
-        return Err(format!(
-            "describe() gave the name {name:?}; it must be 1-64 lower case letters, digits and -"
-        ));
-    }
-    if version.is_empty() || version.len() > 64 {
-        return Err("describe() gave an empty or overlong version".into());
-    }
-    Ok(())
 }
 
 /// Refuses answers chirp would have to store but cannot: oversized ids,

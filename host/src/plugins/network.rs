@@ -13,11 +13,14 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Whether `ip` is a public, routable unicast address.
+/// Whether `ip` is a public, routable unicast address. An IPv6 address
+/// that carries an IPv4 address (mapped, IPv4-compatible, NAT64, 6to4) is
+/// judged by the IPv4 address it carries: `[64:ff9b::7f00:1]` reaches
+/// 127.0.0.1 through a NAT64 gateway.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+        IpAddr::V6(v6) => match embedded_v4(v6) {
             Some(v4) => is_public_v4(v4),
             None => is_public_v6(v6),
         },
@@ -25,7 +28,7 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     !(ip.is_loopback()
         || ip.is_private()
         || ip.is_link_local()
@@ -35,18 +38,47 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_documentation()
         || a == 0
         || (a == 100 && (64..128).contains(&b)) // shared address space (CGNAT)
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
         || a >= 240) // reserved
 }
 
+/// The IPv4 address an IPv6 address carries, if it is of a kind that
+/// carries one: IPv4-mapped (`::ffff:0:0/96`), IPv4-translated
+/// (`::ffff:0:0:0/96`), IPv4-compatible (`::/96`, deprecated but still
+/// routed by some stacks), NAT64 (`64:ff9b::/96`), 6to4 (`2002::/16`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] => Some(low),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, hi, lo] if hi != 0 || lo > 1 => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
+    }
+}
+
+/// Public IPv6 unicast is global unicast (`2000::/3`) less the ranges
+/// reserved within it; everything else (loopback, unspecified, unique and
+/// link local, site local, multicast, discard, local NAT64) is not.
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link local
-        || first == 0x2001 && ip.segments()[1] == 0xdb8) // documentation
+    let s = ip.segments();
+    let global_unicast = (s[0] & 0xe000) == 0x2000;
+    global_unicast
+        && !(s[0] == 0x2001 && s[1] == 0) // Teredo: hides an IPv4 address
+        && !(s[0] == 0x2001 && s[1] == 0xdb8) // documentation
+        && !(s[0] == 0x2001 && s[1] == 2 && s[2] == 0) // benchmarking
+        && !(s[0] == 0x2001 && (s[1] & 0xfff0) == 0x10) // ORCHID
+        && !(s[0] == 0x2001 && (s[1] & 0xfff0) == 0x20) // ORCHIDv2
+        && !(s[0] == 0x3fff && s[1] < 0x1000) // documentation (RFC 9637)
 }
 
 /// A resolver that answers only public addresses.
@@ -81,8 +113,12 @@ pub struct Clients {
 impl Clients {
     pub fn new() -> Result<Clients, reqwest::Error> {
         // Never follow redirects: a redirect could leave the declared hosts.
+        // Never use a proxy (reqwest reads HTTP(S)_PROXY from the
+        // environment by default): the proxy, not chirp, would resolve the
+        // name, and it would reach private addresses for the plugin.
         let builder = || {
             reqwest::Client::builder()
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(256)
         };
@@ -112,10 +148,33 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::ffff:0:127.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:db8::1",
+            "fec0::1",
+            "100::1",
+            "ff02::1",
+            "3fff::1",
+            "192.0.0.8",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["8.8.8.8", "13.235.1.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "13.235.1.1",
+            "2606:4700::1111",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

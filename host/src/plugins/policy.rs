@@ -1,21 +1,39 @@
 //! The operator's sandbox policy for one plugin: which of its declared
 //! hosts it may reach, whether private addresses are allowed, and its
-//! limits. Read from `CHIRP_SANDBOX_<PLUGIN>_<KEY>` or `[sandbox.<plugin>]`.
+//! limits. Read from `CHIRP_SANDBOX__<PLUGIN>__<KEY>` or `[sandbox.<plugin>]`.
 //!
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `allow_hosts` | the hosts it declared | comma list; the plugin may reach only hosts it declared *and* this list names |
 //! | `allow_private` | `false` | whether loopback and private addresses may be reached |
-//! | `memory_mib` | 64 | linear memory cap |
+//! | `memory_mib` | 64 | memory of one call: all its linear memories and tables together |
 //! | `timeout` | 10s | wall time of one call |
 //! | `http_timeout` | 10s | one HTTP request |
 //! | `max_response_bytes` | 1048576 | one HTTP response body |
+//! | `max_requests` | 8 | HTTP requests in one call |
+//! | `max_request_bytes` | 1048576 | one HTTP request body |
+//! | `max_log_lines` | 32 | log lines kept from one call |
+//! | `max_log_bytes` | 16384 | log bytes kept from one call |
 
 use std::time::Duration;
 
 use super::engine::MAX_PLUGIN_MEMORY;
-use super::host::Limits;
+use super::limits::Limits;
 use crate::config::PluginSettings;
+
+/// Every key of a plugin's sandbox policy.
+pub const KEYS: [&str; 10] = [
+    "allow_hosts",
+    "allow_private",
+    "memory_mib",
+    "timeout",
+    "http_timeout",
+    "max_response_bytes",
+    "max_requests",
+    "max_request_bytes",
+    "max_log_lines",
+    "max_log_bytes",
+];
 
 /// Why a plugin's sandbox policy cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -86,6 +104,14 @@ impl Policy {
                 defaults.http_max_response_bytes,
                 64 * 1024 * 1024,
             )?,
+            http_max_requests: number("max_requests", defaults.http_max_requests, 1_000)?,
+            http_max_request_bytes: number(
+                "max_request_bytes",
+                defaults.http_max_request_bytes,
+                64 * 1024 * 1024,
+            )?,
+            log_max_lines: number("max_log_lines", defaults.log_max_lines, 10_000)?,
+            log_max_bytes: number("max_log_bytes", defaults.log_max_bytes, 16 * 1024 * 1024)?,
         };
         Ok(Policy {
             allow_hosts,
@@ -119,7 +145,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        PluginSettings::new(env, HashMap::new(), HashMap::new())
+        PluginSettings::new(&env, HashMap::new(), HashMap::new()).unwrap()
     }
 
     #[test]
@@ -133,9 +159,9 @@ mod tests {
     #[test]
     fn the_operator_narrows_hosts_and_sets_limits() {
         let s = settings(&[
-            ("CHIRP_SANDBOX_MYOPERATOR_ALLOW_HOSTS", "a.example"),
-            ("CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB", "16"),
-            ("CHIRP_SANDBOX_MYOPERATOR_TIMEOUT", "2s"),
+            ("CHIRP_SANDBOX__MYOPERATOR__ALLOW_HOSTS", "a.example"),
+            ("CHIRP_SANDBOX__MYOPERATOR__MEMORY_MIB", "16"),
+            ("CHIRP_SANDBOX__MYOPERATOR__TIMEOUT", "2s"),
         ]);
         let p = Policy::read(&s, "myoperator", &Limits::default()).unwrap();
         assert_eq!(
@@ -148,8 +174,8 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_variable() {
-        let s = settings(&[("CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB", "lots")]);
+        let s = settings(&[("CHIRP_SANDBOX__MYOPERATOR__MEMORY_MIB", "lots")]);
         let err = Policy::read(&s, "myoperator", &Limits::default()).unwrap_err();
-        assert_eq!(err.variable, "CHIRP_SANDBOX_MYOPERATOR_MEMORY_MIB");
+        assert_eq!(err.variable, "CHIRP_SANDBOX__MYOPERATOR__MEMORY_MIB");
     }
 }

@@ -173,10 +173,19 @@ fn at<'v>(json: &'v Value, path: &[&str]) -> Option<&'v Value> {
     })
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is
-/// ignored, leaving the host's own backoff in charge).
+/// `Retry-After` in seconds, as milliseconds. Any number of digits is
+/// read, saturating at `u64::MAX` rather than overflowing (the host caps
+/// the wait it will honour); the HTTP-date form is rare for APIs and is
+/// ignored, leaving the host's own backoff in charge.
 pub fn parse_retry_after(value: &str) -> Option<u64> {
-    value.trim().parse::<u64>().ok().map(|s| s * 1000)
+    let digits = value.trim();
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let seconds = digits.bytes().fold(0u64, |n, digit| {
+        n.saturating_mul(10).saturating_add(u64::from(digit - b'0'))
+    });
+    Some(seconds.saturating_mul(1000))
 }
 
 #[cfg(test)]
@@ -257,6 +266,26 @@ mod tests {
             response(200, None, br#"{"status":"queued"}"#),
             Outcome::Retryable { code, .. } if code == "unexpected_response"
         ));
+    }
+
+    #[test]
+    fn retry_after_saturates_instead_of_overflowing() {
+        assert_eq!(parse_retry_after(" 7 "), Some(7_000));
+        assert_eq!(parse_retry_after("0"), Some(0));
+        assert_eq!(
+            parse_retry_after("18446744073709551"),
+            Some(18_446_744_073_709_551_000)
+        );
+        for huge in [
+            "18446744073709552",
+            "18446744073709551615",
+            "99999999999999999999999999999999",
+        ] {
+            assert_eq!(parse_retry_after(huge), Some(u64::MAX), "{huge}");
+        }
+        for bad in ["", "-1", "+5", "1.5", "5s", "Wed, 21 Oct 2026 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
     }
 
     #[test]

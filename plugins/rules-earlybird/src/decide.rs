@@ -120,7 +120,7 @@ pub fn decide(
         let not_before = if is_marketing(template) {
             outside_quiet_hours(now, tz)
         } else if *template == "delivery_reminder" {
-            reminder_time(&variables, now, tz)
+            reminder_time(&variables, now, tz)?
         } else {
             None
         };
@@ -163,17 +163,38 @@ pub fn outside_quiet_hours(now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> 
     at_local(day, QUIET_HOURS_END, tz)
 }
 
+/// The last day a time chirp stores may fall on (the host keeps times up
+/// to 9999-12-31T23:59:59.999Z).
+pub const LAST_DAY: (i32, u32, u32) = (9999, 12, 31);
+
 /// A delivery reminder goes out at 18:00 local time the evening before an
-/// ISO `delivery_date`; at once if that is past or the date is not ISO.
-fn reminder_time(
+/// ISO `delivery_date`; at once if that is past or the date is not ISO. A
+/// date after 9999-12-31 is an error naming the field: no time chirp can
+/// store lies there.
+pub fn reminder_time(
     variables: &Map<String, Value>,
     now: DateTime<Utc>,
     tz: Tz,
-) -> Option<DateTime<Utc>> {
-    let date = variables.get("delivery_date")?.as_str()?;
-    let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    let at = at_local(day - Duration::days(1), REMINDER_HOUR, tz)?;
-    (at > now).then_some(at)
+) -> Result<Option<DateTime<Utc>>, String> {
+    let Some(date) = variables.get("delivery_date").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let Ok(day) = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d") else {
+        return Ok(None);
+    };
+    let (year, month, last) = LAST_DAY;
+    if NaiveDate::from_ymd_opt(year, month, last).is_none_or(|last| day > last) {
+        return Err(format!(
+            "data.delivery_date {date:?} is after {year}-{month}-{last}, the last date chirp keeps"
+        ));
+    }
+    let Some(at) = day
+        .pred_opt()
+        .and_then(|eve| at_local(eve, REMINDER_HOUR, tz))
+    else {
+        return Ok(None);
+    };
+    Ok((at > now).then_some(at))
 }
 
 fn at_local(day: NaiveDate, hour: u32, tz: Tz) -> Option<DateTime<Utc>> {
@@ -339,6 +360,47 @@ mod tests {
             matches!(&d[1], Decision::Send { not_before_ms: Some(t), .. }
             if *t == eve.timestamp_millis() as u64)
         );
+    }
+
+    #[test]
+    fn a_delivery_date_past_9999_is_an_error_naming_the_field() {
+        for date in [
+            "10000-01-01",
+            "+10000-01-01",
+            "262143-12-31",
+            "+262143-12-31",
+        ] {
+            let data =
+                payload(json!({"order_id": "A-1", "delivery_date": date, "total_amount": 1}));
+            match decide("order.created", &data, &Recipient::default(), ist(10, 0)) {
+                Err(err) => assert!(err.contains("data.delivery_date"), "{date}: {err}"),
+                // chrono may not read the date at all: then it is not a date,
+                // and the reminder goes at once.
+                Ok(d) => assert!(
+                    matches!(
+                        &d[1],
+                        Decision::Send {
+                            not_before_ms: None,
+                            ..
+                        }
+                    ),
+                    "{date}: {d:?}"
+                ),
+            }
+        }
+        let data =
+            payload(json!({"order_id": "A-1", "delivery_date": "9999-12-31", "total_amount": 1}));
+        let d = decide("order.created", &data, &Recipient::default(), ist(10, 0)).unwrap();
+        assert!(matches!(
+            &d[1],
+            Decision::Send {
+                not_before_ms: Some(_),
+                ..
+            }
+        ));
+        let data =
+            payload(json!({"order_id": "A-1", "delivery_date": "-0001-01-01", "total_amount": 1}));
+        assert!(decide("order.created", &data, &Recipient::default(), ist(10, 0)).is_ok());
     }
 
     #[test]

@@ -18,6 +18,9 @@ use serde::Deserialize;
 
 use crate::store::{EmbeddedMemory, ServerAccess};
 
+mod plugins;
+pub use plugins::{PluginSettings, SANDBOX_PREFIX, SETTINGS_PREFIX};
+
 /// Why the configuration cannot be used. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,6 +35,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A plugin setting or sandbox variable (or `chirp.toml` entry) that
+    /// names no valid (plugin, setting) pair; never shows the value.
+    #[error("{var} is not valid: {reason}")]
+    Plugin { var: String, reason: String },
     #[error("{path} is not valid TOML for chirp: {source}")]
     ParseFile {
         path: PathBuf,
@@ -69,6 +76,8 @@ pub struct RawConfig {
     pub api_rate_limit: Option<String>,
     pub insecure_no_auth: Option<String>,
     pub plugin_cache_dir: Option<PathBuf>,
+    pub plugin_cache_key: Option<PathBuf>,
+    pub plugin_max_mb: Option<String>,
     /// `[plugins.<name>]` tables: settings per plugin, e.g.
     /// `[plugins.myoperator] api-key = "..."`.
     #[serde(default)]
@@ -157,115 +166,15 @@ pub struct Config {
     /// `CHIRP_PLUGIN_CACHE_DIR`: compiled components, keyed by content
     /// hash and engine, so a restart does not recompile.
     pub plugin_cache_dir: PathBuf,
-    /// Provider settings: `<PLUGIN>_<SETTING>` variables and `[plugins.*]`.
+    /// `CHIRP_PLUGIN_CACHE_KEY`: the file holding the key that proves the
+    /// cache's files are chirp's own (default: the cache directory's name
+    /// plus `.key`, outside the directory).
+    pub plugin_cache_key: PathBuf,
+    /// `CHIRP_PLUGIN_MAX_MB`: the largest plugin file chirp reads.
+    pub plugin_max_bytes: u64,
+    /// Plugin settings and sandbox policy: `CHIRP_PLUGINS__*` and
+    /// `CHIRP_SANDBOX__*` variables, `[plugins.*]` and `[sandbox.*]`.
     pub plugin_settings: PluginSettings,
-}
-
-/// Where a plugin's settings and the operator's sandbox policy for it come
-/// from. A plugin sees only the settings it declared, looked up under its
-/// own name; it never sees its sandbox policy.
-#[derive(Clone, Default)]
-pub struct PluginSettings {
-    env: HashMap<String, String>,
-    file: HashMap<String, HashMap<String, String>>,
-    sandbox: HashMap<String, HashMap<String, String>>,
-}
-
-impl std::fmt::Debug for PluginSettings {
-    /// Names the settings, never their values: they hold API keys, and the
-    /// environment they come from holds the store's password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut env: Vec<&String> = self.env.keys().collect();
-        env.sort();
-        let file: std::collections::BTreeMap<&String, Vec<&String>> = self
-            .file
-            .iter()
-            .map(|(plugin, settings)| (plugin, settings.keys().collect()))
-            .collect();
-        f.debug_struct("PluginSettings")
-            .field("env", &env)
-            .field("file", &file)
-            .field("sandbox", &self.sandbox)
-            .finish()
-    }
-}
-
-/// A TOML value as the string an environment variable would hold; arrays
-/// become comma-separated lists.
-fn as_setting(value: toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => s,
-        toml::Value::Array(items) => items
-            .into_iter()
-            .map(as_setting)
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
-}
-
-fn flatten(
-    tables: HashMap<String, HashMap<String, toml::Value>>,
-) -> HashMap<String, HashMap<String, String>> {
-    tables
-        .into_iter()
-        .map(|(plugin, table)| {
-            let table = table.into_iter().map(|(k, v)| (k, as_setting(v))).collect();
-            (plugin, table)
-        })
-        .collect()
-}
-
-impl PluginSettings {
-    pub fn new(
-        env: HashMap<String, String>,
-        file: HashMap<String, HashMap<String, toml::Value>>,
-        sandbox: HashMap<String, HashMap<String, toml::Value>>,
-    ) -> Self {
-        PluginSettings {
-            env,
-            file: flatten(file),
-            sandbox: flatten(sandbox),
-        }
-    }
-
-    /// The variable of sandbox `key` for `plugin`:
-    /// `myoperator` + `allow_hosts` -> `CHIRP_SANDBOX_MYOPERATOR_ALLOW_HOSTS`.
-    pub fn sandbox_variable(plugin: &str, key: &str) -> String {
-        format!("CHIRP_SANDBOX_{}", Self::variable(plugin, key))
-    }
-
-    /// The operator's sandbox value `key` for `plugin`, if any.
-    pub fn sandbox(&self, plugin: &str, key: &str) -> Option<String> {
-        if let Some(v) = self.env.get(&Self::sandbox_variable(plugin, key)) {
-            return Some(v.clone());
-        }
-        self.sandbox.get(plugin)?.get(key).cloned()
-    }
-
-    /// The environment variable that holds `setting` of `plugin`:
-    /// `myoperator` + `api-key` -> `MYOPERATOR_API_KEY`.
-    pub fn variable(plugin: &str, setting: &str) -> String {
-        format!("{plugin}_{setting}")
-            .chars()
-            .map(|c| match c {
-                '-' | '.' => '_',
-                c => c.to_ascii_uppercase(),
-            })
-            .collect()
-    }
-
-    /// The operator's value for `setting` of `plugin`, if any.
-    pub fn lookup(&self, plugin: &str, setting: &str) -> Option<String> {
-        if let Some(v) = self.env.get(&Self::variable(plugin, setting)) {
-            return Some(v.clone());
-        }
-        let table = self.file.get(plugin)?;
-        table
-            .get(setting)
-            .or_else(|| table.get(&setting.replace('-', "_")))
-            .cloned()
-    }
 }
 
 impl Config {
@@ -460,6 +369,23 @@ impl Config {
             .map(PathBuf::from)
             .or(raw.plugin_cache_dir.take())
             .unwrap_or_else(|| PathBuf::from("data/plugin-cache"));
+        let plugin_cache_key = var("CHIRP_PLUGIN_CACHE_KEY")
+            .map(PathBuf::from)
+            .or(raw.plugin_cache_key.take())
+            .unwrap_or_else(|| crate::plugins::cache::Cache::default_key_file(&plugin_cache_dir));
+        if plugin_cache_key.starts_with(&plugin_cache_dir) {
+            return Err(ConfigError::Invalid {
+                var: "CHIRP_PLUGIN_CACHE_KEY",
+                value: plugin_cache_key.display().to_string(),
+                reason: "the key must be kept outside CHIRP_PLUGIN_CACHE_DIR".into(),
+            });
+        }
+        let plugin_max_bytes = parse_number(
+            "CHIRP_PLUGIN_MAX_MB",
+            pick("CHIRP_PLUGIN_MAX_MB", raw.plugin_max_mb.take()),
+            crate::plugins::files::DEFAULT_MAX_FILE_BYTES >> 20,
+            1..=1024,
+        )? << 20;
         let pause_delivery =
             match pick("CHIRP_PAUSE_DELIVERY", raw.pause_delivery.take()).as_deref() {
                 None | Some("0" | "false" | "no") => false,
@@ -496,7 +422,9 @@ impl Config {
             api_rate_limit,
             insecure_no_auth,
             plugin_cache_dir,
-            plugin_settings: PluginSettings::new(env, raw.plugins, raw.sandbox),
+            plugin_cache_key,
+            plugin_max_bytes,
+            plugin_settings: PluginSettings::new(&env, raw.plugins, raw.sandbox)?,
         })
     }
 }
@@ -619,7 +547,7 @@ mod tests {
                 ("CHIRP_STORE_TIMEOUT", "2s"),
                 ("CHIRP_DB_USER", "root"),
                 ("CHIRP_DB_PASS", "hunter2-db"),
-                ("MYOPERATOR_API_KEY", "hunter2-api"),
+                ("CHIRP_PLUGINS__MYOPERATOR__API_KEY", "hunter2-api"),
             ]),
         )
         .unwrap();
@@ -654,7 +582,7 @@ mod tests {
             raw,
             env(&[
                 ("CHIRP_MAX_ATTEMPTS", "4"),
-                ("MYOPERATOR_API_KEY", "from-env"),
+                ("CHIRP_PLUGINS__MYOPERATOR__API_KEY", "from-env"),
                 (
                     "CHIRP_JWT_SECRET",
                     "a-secret-that-is-at-least-32-bytes-long",
@@ -715,14 +643,6 @@ mod tests {
         assert!(
             !err.to_string().contains("short"),
             "the secret leaked: {err}"
-        );
-    }
-
-    #[test]
-    fn setting_variables_are_upper_snake_case() {
-        assert_eq!(
-            PluginSettings::variable("myoperator", "phone-number-id"),
-            "MYOPERATOR_PHONE_NUMBER_ID"
         );
     }
 }
