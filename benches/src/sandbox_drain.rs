@@ -18,7 +18,6 @@ use chirp::config::{Config, RawConfig};
 use chirp::delivery::Providers;
 use chirp::message::{NewMessage, now_millis};
 use chirp::phone::Phone;
-use chirp::queue::retry::RetryPolicy;
 use chirp::queue::scheduler::Scheduler;
 use chirp::store::{ServerAccess, Store};
 use tokio::sync::{Notify, watch};
@@ -114,10 +113,7 @@ async fn drain<P: Providers>(
     let scheduler = Scheduler {
         store: store.clone(),
         providers: providers.clone(),
-        policy: RetryPolicy {
-            max_attempts: config.max_attempts,
-            backoff: config.retry_backoff.clone(),
-        },
+        policy: config.retry_policy(),
         wake: Arc::new(Notify::new()),
         lease: config.lease,
         concurrency: config.send_concurrency,

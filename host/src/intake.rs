@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, Millis, NewMessage};
+use crate::message::{ErrorNote, MAX_MILLIS, Millis, NewMessage, in_range, rfc3339};
 use crate::phone::Phone;
 use crate::plugins::{CallError, NotLoaded, Plugins, bindings};
 use crate::store::Preferences;
@@ -284,13 +284,31 @@ pub async fn event_messages(
                         )));
                     }
                 };
+                let not_before = match send.not_before_ms.map(Millis::try_from) {
+                    None => None,
+                    Some(Ok(at)) if in_range(at) => Some(at),
+                    // The rules read the time from the event's data (a
+                    // delivery date): the caller's to fix.
+                    Some(_) => {
+                        return Err(invalid(
+                            "data",
+                            "time_out_of_range",
+                            format!(
+                                "the rules hold {} until after {}, the last time chirp keeps; \
+                                 check the dates in data",
+                                send.template,
+                                rfc3339(MAX_MILLIS)
+                            ),
+                        ));
+                    }
+                };
                 let draft = Draft {
                     template: &send.template,
                     language: Some(&send.language),
                     variables: &variables,
                     reference_id: Some(event.reference_id.into()),
                     idempotency_key: Some(key(&send.template)),
-                    not_before: send.not_before_ms.map(|t| t.min(i64::MAX as u64) as Millis),
+                    not_before,
                     override_opt_out: false,
                 };
                 let message = template_message(catalog, &recipient, draft, provider, now).map_err(

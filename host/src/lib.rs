@@ -53,7 +53,6 @@ use tokio::sync::{Notify, watch};
 
 use crate::plugins::{Limits, Plugins};
 use crate::queue::Queue;
-use crate::queue::retry::RetryPolicy;
 use crate::queue::scheduler::Scheduler;
 use crate::recipients::Recipients;
 use crate::store::Store;
@@ -177,7 +176,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         rules: config.rules.clone(),
         metrics,
         auth: Arc::new(match &config.jwt_secret {
-            Some(secret) => api::Auth::hs256(&secret.0),
+            Some(secret) => api::Auth::hs256(&secret.0, &config.token_rules),
             None => {
                 tracing::error!(
                     "AUTHENTICATION IS OFF (CHIRP_INSECURE_NO_AUTH): every caller is an admin; never run this way in production"
@@ -223,10 +222,7 @@ impl Chirp {
         let scheduler = Scheduler {
             store: state.store.clone(),
             providers: state.plugins.clone(),
-            policy: RetryPolicy {
-                max_attempts: config.max_attempts,
-                backoff: config.retry_backoff.clone(),
-            },
+            policy: config.retry_policy(),
             wake,
             lease: config.lease,
             concurrency: config.send_concurrency,

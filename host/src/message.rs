@@ -12,6 +12,24 @@ use crate::phone::Phone;
 /// Milliseconds since the Unix epoch: how chirp stores and compares time.
 pub type Millis = i64;
 
+/// The last instant chirp stores: 9999-12-31T23:59:59.999Z, the last one
+/// RFC 3339 can write. Every stored time lies in `0..=MAX_MILLIS`: times
+/// from outside (a scheduled send, a rule's hold, a provider's
+/// `Retry-After`) are refused or capped on the way in, and times chirp
+/// computes saturate here instead of overflowing.
+pub const MAX_MILLIS: Millis = 253_402_300_799_999;
+
+/// Whether `at` is a time chirp can store.
+pub fn in_range(at: Millis) -> bool {
+    (0..=MAX_MILLIS).contains(&at)
+}
+
+/// `at` plus `wait`, saturating at [`MAX_MILLIS`].
+pub fn after(at: Millis, wait: Duration) -> Millis {
+    let wait = Millis::try_from(wait.as_millis()).unwrap_or(Millis::MAX);
+    at.saturating_add(wait).min(MAX_MILLIS)
+}
+
 /// Now, in [`Millis`].
 pub fn now_millis() -> Millis {
     SystemTime::now()
@@ -20,9 +38,11 @@ pub fn now_millis() -> Millis {
         .unwrap_or(0)
 }
 
-/// A [`Millis`] instant as RFC 3339 (`2026-11-24T17:45:25.123Z`).
+/// A [`Millis`] instant as RFC 3339 (`2026-11-24T17:45:25.123Z`). Never
+/// panics: an instant outside the stored range (which no stored time is)
+/// is shown at its edge.
 pub fn rfc3339(at: Millis) -> String {
-    let time = UNIX_EPOCH + Duration::from_millis(at.max(0) as u64);
+    let time = UNIX_EPOCH + Duration::from_millis(at.clamp(0, MAX_MILLIS) as u64);
     humantime::format_rfc3339_millis(time).to_string()
 }
 
@@ -212,4 +232,22 @@ pub struct Attempt {
     pub provider_version: String,
     pub outcome: Outcome,
     pub latency_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_at_the_edges_of_the_range_are_written_and_never_overflow() {
+        assert_eq!(rfc3339(MAX_MILLIS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(Millis::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
+        assert_eq!(after(1_000, Duration::from_millis(u64::MAX)), MAX_MILLIS);
+        assert_eq!(after(Millis::MAX, Duration::from_secs(1)), MAX_MILLIS);
+        assert_eq!(after(1_000, Duration::MAX), MAX_MILLIS);
+        assert_eq!(after(1_000, Duration::from_secs(1)), 2_000);
+        assert!(in_range(0) && in_range(MAX_MILLIS));
+        assert!(!in_range(-1) && !in_range(MAX_MILLIS + 1));
+    }
 }

@@ -121,11 +121,25 @@ pub fn plugin_reload(outcome: &'static str) {
     metrics::counter!("chirp_plugin_reloads_total", "outcome" => outcome).increment(1);
 }
 
-pub fn http_request(route: &str, method: &str, status: u16, took: Duration) {
+/// The label of an HTTP method: the standard ones by name, anything a
+/// client invents as `other`, so that no request can add a series.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method)
+        .unwrap_or("other")
+}
+
+/// One API request, under its route template (never its path) and the
+/// method's label: both bounded.
+pub fn http_request(route: &str, method: &'static str, status: u16, took: Duration) {
     metrics::histogram!(
         "chirp_http_request_duration_seconds",
         "route" => route.to_string(),
-        "method" => method.to_string(),
+        "method" => method,
         "status" => status.to_string()
     )
     .record(took.as_secs_f64());

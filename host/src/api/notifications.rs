@@ -341,9 +341,10 @@ impl From<Attempt> for AttemptView {
             Outcome::Sent {
                 provider_message_id,
             } => (provider_message_id.clone(), None),
-            Outcome::Retryable { retry_after, .. } => {
-                (None, retry_after.map(|d| d.as_millis() as u64))
-            }
+            Outcome::Retryable { retry_after, .. } => (
+                None,
+                retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ),
             Outcome::Permanent { .. } => (None, None),
         };
         AttemptView {

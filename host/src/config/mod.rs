@@ -63,6 +63,7 @@ pub struct RawConfig {
     pub templates_dir: Option<PathBuf>,
     pub max_attempts: Option<String>,
     pub retry_backoff: Option<String>,
+    pub max_retry_after: Option<String>,
     pub send_concurrency: Option<String>,
     pub lease: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -72,6 +73,10 @@ pub struct RawConfig {
     pub log_format: Option<String>,
     pub pause_delivery: Option<String>,
     pub jwt_secret: Option<String>,
+    pub jwt_previous_secret: Option<String>,
+    pub jwt_max_lifetime: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
     pub provider_rate: Option<String>,
     pub api_rate_limit: Option<String>,
     pub insecure_no_auth: Option<String>,
@@ -96,6 +101,21 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<hidden>")
     }
+}
+
+/// The operator's rules for API tokens, beyond the signing secret.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules {
+    /// `CHIRP_JWT_PREVIOUS_SECRET`: still accepted while tokens signed with
+    /// it are in use (a rotation without downtime).
+    pub previous_secret: Option<Secret>,
+    /// `CHIRP_JWT_MAX_LIFETIME`: the longest a token may live (`exp` less
+    /// `iat`, or less now when it has no `iat`).
+    pub max_lifetime: Option<Duration>,
+    /// `CHIRP_JWT_ISSUER`: the `iss` every token must carry.
+    pub issuer: Option<String>,
+    /// `CHIRP_JWT_AUDIENCE`: an `aud` every token must carry.
+    pub audience: Option<String>,
 }
 
 /// How logs are written.
@@ -131,6 +151,9 @@ pub struct Config {
     /// `CHIRP_RETRY_BACKOFF`: wait after the 1st, 2nd, ... failed attempt;
     /// the last entry repeats.
     pub retry_backoff: Vec<Duration>,
+    /// `CHIRP_MAX_RETRY_AFTER`: the longest wait a provider's `Retry-After`
+    /// (or any delay a plugin gives) can ask for.
+    pub max_retry_after: Duration,
     /// `CHIRP_SEND_CONCURRENCY`: provider calls in flight at once.
     pub send_concurrency: usize,
     /// `CHIRP_LEASE`: how long a claimed message stays with its worker
@@ -154,6 +177,8 @@ pub struct Config {
     pub pause_delivery: bool,
     /// `CHIRP_JWT_SECRET` (HS256); `None` only with `insecure_no_auth`.
     pub jwt_secret: Option<Secret>,
+    /// What else a token must satisfy, and the previous secret.
+    pub token_rules: TokenRules,
     /// `CHIRP_PROVIDER_RATE`: messages per second per provider (a token
     /// bucket that delays, never fails). WhatsApp's default per number is 80.
     pub provider_rate: u32,
@@ -287,6 +312,10 @@ impl Config {
         let backoff_text = pick("CHIRP_RETRY_BACKOFF", raw.retry_backoff.take())
             .unwrap_or_else(|| "5m,10m,15m".into());
         let retry_backoff = parse_backoff(&backoff_text)?;
+        let max_retry_after = match pick("CHIRP_MAX_RETRY_AFTER", raw.max_retry_after.take()) {
+            None => Duration::from_secs(3600),
+            Some(text) => parse_duration("CHIRP_MAX_RETRY_AFTER", &text)?,
+        };
         let send_concurrency = parse_number(
             "CHIRP_SEND_CONCURRENCY",
             pick("CHIRP_SEND_CONCURRENCY", raw.send_concurrency.take()),
@@ -352,6 +381,22 @@ impl Config {
             }
             _ => {}
         }
+        let previous_secret = pick("CHIRP_JWT_PREVIOUS_SECRET", raw.jwt_previous_secret.take());
+        if previous_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::Invalid {
+                var: "CHIRP_JWT_PREVIOUS_SECRET",
+                value: "<hidden>".into(),
+                reason: "must be at least 32 bytes".into(),
+            });
+        }
+        let token_rules = TokenRules {
+            previous_secret: previous_secret.map(Secret),
+            max_lifetime: pick("CHIRP_JWT_MAX_LIFETIME", raw.jwt_max_lifetime.take())
+                .map(|text| parse_duration("CHIRP_JWT_MAX_LIFETIME", &text))
+                .transpose()?,
+            issuer: pick("CHIRP_JWT_ISSUER", raw.jwt_issuer.take()).filter(|s| !s.is_empty()),
+            audience: pick("CHIRP_JWT_AUDIENCE", raw.jwt_audience.take()).filter(|s| !s.is_empty()),
+        };
         let provider_rate = parse_number(
             "CHIRP_PROVIDER_RATE",
             pick("CHIRP_PROVIDER_RATE", raw.provider_rate.take()),
@@ -409,6 +454,7 @@ impl Config {
             templates_dir,
             max_attempts,
             retry_backoff,
+            max_retry_after,
             send_concurrency,
             lease,
             shutdown_grace,
@@ -418,6 +464,7 @@ impl Config {
             log_format,
             pause_delivery,
             jwt_secret: jwt_secret.map(Secret),
+            token_rules,
             provider_rate,
             api_rate_limit,
             insecure_no_auth,
@@ -426,6 +473,17 @@ impl Config {
             plugin_max_bytes,
             plugin_settings: PluginSettings::new(&env, raw.plugins, raw.sandbox)?,
         })
+    }
+}
+
+impl Config {
+    /// The retry rule these settings give.
+    pub fn retry_policy(&self) -> crate::queue::retry::RetryPolicy {
+        crate::queue::retry::RetryPolicy {
+            max_attempts: self.max_attempts,
+            backoff: self.retry_backoff.clone(),
+            max_retry_after: self.max_retry_after,
+        }
     }
 }
 
@@ -482,12 +540,24 @@ fn parse_number(
     }
 }
 
+/// The longest duration any setting takes: anything longer is a mistake,
+/// and would overflow the times chirp computes from it.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn parse_duration(var: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Invalid {
+    let parsed = humantime::parse_duration(text.trim()).map_err(|e| ConfigError::Invalid {
         var,
         value: text.into(),
         reason: format!("{e}; expected e.g. 30s, 5m, 250ms"),
-    })
+    })?;
+    if parsed > MAX_DURATION {
+        return Err(ConfigError::Invalid {
+            var,
+            value: text.into(),
+            reason: "longer than a year".into(),
+        });
+    }
+    Ok(parsed)
 }
 
 /// `5m,10m,15m` -> three durations.
@@ -624,6 +694,9 @@ mod tests {
             ("CHIRP_STORE_COMMITTERS", "0"),
             ("CHIRP_STORE_TIMEOUT", "0s"),
             ("CHIRP_STORE_TIMEOUT", "never"),
+            ("CHIRP_MAX_RETRY_AFTER", "soon"),
+            ("CHIRP_RETRY_BACKOFF", "5m,400years"),
+            ("CHIRP_LEASE", "10000years"),
         ] {
             let err = Config::from_parts(
                 RawConfig::default(),

@@ -1,9 +1,15 @@
 //! The retry rule, as a pure function: what happens to a message after an
 //! attempt. The seed's rule is three attempts, 5, 10 and 15 minutes apart.
+//!
+//! A provider may ask for a longer wait (`Retry-After`); chirp honours it
+//! up to `max_retry_after` (`CHIRP_MAX_RETRY_AFTER`, 1 h), so that no
+//! number a provider or plugin gives can park a message out of sight, and
+//! the due time saturates at the last time chirp stores instead of
+//! overflowing.
 
 use std::time::Duration;
 
-use crate::message::{Millis, Outcome};
+use crate::message::{Millis, Outcome, after};
 
 /// How many attempts and how far apart.
 #[derive(Debug, Clone)]
@@ -11,6 +17,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Wait after the 1st, 2nd, ... failed attempt; the last entry repeats.
     pub backoff: Vec<Duration>,
+    /// The longest wait a provider's `Retry-After` can ask for.
+    pub max_retry_after: Duration,
 }
 
 /// Where a message goes after an attempt.
@@ -36,10 +44,15 @@ impl RetryPolicy {
                     .or(self.backoff.last())
                     .copied()
                     .unwrap_or_default();
-                let wait = step.max(retry_after.unwrap_or_default());
-                Next::RetryAt(now + wait.as_millis() as Millis)
+                let wait = step.max(self.honoured(*retry_after).unwrap_or_default());
+                Next::RetryAt(after(now, wait))
             }
         }
+    }
+
+    /// The part of a provider's wish to wait that chirp honours.
+    pub fn honoured(&self, retry_after: Option<Duration>) -> Option<Duration> {
+        retry_after.map(|wish| wish.min(self.max_retry_after))
     }
 }
 
@@ -52,6 +65,7 @@ mod tests {
         RetryPolicy {
             max_attempts: 3,
             backoff: [5, 10, 15].map(|m| Duration::from_secs(m * 60)).to_vec(),
+            max_retry_after: Duration::from_secs(3600),
         }
     }
 
@@ -82,6 +96,31 @@ mod tests {
         assert_eq!(p.next(1, &retryable(short), 10), Next::RetryAt(300_010));
     }
 
+    /// `Retry-After` at the limits of u64 (what a plugin can answer): the
+    /// wait is capped at an hour. Without the cap (checked once) the due
+    /// time overflowed to a negative instant below every claim's floor,
+    /// and the message was never seen again.
+    #[test]
+    fn retry_after_at_the_limits_of_u64_waits_at_most_the_cap() {
+        let p = seed_policy();
+        let now = 1_795_500_000_000;
+        for wish in [u64::MAX, u64::MAX / 2, i64::MAX as u64, 1 << 63] {
+            assert_eq!(
+                p.next(1, &retryable(Some(Duration::from_millis(wish))), now),
+                Next::RetryAt(now + 3_600_000),
+                "{wish}"
+            );
+        }
+        let lax = RetryPolicy {
+            max_retry_after: Duration::MAX,
+            ..seed_policy()
+        };
+        assert_eq!(
+            lax.next(1, &retryable(Some(Duration::MAX)), now),
+            Next::RetryAt(crate::message::MAX_MILLIS)
+        );
+    }
+
     #[test]
     fn permanent_errors_fail_at_once() {
         let outcome = Outcome::Permanent {
@@ -98,6 +137,7 @@ mod tests {
         let p = RetryPolicy {
             max_attempts: 5,
             backoff: vec![Duration::from_millis(10)],
+            max_retry_after: Duration::from_secs(3600),
         };
         assert_eq!(p.next(4, &retryable(None), 0), Next::RetryAt(10));
     }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::retry::{Next, RetryPolicy};
 use crate::delivery::{self, Delivery, Providers};
-use crate::message::{Leased, Millis, Status, now_millis};
+use crate::message::{Leased, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
 use crate::store::{Completion, MessagePatch, Store};
 
@@ -126,7 +126,7 @@ impl<P: Providers> Scheduler<P> {
 
             let now = now_millis();
             let lease = ulid::Ulid::new().to_string();
-            let lease_until = now + self.lease.as_millis() as Millis;
+            let lease_until = after(now, self.lease);
             let claimed = match self
                 .store
                 .claim_due(now, floor, free, lease_until, &lease)
@@ -267,13 +267,18 @@ pub fn complete(
     };
     let attempt = match delivery {
         Delivery::Deferred(note) => {
-            patch.due_at = Some(now + PROVIDER_MISSING_RECHECK.as_millis() as Millis);
+            patch.due_at = Some(after(now, PROVIDER_MISSING_RECHECK));
             patch.waiting_for = Some(message.provider.clone());
             patch.error_code = Some(note.code);
             patch.error_message = Some(note.message);
             None
         }
-        Delivery::Attempted(attempt) => {
+        Delivery::Attempted(mut attempt) => {
+            // The audit trail keeps the wait chirp honoured, not the
+            // provider's wish (which can be any u64).
+            if let crate::message::Outcome::Retryable { retry_after, .. } = &mut attempt.outcome {
+                *retry_after = policy.honoured(*retry_after);
+            }
             patch.attempts = attempt.number.into();
             let made_this_round = attempt.number.saturating_sub(message.retry_base);
             match policy.next(made_this_round, &attempt.outcome, now) {

@@ -193,7 +193,7 @@ mod tests {
     async fn an_answered_error_is_known_not_written() {
         let link = link(Duration::from_secs(5));
         let refused = link
-            .run(async { Err::<(), _>(surrealdb::Error::internal("refused".into())) })
+            .run(async { Err::<(), _>(surrealdb::Error::validation("refused".into(), None)) })
             .await
             .expect_err("the server refused");
         assert!(!refused.outcome_unknown(), "{refused:?}");

@@ -179,9 +179,10 @@ impl AttemptRow {
             Outcome::Sent {
                 provider_message_id,
             } => (provider_message_id.clone(), None),
-            Outcome::Retryable { retry_after, .. } => {
-                (None, retry_after.map(|d| d.as_millis() as i64))
-            }
+            Outcome::Retryable { retry_after, .. } => (
+                None,
+                retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
             Outcome::Permanent { .. } => (None, None),
         };
         let error = a.outcome.error();

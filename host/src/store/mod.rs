@@ -55,8 +55,10 @@ pub enum StoreError {
     Conflict(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
     Corrupt(String),
-    /// Writing the store's log failed (disk full, file system read-only,
-    /// I/O error). See [`Store::write`].
+    /// The storage engine failed under a write: its log could not be
+    /// written (disk full, file system read-only, I/O error), or it failed
+    /// in some other way of its own. See [`Store::write`] and
+    /// [`is_storage_failure`].
     #[error("the store could not write its log: {0}")]
     LogWrite(Box<surrealdb::Error>),
     /// The SurrealDB server does not answer (see [`link`]); refused without
@@ -99,8 +101,13 @@ impl StoreError {
 }
 
 impl From<surrealdb::Error> for StoreError {
+    /// Classifies by the error's kind and code, never by its text: a text
+    /// can carry what a caller chose (a record id such as an idempotency
+    /// key), and a caller must not be able to make an ordinary refusal
+    /// look like a failed log write, which stops every write until chirp
+    /// restarts.
     fn from(e: surrealdb::Error) -> StoreError {
-        if is_log_write(&e) {
+        if is_storage_failure(&e) {
             StoreError::LogWrite(Box::new(e))
         } else if e.is_connection() {
             StoreError::ConnectionLost(Box::new(e))
@@ -114,10 +121,15 @@ impl From<surrealdb::Error> for StoreError {
     }
 }
 
-/// Whether `e` is a failed write of the store's log (disk full, read-only
-/// file system, I/O error). SurrealDB says so only in its message text.
-fn is_log_write(e: &surrealdb::Error) -> bool {
-    e.to_string().contains("WAL error")
+/// Whether `e` says the storage engine itself failed. SurrealDB 3.3.5
+/// reports every failure of a storage engine's transaction (SurrealKV's
+/// log writes among them: disk full, read-only file system, I/O error) as
+/// an error of kind `Internal` and attaches no code of its own; the causes
+/// a caller's input can produce (parse, validation, conflicts, records that
+/// exist, limits) all have kinds of their own. So every internal error
+/// counts as a storage failure.
+fn is_storage_failure(e: &surrealdb::Error) -> bool {
+    e.is_internal()
 }
 
 /// The outcome of a query of several statements, with the error that says
@@ -137,7 +149,7 @@ fn checked(mut results: IndexedResults) -> Result<IndexedResults, StoreError> {
     errors.sort_by_key(|(statement, _)| *statement);
     let cause = errors
         .iter()
-        .position(|(_, e)| is_log_write(e))
+        .position(|(_, e)| is_storage_failure(e))
         .or_else(|| {
             errors
                 .iter()
@@ -252,5 +264,42 @@ impl Store {
             Ok(_) if self.needs_restart() => Err(StoreError::WrittenAfterLogFailure),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attack: a caller's idempotency key that reads like a failed log
+    /// write, stored twice. The second insert fails because the record
+    /// exists, and its error message carries the key. Classified by text
+    /// (as chirp did, checked once), it was a log failure: the store
+    /// latched and refused every write until a restart.
+    #[tokio::test]
+    async fn a_record_id_a_caller_chose_cannot_look_like_a_log_failure() {
+        let store = memory_store().await;
+        let insert = "CREATE type::record('idempotency', $key) SET message = message:x RETURN NONE";
+        let key = "WAL error: no space left on device";
+        store
+            .write(async {
+                checked(store.db.query(insert).bind(("key", key)).await?)?;
+                Ok(())
+            })
+            .await
+            .expect("the first insert");
+        let again = store
+            .write(async {
+                checked(store.db.query(insert).bind(("key", key)).await?)?;
+                Ok(())
+            })
+            .await
+            .expect_err("the key exists");
+        assert!(again.to_string().contains("WAL error"), "{again}");
+        assert!(matches!(again, StoreError::Conflict(_)), "{again:?}");
+        assert!(!store.needs_restart(), "the store latched");
+
+        let failed = surrealdb::Error::internal("There was a problem with a transaction".into());
+        assert!(matches!(StoreError::from(failed), StoreError::LogWrite(_)));
     }
 }
