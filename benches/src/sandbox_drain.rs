@@ -20,6 +20,7 @@ use chirp::message::{NewMessage, now_millis};
 use chirp::phone::Phone;
 use chirp::queue::scheduler::Scheduler;
 use chirp::store::{ServerAccess, Store};
+use chirp::templates::{Catalog, Templates};
 use tokio::sync::{Notify, watch};
 
 use crate::mock::Mock;
@@ -110,16 +111,16 @@ async fn drain<P: Providers>(
     let (stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let cpu_started = process_cpu();
-    let scheduler = Scheduler {
-        store: store.clone(),
-        providers: providers.clone(),
-        policy: config.retry_policy(),
-        wake: Arc::new(Notify::new()),
-        lease: config.lease,
-        concurrency: config.send_concurrency,
-        provider_rate: std::num::NonZeroU32::new(config.provider_rate)
-            .unwrap_or(std::num::NonZeroU32::MIN),
-    };
+    let templates = Arc::new(Templates::new(
+        Catalog::load(&config.templates_dir).expect("the templates"),
+    ));
+    let scheduler = Scheduler::new(
+        config,
+        store.clone(),
+        providers.clone(),
+        Arc::new(Notify::new()),
+        templates,
+    );
     let running = tokio::spawn(scheduler.run(stopped));
     let target = sent_before + count as u64;
     let reached = mock.wait_for(target, Duration::from_secs(600)).await;

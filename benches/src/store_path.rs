@@ -177,5 +177,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         created_at: now,
         not_before: now,
         skip: None,
+        override_opt_out: false,
+        fingerprint: format!("order-{n}"),
     }
 }

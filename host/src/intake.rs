@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, MAX_MILLIS, Millis, NewMessage, in_range, rfc3339};
+use crate::message::{ErrorNote, MAX_MILLIS, Millis, NewMessage, fingerprint, in_range, rfc3339};
 use crate::phone::Phone;
 use crate::plugins::{CallError, NotLoaded, Plugins, bindings};
 use crate::store::Preferences;
@@ -62,6 +62,10 @@ pub struct Draft<'a> {
     /// Send even if the recipient opted out of all messages or of this
     /// template. Only for transactional templates.
     pub override_opt_out: bool,
+    /// What the request asked for, when it is not this draft alone (an
+    /// event's messages share the event's); `None`: the draft's phone,
+    /// template and variables.
+    pub fingerprint: Option<String>,
 }
 
 /// Builds the message for a template `draft`: rendered, and `skip`ped if
@@ -102,6 +106,10 @@ pub fn template_message(
         )
     };
     let id = ulid::Ulid::new().to_string();
+    let fingerprint = draft.fingerprint.unwrap_or_else(|| {
+        let variables = Value::Object(draft.variables.clone()).to_string();
+        fingerprint(&["template", recipient.phone.as_str(), &def.name, &variables])
+    });
     Ok(NewMessage {
         idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
         id,
@@ -115,6 +123,8 @@ pub fn template_message(
         created_at: now,
         not_before: draft.not_before.unwrap_or(now).max(now),
         skip,
+        override_opt_out: draft.override_opt_out,
+        fingerprint,
     })
 }
 
@@ -144,6 +154,7 @@ pub fn text_message(
     );
     NewMessage {
         idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
+        fingerprint: fingerprint(&["text", recipient.phone.as_str(), &draft.text]),
         id,
         phone: recipient.phone.clone(),
         template: None,
@@ -155,6 +166,7 @@ pub fn text_message(
         created_at: now,
         not_before: draft.not_before.unwrap_or(now).max(now),
         skip,
+        override_opt_out: draft.override_opt_out,
     }
 }
 
@@ -166,8 +178,9 @@ fn note(code: &str, message: String) -> ErrorNote {
 }
 
 /// Whether `prefs` keep a message of `template` (`category`) from being
-/// sent, and why.
-fn opted_out(
+/// sent, and why. Asked at intake and again just before each send
+/// ([`crate::gate`]).
+pub fn opted_out(
     prefs: &Preferences,
     template: &str,
     category: Category,
@@ -270,6 +283,15 @@ pub async fn event_messages(
         preferences,
     };
     let key = |template: &str| format!("event:{}:{}:{template}", event.kind, event.reference_id);
+    // Every message of the event carries what the event said, so posting
+    // the same (type, reference_id) again with other facts is refused
+    // rather than answered with the first event's messages.
+    let event_fingerprint = fingerprint(&[
+        "event",
+        event.kind,
+        event.phone.as_str(),
+        &Value::Object(event.data.clone()).to_string(),
+    ]);
     let mut messages = Vec::new();
     let mut skipped = Vec::new();
     for decision in decisions {
@@ -310,6 +332,7 @@ pub async fn event_messages(
                     idempotency_key: Some(key(&send.template)),
                     not_before,
                     override_opt_out: false,
+                    fingerprint: Some(event_fingerprint.clone()),
                 };
                 let message = template_message(catalog, &recipient, draft, provider, now).map_err(
                     |e| match e {
@@ -350,6 +373,8 @@ pub async fn event_messages(
                     created_at: now,
                     not_before: now,
                     skip: Some(note("skipped_by_rules", skip.reason.clone())),
+                    override_opt_out: false,
+                    fingerprint: event_fingerprint.clone(),
                 });
                 skipped.push(Skipped {
                     template: skip.template,
@@ -359,4 +384,45 @@ pub async fn event_messages(
         }
     }
     Ok((messages, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A retry may spell its variables in another order: it is the same
+    /// request.
+    #[test]
+    fn a_requests_fingerprint_ignores_the_order_of_its_variables() {
+        let catalog =
+            Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates"))
+                .unwrap();
+        let phone = Phone::parse("+919876543210").unwrap();
+        let preferences = Preferences::defaults_for(phone.as_str());
+        let recipient = Recipient {
+            phone: &phone,
+            preferences: &preferences,
+        };
+        let print = |variables: &str| {
+            let variables: Map<String, Value> = serde_json::from_str(variables).unwrap();
+            let draft = Draft {
+                template: "order_confirmation",
+                language: None,
+                variables: &variables,
+                reference_id: None,
+                idempotency_key: Some("k".into()),
+                not_before: None,
+                override_opt_out: false,
+                fingerprint: None,
+            };
+            template_message(&catalog, &recipient, draft, "myoperator", 0)
+                .unwrap()
+                .fingerprint
+        };
+        let a = print(r#"{"order_id": "A", "delivery_date": "d", "total_amount": 1}"#);
+        let b = print(r#"{"total_amount": 1, "delivery_date": "d", "order_id": "A"}"#);
+        let c = print(r#"{"order_id": "B", "delivery_date": "d", "total_amount": 1}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
 }

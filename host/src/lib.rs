@@ -11,6 +11,8 @@
 //!   (rendering, rules, preferences).
 //! - [`templates`]: the template catalog and strict rendering (no I/O).
 //! - [`queue`]: group-committed acceptance, the scheduler (leases, retries).
+//! - [`gate`]: the checks made again just before a send (opt-outs,
+//!   disabled templates, marketing hours).
 //! - [`delivery`]: one attempt of one message through its provider.
 //! - [`plugins`]: wasmtime, the provider components and what they may do.
 //! - [`store`]: SurrealDB, the only module that speaks SurrealQL.
@@ -31,6 +33,7 @@ pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod delivery;
+pub mod gate;
 pub mod intake;
 pub mod message;
 pub mod phone;
@@ -116,7 +119,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let limits = Limits {
         // A call must end well before its lease does, or another worker
         // could take the message while it is still being sent.
-        call_timeout: Limits::default().call_timeout.min(config.lease / 2),
+        call_timeout: config.plugin_call_timeout(),
         ..Limits::default()
     };
     let plugins = Arc::new(
@@ -219,16 +222,13 @@ impl Chirp {
         } = self;
         let shutdown_grace = config.shutdown_grace;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let scheduler = Scheduler {
-            store: state.store.clone(),
-            providers: state.plugins.clone(),
-            policy: config.retry_policy(),
+        let scheduler = Scheduler::new(
+            &config,
+            state.store.clone(),
+            state.plugins.clone(),
             wake,
-            lease: config.lease,
-            concurrency: config.send_concurrency,
-            provider_rate: std::num::NonZeroU32::new(config.provider_rate)
-                .unwrap_or(std::num::NonZeroU32::MIN),
-        };
+            state.templates.clone(),
+        );
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
             &config.plugins_dir,

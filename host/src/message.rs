@@ -130,6 +130,28 @@ pub struct NewMessage {
     pub not_before: Millis,
     /// Why it will not be sent at all, if so: it is stored as `skipped`.
     pub skip: Option<ErrorNote>,
+    /// The caller let a transactional message through an opt-out; checked
+    /// again when it is sent.
+    pub override_opt_out: bool,
+    /// What the caller asked for, as a [`fingerprint`]: a request that
+    /// reuses an idempotency key with something else is refused, not
+    /// answered with the first message.
+    pub fingerprint: String,
+}
+
+/// A short, stable digest of what a request asked for (`parts` in order),
+/// to tell a retry of a request from another request under the same key.
+pub fn fingerprint(parts: &[&str]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    hash.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl NewMessage {
@@ -168,6 +190,8 @@ pub struct Message {
     pub sent_at: Option<Millis>,
     pub provider_message_id: Option<String>,
     pub last_error: Option<ErrorNote>,
+    /// The caller let this transactional message through an opt-out.
+    pub override_opt_out: bool,
 }
 
 /// A code and a human explanation, as recorded for a failed attempt or a

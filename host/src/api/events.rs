@@ -92,7 +92,10 @@ struct EventMessage {
         "customer": {"phone": "+919876543210", "name": "Asha", "timezone": "Asia/Kolkata"},
         "data": {"order_id": "EB-1001", "delivery_date": "2026-11-25", "total_amount": 249}
     })),
-    responses((status = 202, description = "Accepted and durably stored", body = EventAccepted)),
+    responses(
+        (status = 202, description = "Accepted and durably stored", body = EventAccepted),
+        (status = 409, description = "The same (type, reference_id) was accepted before with other data", body = super::error::ErrorBody),
+    ),
 )]
 async fn accept(
     Admin(caller): Admin,
@@ -181,6 +184,19 @@ async fn accept(
     let templates: Vec<Option<String>> = messages.iter().map(|m| m.template.clone()).collect();
     let not_before: Vec<i64> = messages.iter().map(|m| m.not_before).collect();
     let stored = state.queue.enqueue_all(messages).await?;
+    if stored.iter().any(|s| s.key_reused) {
+        return Err(ApiError {
+            field: Some("reference_id".into()),
+            ..ApiError::new(
+                StatusCode::CONFLICT,
+                "event_reused",
+                format!(
+                    "an event {kind:?} with reference_id {reference_id:?} was accepted before \
+                     with another customer or other data; nothing was stored"
+                ),
+            )
+        });
+    }
     let replayed = stored.iter().all(|s| s.replayed) && !stored.is_empty();
     let fresh = stored.iter().filter(|s| !s.replayed);
     let (skips, sends): (Vec<_>, Vec<_>) =

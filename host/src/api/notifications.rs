@@ -93,7 +93,10 @@ struct Accepted {
         "variables": {"order_id": "EB-1001", "delivery_date": "2026-11-25", "total_amount": 249},
         "reference_id": "EB-1001"
     })),
-    responses((status = 202, description = "Stored (queued, scheduled or skipped)", body = Accepted)),
+    responses(
+        (status = 202, description = "Stored (queued, scheduled or skipped)", body = Accepted),
+        (status = 409, description = "The idempotency_key was used before for another request", body = super::error::ErrorBody),
+    ),
 )]
 async fn send_message(
     Admin(caller): Admin,
@@ -106,7 +109,19 @@ async fn send_message(
         phone: &request.phone,
         preferences: &preferences,
     };
-    let provider = request.provider.unwrap_or_else(|| state.provider.clone());
+    let provider = match request.provider {
+        None => state.provider.clone(),
+        Some(named) if named == state.provider || state.plugins.knows_provider(&named) => named,
+        Some(named) => {
+            return Err(ApiError::invalid(
+                "provider",
+                "unknown_provider",
+                format!(
+                    "no provider plugin {named:?} is loaded; leave provider out to use the default"
+                ),
+            ));
+        }
+    };
     let now = now_millis();
     let message = match request.content {
         Content::Template { name, variables } => {
@@ -118,6 +133,7 @@ async fn send_message(
                 idempotency_key: request.idempotency_key,
                 not_before: request.send_at,
                 override_opt_out: request.override_opt_out,
+                fingerprint: None,
             };
             intake::template_message(
                 &state.templates.current(),
@@ -139,7 +155,11 @@ async fn send_message(
         }
     };
     let reason = message.skip.as_ref().map(|s| s.message.clone());
+    let key = message.idempotency_key.clone();
     let accepted = state.queue.enqueue(message).await?;
+    if accepted.key_reused {
+        return Err(key_reused(&key));
+    }
     let mut headers = HeaderMap::new();
     if accepted.replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -156,6 +176,23 @@ async fn send_message(
         reason: reason.filter(|_| !accepted.replayed),
     };
     Ok((StatusCode::ACCEPTED, headers, Json(answer)))
+}
+
+/// The answer to an idempotency key used before for another request. It
+/// names the key, never the earlier message.
+fn key_reused(key: &str) -> ApiError {
+    ApiError {
+        field: Some("idempotency_key".into()),
+        ..ApiError::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_reused",
+            format!(
+                "idempotency_key {key:?} was used before for another request (another phone, \
+                 template, variables or text); a retry must repeat the request exactly, and \
+                 a new request needs a new key"
+            ),
+        )
+    }
 }
 
 /// What a message is made of.

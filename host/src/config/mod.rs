@@ -39,6 +39,9 @@ pub enum ConfigError {
     /// names no valid (plugin, setting) pair; never shows the value.
     #[error("{var} is not valid: {reason}")]
     Plugin { var: String, reason: String },
+    /// Settings each valid alone that cannot hold together.
+    #[error("{vars} contradict each other: {reason}")]
+    Contradiction { vars: String, reason: String },
     #[error("{path} is not valid TOML for chirp: {source}")]
     ParseFile {
         path: PathBuf,
@@ -64,6 +67,7 @@ pub struct RawConfig {
     pub max_attempts: Option<String>,
     pub retry_backoff: Option<String>,
     pub max_retry_after: Option<String>,
+    pub marketing_hours: Option<String>,
     pub send_concurrency: Option<String>,
     pub lease: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -156,6 +160,9 @@ pub struct Config {
     pub max_retry_after: Duration,
     /// `CHIRP_SEND_CONCURRENCY`: provider calls in flight at once.
     pub send_concurrency: usize,
+    /// `CHIRP_MARKETING_HOURS`: when marketing may go out, in the
+    /// recipient's time zone (checked again just before each send).
+    pub marketing_hours: crate::gate::MarketingHours,
     /// `CHIRP_LEASE`: how long a claimed message stays with its worker
     /// before another may take it back.
     pub lease: Duration,
@@ -322,6 +329,16 @@ impl Config {
             64,
             1..=10_000,
         )? as usize;
+        let marketing_hours = match pick("CHIRP_MARKETING_HOURS", raw.marketing_hours.take()) {
+            None => crate::gate::MarketingHours::default(),
+            Some(text) => {
+                crate::gate::MarketingHours::parse(&text).ok_or_else(|| ConfigError::Invalid {
+                    var: "CHIRP_MARKETING_HOURS",
+                    value: text.clone(),
+                    reason: "expected HH:MM-HH:MM, e.g. 09:00-21:00".into(),
+                })?
+            }
+        };
         let lease = match pick("CHIRP_LEASE", raw.lease.take()) {
             None => Duration::from_secs(60),
             Some(text) => parse_duration("CHIRP_LEASE", &text)?,
@@ -444,7 +461,7 @@ impl Config {
                 }
             };
 
-        Ok(Config {
+        let config = Config {
             listen,
             db,
             server,
@@ -456,6 +473,7 @@ impl Config {
             retry_backoff,
             max_retry_after,
             send_concurrency,
+            marketing_hours,
             lease,
             shutdown_grace,
             provider,
@@ -472,11 +490,72 @@ impl Config {
             plugin_cache_key,
             plugin_max_bytes,
             plugin_settings: PluginSettings::new(&env, raw.plugins, raw.sandbox)?,
-        })
+        };
+        config.check_contradictions()?;
+        Ok(config)
     }
 }
 
 impl Config {
+    /// The wall time of a plugin call when its sandbox policy sets none:
+    /// 10 s, or half the lease if that is shorter.
+    pub fn plugin_call_timeout(&self) -> Duration {
+        crate::plugins::Limits::default()
+            .call_timeout
+            .min(self.lease / 2)
+    }
+
+    /// The longest a provider call may take under any plugin's policy.
+    pub fn longest_plugin_call(&self) -> Duration {
+        sandbox_timeouts(&self.plugin_settings)
+            .map(|(_, timeout)| timeout)
+            .fold(self.plugin_call_timeout(), Duration::max)
+    }
+
+    /// The longest an attempt may wait for its turn at a provider's rate:
+    /// the bucket holds a second's sends, so with more workers than that
+    /// the last waits for the rest.
+    pub fn longest_pacing_wait(&self) -> Duration {
+        let beyond_burst = self
+            .send_concurrency
+            .saturating_sub(self.provider_rate as usize);
+        Duration::from_secs_f64(beyond_burst as f64 / f64::from(self.provider_rate.max(1)))
+    }
+
+    /// Refuses settings that cannot hold together: an attempt must be able
+    /// to wait its turn at the provider's rate and make its call inside its
+    /// lease (less a tenth, for recording it), or another worker could take
+    /// the message back mid-send and send it again.
+    fn check_contradictions(&self) -> Result<(), ConfigError> {
+        let pacing = self.longest_pacing_wait();
+        let room = self.lease - self.lease / 10;
+        let mut calls = vec![(
+            "the default plugin call timeout (10s, or half of CHIRP_LEASE)".to_string(),
+            self.plugin_call_timeout(),
+        )];
+        calls.extend(
+            sandbox_timeouts(&self.plugin_settings)
+                .map(|(plugin, t)| (PluginSettings::sandbox_variable(plugin, "timeout"), t)),
+        );
+        for (what, call) in calls {
+            if call + pacing > room {
+                return Err(ConfigError::Contradiction {
+                    vars: format!(
+                        "CHIRP_LEASE, {what}, CHIRP_SEND_CONCURRENCY and CHIRP_PROVIDER_RATE"
+                    ),
+                    reason: format!(
+                        "an attempt may wait {pacing:?} for its turn at the provider's rate and \
+                         then call for up to {call:?}, more than nine tenths of the {:?} lease; \
+                         lengthen CHIRP_LEASE, shorten the timeout, or lower the concurrency \
+                         relative to the rate",
+                        self.lease
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The retry rule these settings give.
     pub fn retry_policy(&self) -> crate::queue::retry::RetryPolicy {
         crate::queue::retry::RetryPolicy {
@@ -485,6 +564,15 @@ impl Config {
             max_retry_after: self.max_retry_after,
         }
     }
+}
+
+/// Every `timeout` an operator set in a sandbox policy, that reads as a
+/// duration (one that does not is refused when its plugin loads).
+fn sandbox_timeouts(settings: &PluginSettings) -> impl Iterator<Item = (&String, Duration)> {
+    settings.sandboxes().filter_map(|(plugin, keys)| {
+        let timeout = humantime::parse_duration(keys.get("timeout")?.trim()).ok()?;
+        Some((plugin, timeout))
+    })
 }
 
 impl RawConfig {
@@ -705,6 +793,55 @@ mod tests {
             .unwrap_err();
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn settings_that_cannot_hold_together_are_refused_naming_their_variables() {
+        let base = [("CHIRP_INSECURE_NO_AUTH", "true")];
+        let refused = |pairs: &[(&str, &str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(pairs);
+            Config::from_parts(RawConfig::default(), env(&all))
+        };
+        // A plugin whose calls may outlast the lease.
+        let err = refused(&[
+            ("CHIRP_LEASE", "5s"),
+            ("CHIRP_SANDBOX__MYOPERATOR__TIMEOUT", "30s"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("CHIRP_LEASE") && text.contains("CHIRP_SANDBOX__MYOPERATOR__TIMEOUT"),
+            "{text}"
+        );
+        // Workers that wait their turn at the provider longer than a lease.
+        let err = refused(&[
+            ("CHIRP_SEND_CONCURRENCY", "1000"),
+            ("CHIRP_PROVIDER_RATE", "1"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("CHIRP_SEND_CONCURRENCY") && text.contains("CHIRP_PROVIDER_RATE"),
+            "{text}"
+        );
+        // The same, each within reach of the other, start.
+        assert!(
+            refused(&[
+                ("CHIRP_LEASE", "60s"),
+                ("CHIRP_SANDBOX__MYOPERATOR__TIMEOUT", "30s")
+            ])
+            .is_ok()
+        );
+        assert!(
+            refused(&[
+                ("CHIRP_SEND_CONCURRENCY", "64"),
+                ("CHIRP_PROVIDER_RATE", "5")
+            ])
+            .is_ok()
+        );
+        assert!(refused(&[("CHIRP_LEASE", "2s")]).is_ok());
+        assert!(refused(&[("CHIRP_MARKETING_HOURS", "9-21")]).is_err());
     }
 
     #[test]

@@ -163,8 +163,9 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
             .iter()
             .flat_map(|p| p.messages.iter().cloned())
             .collect();
+        let groups: Vec<usize> = batch.iter().map(|p| p.messages.len()).collect();
         let started = Instant::now();
-        let committed = store.insert_batch(&messages).await;
+        let committed = store.insert_groups(&messages, &groups).await;
         let took = started.elapsed();
         tracing::debug!(
             messages = messages.len(),
@@ -175,7 +176,7 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
         match committed {
             Ok(results) => {
                 telemetry::commit_batch(messages.len(), took);
-                let any_new = results.iter().any(|r| !r.replayed);
+                let any_new = results.iter().any(|r| !r.replayed && !r.key_reused);
                 let mut results = results.into_iter();
                 for pending in batch.drain(..) {
                     let mine = results.by_ref().take(pending.messages.len()).collect();

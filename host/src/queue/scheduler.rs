@@ -23,9 +23,11 @@ use tokio::time::Instant;
 
 use super::retry::{Next, RetryPolicy};
 use crate::delivery::{self, Delivery, Providers};
+use crate::gate::{self, MarketingHours, Verdict};
 use crate::message::{Leased, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
-use crate::store::{Completion, MessagePatch, Store};
+use crate::store::{Completion, MessagePatch, Preferences, Store};
+use crate::templates::Templates;
 
 /// The most messages leased in one claim.
 const CLAIM_BATCH: usize = 256;
@@ -58,9 +60,39 @@ pub struct Scheduler<P: Providers = Plugins> {
     pub concurrency: usize,
     /// Sends per second per provider; attempts wait for their turn.
     pub provider_rate: std::num::NonZeroU32,
+    /// The longest a provider call may take (its sandbox's wall time).
+    pub longest_call: Duration,
+    /// The catalog in force, for the checks before each send.
+    pub templates: Arc<Templates>,
+    /// When marketing may go out, in the recipient's time zone.
+    pub marketing_hours: MarketingHours,
 }
 
 impl<P: Providers> Scheduler<P> {
+    /// The scheduler `config` describes, sending through `providers` and
+    /// checking messages against `templates` before each send.
+    pub fn new(
+        config: &crate::Config,
+        store: Store,
+        providers: Arc<P>,
+        wake: Arc<Notify>,
+        templates: Arc<Templates>,
+    ) -> Scheduler<P> {
+        Scheduler {
+            store,
+            providers,
+            policy: config.retry_policy(),
+            wake,
+            lease: config.lease,
+            concurrency: config.send_concurrency,
+            provider_rate: std::num::NonZeroU32::new(config.provider_rate)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+            longest_call: config.longest_plugin_call(),
+            templates,
+            marketing_hours: config.marketing_hours,
+        }
+    }
+
     /// Runs until `shutdown` turns true, then waits for the attempts in
     /// flight and their completions to be written.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
@@ -159,7 +191,17 @@ impl<P: Providers> Scheduler<P> {
                 // messages, which every scan would walk again.
                 floor = floor.max(newest.min(now - FLOOR_MARGIN.as_millis() as Millis));
             }
-            for leased in claimed {
+            // A worker must start its call early enough to finish it, and
+            // have it recorded, inside the lease: after this, it hands the
+            // message back instead of sending it.
+            let latest_start =
+                lease_until - (self.longest_call + self.lease / 10).as_millis() as Millis;
+            let verdicts = self.verdicts(&claimed, now).await;
+            for (leased, verdict) in claimed.into_iter().zip(verdicts) {
+                if let Some(completion) = not_sent(&leased, verdict, now) {
+                    let _ = done_tx.send(completion).await;
+                    continue;
+                }
                 let Ok(permit) = workers.clone().try_acquire_owned() else {
                     break; // cannot happen: we claimed no more than were free
                 };
@@ -169,9 +211,18 @@ impl<P: Providers> Scheduler<P> {
                 let pace = pace.clone();
                 tokio::spawn(async move {
                     // The provider's rate limit delays the attempt; it never
-                    // fails it. (The lease is long enough for the wait at any
-                    // sane rate: a worker waits for at most its share.)
-                    pace.until_key_ready(&leased.message.provider).await;
+                    // fails it. The wait must not eat the lease: a message
+                    // whose turn comes too late to finish its call inside
+                    // the lease goes back to the queue unsent, due when its
+                    // turn would have come (without using up the turn), or
+                    // another worker could take it back and send it twice.
+                    if let Err(turn) =
+                        wait_turn(&pace, &leased.message.provider, latest_start).await
+                    {
+                        let _ = done.send(hand_back(&leased, turn, now_millis())).await;
+                        drop(permit);
+                        return;
+                    }
                     let span = tracing::info_span!(
                         "attempt",
                         message_id = %leased.message.id,
@@ -217,6 +268,136 @@ impl<P: Providers> Scheduler<P> {
         let _ = workers.acquire_many(self.concurrency as u32).await;
         drop(done_tx);
         let _ = writer.await;
+    }
+}
+
+impl<P: Providers> Scheduler<P> {
+    /// What to do with each claimed message now ([`gate::verdict`]), with
+    /// the recipients' preferences read in one query. If they cannot be
+    /// read, nothing is sent: every message is held for a moment.
+    async fn verdicts(&self, claimed: &[Leased], now: Millis) -> Vec<Verdict> {
+        let mut phones: Vec<String> = claimed.iter().map(|l| l.message.phone.clone()).collect();
+        phones.sort();
+        phones.dedup();
+        let saved = match self.store.saved_preferences(&phones).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(error = %e, "reading preferences before sending failed; holding the messages");
+                return vec![Verdict::Hold(after(now, STORE_ERROR_PAUSE)); claimed.len()];
+            }
+        };
+        let catalog = self.templates.current();
+        claimed
+            .iter()
+            .map(|leased| {
+                let phone = &leased.message.phone;
+                let defaults;
+                let preferences = match saved.get(phone) {
+                    Some(p) => p,
+                    None => {
+                        defaults = Preferences::defaults_for(phone);
+                        &defaults
+                    }
+                };
+                gate::verdict(
+                    &leased.message,
+                    preferences,
+                    &catalog,
+                    self.marketing_hours,
+                    now,
+                )
+            })
+            .collect()
+    }
+}
+
+/// The completion of a message the gate stopped, or `None` to send it.
+fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option<Completion> {
+    let mut patch = untouched(leased, now);
+    match verdict {
+        Verdict::Send => return None,
+        Verdict::Skip(note) => {
+            crate::telemetry::skipped(1);
+            tracing::info!(message_id = %leased.message.id, reason = %note.message, "skipped before sending");
+            patch.status = Status::Skipped.as_str().into();
+            patch.error_code = Some(note.code);
+            patch.error_message = Some(note.message);
+        }
+        Verdict::Hold(at) => {
+            patch.due_at = Some(at);
+            patch.error_code = Some("marketing_hours".into());
+            patch.error_message = Some(format!(
+                "held until {}: marketing goes out only in the recipient's marketing hours",
+                crate::message::rfc3339(at)
+            ));
+        }
+    }
+    Some(Completion {
+        message_id: leased.message.id.clone(),
+        lease: leased.lease.clone(),
+        patch,
+        attempt: None,
+    })
+}
+
+/// Waits for a turn at `provider`'s rate, taking it only if it comes by
+/// `latest_start`; otherwise returns, at once, when the turn would come.
+async fn wait_turn(
+    pace: &governor::DefaultKeyedRateLimiter<String>,
+    provider: &str,
+    latest_start: Millis,
+) -> Result<(), Millis> {
+    let key = provider.to_string();
+    loop {
+        match pace.check_key(&key) {
+            Ok(()) => return Ok(()),
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                let turn = after(now_millis(), wait);
+                if turn > latest_start {
+                    return Err(turn);
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// A message handed back unsent because its turn at the provider's rate
+/// comes too late for its lease: due again at `turn`, no attempt made.
+fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completion {
+    tracing::debug!(message_id = %leased.message.id, "the provider's pacing leaves too little of the lease for a call; the message goes back to the queue unsent");
+    let mut patch = untouched(leased, now);
+    patch.due_at = Some(turn);
+    patch.error_code = Some("paced".into());
+    patch.error_message = Some(
+        "waited its turn at the provider's rate for longer than its lease allows; queued again"
+            .into(),
+    );
+    Completion {
+        message_id: leased.message.id.clone(),
+        lease: leased.lease.clone(),
+        patch,
+        attempt: None,
+    }
+}
+
+/// The patch that ends a lease and changes nothing else: queued, its
+/// attempts and last error as they were, no due time (callers set one).
+fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
+    let message = &leased.message;
+    MessagePatch {
+        status: Status::Queued.as_str().into(),
+        attempts: message.attempts.into(),
+        updated_at: now,
+        due_at: None,
+        sent_at: None,
+        provider_message_id: None,
+        error_code: message.last_error.as_ref().map(|e| e.code.clone()),
+        error_message: message.last_error.as_ref().map(|e| e.message.clone()),
+        waiting_for: None,
     }
 }
 
@@ -350,5 +531,106 @@ async fn completion_loop(
         batch.clear();
         // A retry may now be due before whatever the scheduler waits for.
         wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::plugins::bindings::{self, Receipt};
+    use crate::plugins::{CallError, NotLoaded, SendAnswer};
+    use crate::store::{memory_store, test_message};
+    use crate::templates::Catalog;
+
+    /// A provider that answers at once and counts the sends of each
+    /// message.
+    #[derive(Default)]
+    struct Counting {
+        sends: Mutex<HashMap<String, usize>>,
+        loaded: Option<tokio::sync::broadcast::Sender<String>>,
+    }
+
+    impl Providers for Counting {
+        async fn send(
+            &self,
+            _name: &str,
+            message: &bindings::Message,
+        ) -> Result<(String, Result<SendAnswer, CallError>), NotLoaded> {
+            *self
+                .sends
+                .lock()
+                .unwrap()
+                .entry(message.id.clone())
+                .or_default() += 1;
+            let receipt = Receipt {
+                provider_message_id: Some(format!("sent-{}", message.id)),
+            };
+            Ok(("1".into(), Ok(Ok(receipt))))
+        }
+
+        fn subscribe_loaded(&self) -> tokio::sync::broadcast::Receiver<String> {
+            self.loaded
+                .clone()
+                .unwrap_or_else(|| tokio::sync::broadcast::channel(1).0)
+                .subscribe()
+        }
+    }
+
+    /// 24 messages due at once, 4 sends a second, 24 workers and a 1.5 s
+    /// lease: most wait their turn longer than their lease. A later claim
+    /// takes each such message back, and without the check before the wait
+    /// (checked once, waiting as governor's `until_key_ready` does) the
+    /// first worker sent it too: 16 of the 24 went 2 to 10 times. With it,
+    /// each is sent once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_its_turn_never_outlasts_a_lease_and_sends_twice() {
+        let store = memory_store().await;
+        let now = now_millis();
+        let batch: Vec<_> = (0..24).map(|n| test_message(n, now)).collect();
+        let ids: Vec<String> = batch.iter().map(|m| m.id.clone()).collect();
+        store.insert_batch(&batch).await.expect("insert");
+        let providers = Arc::new(Counting::default());
+        let catalog =
+            Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates"))
+                .expect("catalog");
+        let scheduler = Scheduler {
+            store: store.clone(),
+            providers: providers.clone(),
+            policy: RetryPolicy {
+                max_attempts: 3,
+                backoff: vec![Duration::from_millis(50)],
+                max_retry_after: Duration::from_secs(1),
+            },
+            wake: Arc::new(Notify::new()),
+            lease: Duration::from_millis(1500),
+            concurrency: 24,
+            provider_rate: std::num::NonZeroU32::new(4).expect("rate"),
+            longest_call: Duration::from_millis(500),
+            templates: Arc::new(Templates::new(catalog)),
+            marketing_hours: MarketingHours::default(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(scheduler.run(stopped));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut sent = 0;
+            for id in &ids {
+                let message = store.message(id).await.expect("read").expect("stored");
+                sent += usize::from(message.status == Status::Sent);
+            }
+            if sent == ids.len() || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(true);
+        let _ = running.await;
+        let sends = providers.sends.lock().unwrap().clone();
+        let twice: Vec<_> = sends.values().filter(|n| **n > 1).collect();
+        assert!(twice.is_empty(), "sent more than once: {sends:?}");
+        assert_eq!(sends.len(), ids.len(), "every message is sent");
     }
 }

@@ -22,7 +22,8 @@ const INSERT_CONFLICT_RETRIES: u32 = 8;
 
 const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
-     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base";
+     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
+     override_opt_out";
 
 #[derive(Debug, Clone, SurrealValue)]
 struct MessageRow {
@@ -47,6 +48,8 @@ struct MessageRow {
     error_code: Option<String>,
     error_message: Option<String>,
     retry_base: Option<i64>,
+    /// Written only when set.
+    override_opt_out: Option<bool>,
 }
 
 impl MessageRow {
@@ -75,6 +78,7 @@ impl MessageRow {
             error_code: skipped.map(|s| s.code.clone()),
             error_message: skipped.map(|s| s.message.clone()),
             retry_base: None,
+            override_opt_out: m.override_opt_out.then_some(true),
         }
     }
 
@@ -122,6 +126,7 @@ impl MessageRow {
             sent_at: self.sent_at,
             provider_message_id: self.provider_message_id,
             last_error,
+            override_opt_out: self.override_opt_out.unwrap_or(false),
         })
     }
 }
@@ -239,6 +244,10 @@ pub struct Inserted {
     pub status: Status,
     /// The idempotency key was already known: nothing new was stored.
     pub replayed: bool,
+    /// The idempotency key was already known for another request (another
+    /// phone, template, variables or text): nothing was stored, and `id`
+    /// and `status` are this message's own, not the first one's.
+    pub key_reused: bool,
 }
 
 /// The state a message moves to after an attempt (or a deferral).
@@ -336,6 +345,9 @@ pub struct HistoryFilter {
 struct KeyRow {
     id: RecordId,
     message: RecordId,
+    /// What the request asked for; absent in stores written before chirp
+    /// kept it (such a key answers any request).
+    fingerprint: Option<String>,
 }
 
 /// A known key, read back with the status of its message.
@@ -344,6 +356,7 @@ struct KnownKey {
     key: String,
     id: String,
     status: String,
+    fingerprint: Option<String>,
 }
 
 impl Store {
@@ -356,10 +369,21 @@ impl Store {
     /// or the commit conflicts) and it is inserted again, now finding the
     /// key: one message per key, whatever the interleaving.
     pub async fn insert_batch(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+        self.insert_groups(batch, &vec![1; batch.len()]).await
+    }
+
+    /// [`Store::insert_batch`] for a batch made of groups (`groups` gives
+    /// their sizes, in order) that are stored whole or not at all: a group
+    /// with a key reused for another request stores nothing.
+    pub async fn insert_groups(
+        &self,
+        batch: &[NewMessage],
+        groups: &[usize],
+    ) -> Result<Vec<Inserted>, StoreError> {
         self.write(async {
             let mut conflicts = 0;
             loop {
-                match self.insert_batch_once(batch).await {
+                match self.insert_batch_once(batch, groups).await {
                     Err(StoreError::Conflict(e)) if conflicts < INSERT_CONFLICT_RETRIES => {
                         conflicts += 1;
                         tracing::debug!(error = %e, conflicts, "a caller key was stored by another batch first; inserting again");
@@ -374,33 +398,63 @@ impl Store {
     /// One try of [`Store::insert_batch`]. It fails with
     /// [`StoreError::Conflict`] if another writer stored one of the batch's
     /// caller keys between the lookup and the commit.
-    async fn insert_batch_once(&self, batch: &[NewMessage]) -> Result<Vec<Inserted>, StoreError> {
+    async fn insert_batch_once(
+        &self,
+        batch: &[NewMessage],
+        groups: &[usize],
+    ) -> Result<Vec<Inserted>, StoreError> {
         let mut known = self.known_keys(batch).await?;
         let mut rows = Vec::with_capacity(batch.len());
         let mut keys = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
-        for m in batch {
-            if let Some(existing) = known.get(&m.idempotency_key) {
-                results.push(Inserted {
-                    replayed: true,
-                    ..existing.clone()
-                });
+        let mut rest = batch;
+        for &size in groups {
+            let (group, after) = rest.split_at(size.min(rest.len()));
+            rest = after;
+            // A key reused for another request refuses its whole group
+            // (one event's messages): nothing of it is stored.
+            let reused = group.iter().any(|m| {
+                known
+                    .get(&m.idempotency_key)
+                    .is_some_and(|(_, print)| print.as_deref().is_some_and(|p| p != m.fingerprint))
+            });
+            if reused {
+                results.extend(group.iter().map(|m| Inserted {
+                    id: m.id.clone(),
+                    status: m.initial_status(),
+                    replayed: false,
+                    key_reused: true,
+                }));
                 continue;
             }
-            let inserted = Inserted {
-                id: m.id.clone(),
-                status: m.initial_status(),
-                replayed: false,
-            };
-            known.insert(m.idempotency_key.clone(), inserted.clone());
-            rows.push(MessageRow::from_new(m));
-            if m.idempotency_key != m.id {
-                keys.push(KeyRow {
-                    id: RecordId::new("idempotency", m.idempotency_key.as_str()),
-                    message: RecordId::new("message", m.id.as_str()),
-                });
+            for m in group {
+                if let Some((existing, _)) = known.get(&m.idempotency_key) {
+                    results.push(Inserted {
+                        replayed: true,
+                        ..existing.clone()
+                    });
+                    continue;
+                }
+                let inserted = Inserted {
+                    id: m.id.clone(),
+                    status: m.initial_status(),
+                    replayed: false,
+                    key_reused: false,
+                };
+                known.insert(
+                    m.idempotency_key.clone(),
+                    (inserted.clone(), Some(m.fingerprint.clone())),
+                );
+                rows.push(MessageRow::from_new(m));
+                if m.idempotency_key != m.id {
+                    keys.push(KeyRow {
+                        id: RecordId::new("idempotency", m.idempotency_key.as_str()),
+                        message: RecordId::new("message", m.id.as_str()),
+                        fingerprint: Some(m.fingerprint.clone()),
+                    });
+                }
+                results.push(inserted);
             }
-            results.push(inserted);
         }
         if rows.is_empty() {
             return Ok(results);
@@ -429,7 +483,7 @@ impl Store {
     async fn known_keys(
         &self,
         batch: &[NewMessage],
-    ) -> Result<HashMap<String, Inserted>, StoreError> {
+    ) -> Result<HashMap<String, (Inserted, Option<String>)>, StoreError> {
         let ids: Vec<RecordId> = batch
             .iter()
             .filter(|m| m.idempotency_key != m.id)
@@ -441,8 +495,8 @@ impl Store {
         let rows: Vec<KnownKey> = self
             .db
             .query(
-                "SELECT record::id(id) AS key, record::id(message) AS id, message.status AS status \
-                 FROM $ids",
+                "SELECT record::id(id) AS key, record::id(message) AS id, message.status AS status, \
+                 fingerprint FROM $ids",
             )
             .bind(("ids", ids))
             .await?
@@ -452,11 +506,15 @@ impl Store {
                 let status = row.status.parse().map_err(StoreError::Corrupt)?;
                 Ok((
                     row.key,
-                    Inserted {
-                        id: row.id,
-                        status,
-                        replayed: true,
-                    },
+                    (
+                        Inserted {
+                            id: row.id,
+                            status,
+                            replayed: true,
+                            key_reused: false,
+                        },
+                        row.fingerprint,
+                    ),
                 ))
             })
             .collect()
@@ -813,6 +871,8 @@ pub(crate) mod tests {
             created_at: due,
             not_before: due,
             skip: None,
+            override_opt_out: false,
+            fingerprint: format!("request-{n}"),
         }
     }
 
@@ -1071,6 +1131,47 @@ pub(crate) mod tests {
             .take(0)
             .expect("keys");
         assert_eq!(keys, vec!["key-7".to_string()]);
+    }
+
+    /// A key used again for another request stores nothing and says so,
+    /// in a later batch and within one; and an event (a group) with one
+    /// such key stores none of its messages. Without the fingerprint check
+    /// (checked once) the second request was answered with the first
+    /// message, as if it had been sent for it.
+    #[tokio::test]
+    async fn a_key_used_again_for_another_request_stores_nothing() {
+        let store = memory_store().await;
+        let first = message(1, 1_000);
+        store.insert_batch(std::slice::from_ref(&first)).await.expect("insert");
+        let other = NewMessage {
+            fingerprint: "another request".into(),
+            ..message(1, 1_000)
+        };
+        let answer = store.insert_batch(std::slice::from_ref(&other)).await.expect("answer");
+        assert!(answer[0].key_reused && !answer[0].replayed, "{answer:?}");
+        assert_ne!(answer[0].id, first.id, "the first message is not revealed");
+        let replay = store
+            .insert_batch(&[message(1, 2_000)])
+            .await
+            .expect("replay");
+        assert!(replay[0].replayed && replay[0].id == first.id);
+
+        let both = store
+            .insert_batch(&[
+                message(2, 1_000),
+                NewMessage {
+                    fingerprint: "x".into(),
+                    ..message(2, 1_000)
+                },
+            ])
+            .await
+            .expect("one batch");
+        assert!(!both[0].key_reused && both[1].key_reused, "{both:?}");
+
+        let event = [message(3, 1_000), other];
+        let answer = store.insert_groups(&event, &[2]).await.expect("group");
+        assert!(answer.iter().all(|a| a.key_reused), "{answer:?}");
+        assert!(store.message(&event[0].id).await.expect("read").is_none());
     }
 
     /// A fresh store on each embedded engine, with its URL: `mem://`, and

@@ -1,0 +1,274 @@
+//! The last check before a send: what intake decided may no longer hold.
+//!
+//! A message can wait in the queue for hours (scheduled, retried, resent),
+//! and in that time the recipient may opt out, an operator may disable its
+//! template, or night may fall on a marketing message. So each claimed
+//! message is checked again, just before any provider call, against the
+//! state as it is now: an opt-out or a disabled template that applies makes
+//! it `skipped` with the reason; marketing outside the marketing hours in
+//! the recipient's time zone is held to the next allowed time. Pure: the
+//! scheduler reads the preferences (one query per claim) and the catalog.
+
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::intake::opted_out;
+use crate::message::{ErrorNote, MAX_MILLIS, Message, Millis};
+use crate::store::Preferences;
+use crate::templates::{Catalog, Category};
+
+/// Where a recipient is when their preferences do not say.
+pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Kolkata;
+
+/// The local hours in which marketing may go out (`CHIRP_MARKETING_HOURS`,
+/// default `09:00-21:00`): from `start` up to, not including, `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketingHours {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+}
+
+impl Default for MarketingHours {
+    fn default() -> Self {
+        MarketingHours {
+            start: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or(NaiveTime::MIN),
+            end: NaiveTime::from_hms_opt(21, 0, 0).unwrap_or(NaiveTime::MIN),
+        }
+    }
+}
+
+impl MarketingHours {
+    /// `09:00-21:00`; the window may cross midnight (`22:00-06:00`).
+    pub fn parse(text: &str) -> Option<MarketingHours> {
+        let (start, end) = text.trim().split_once('-')?;
+        let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
+        let hours = MarketingHours {
+            start: time(start)?,
+            end: time(end)?,
+        };
+        (hours.start != hours.end).then_some(hours)
+    }
+
+    fn contains(&self, local: NaiveTime) -> bool {
+        if self.start < self.end {
+            self.start <= local && local < self.end
+        } else {
+            local >= self.start || local < self.end
+        }
+    }
+
+    /// `now` if it is inside the hours in `tz`, else the next start of the
+    /// hours there.
+    pub fn next_allowed(&self, now: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+        let local = now.with_timezone(&tz);
+        if self.contains(local.time()) {
+            return now;
+        }
+        let mut day = local.date_naive();
+        if local.time() >= self.start {
+            day = day.succ_opt().unwrap_or(day);
+        }
+        // The start may fall in a gap (a clock moved forward): the first
+        // instant after it that exists, an hour on at most.
+        (0..=60)
+            .find_map(|minutes| {
+                let at = day.and_time(self.start) + chrono::Duration::minutes(minutes);
+                tz.from_local_datetime(&at).earliest()
+            })
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(now)
+    }
+}
+
+/// What to do with a claimed message now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// It must not be sent: stored as `skipped`, with why.
+    Skip(ErrorNote),
+    /// Marketing outside its hours: due again at this time.
+    Hold(Millis),
+}
+
+/// The verdict on `message` at `now`, given the recipient's `preferences`
+/// as they are now and the catalog in force.
+pub fn verdict(
+    message: &Message,
+    preferences: &Preferences,
+    catalog: &Catalog,
+    hours: MarketingHours,
+    now: Millis,
+) -> Verdict {
+    let template = message.template.as_ref().and_then(|name| catalog.get(name));
+    if let Some(def) = template
+        && !def.enabled
+    {
+        return Verdict::Skip(ErrorNote {
+            code: "template_disabled".into(),
+            message: format!(
+                "template {} was disabled before the message was sent",
+                def.name
+            ),
+        });
+    }
+    let category = template.map_or(Category::Transactional, |def| def.category);
+    let name = message.template.as_deref().unwrap_or("");
+    if let Some(mut note) = opted_out(preferences, name, category, message.override_opt_out) {
+        note.message = format!("{} before the message was sent", note.message);
+        return Verdict::Skip(note);
+    }
+    if category == Category::Marketing {
+        let tz = preferences
+            .timezone
+            .as_deref()
+            .and_then(|name| name.parse::<Tz>().ok())
+            .unwrap_or(DEFAULT_TIMEZONE);
+        let Some(at) = Utc.timestamp_millis_opt(now).single() else {
+            return Verdict::Send;
+        };
+        let allowed = hours.next_allowed(at, tz);
+        if allowed > at {
+            return Verdict::Hold(allowed.timestamp_millis().min(MAX_MILLIS));
+        }
+    }
+    Verdict::Send
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Status;
+
+    fn catalog() -> Catalog {
+        Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates"))
+            .unwrap()
+    }
+
+    fn message(template: &str) -> Message {
+        Message {
+            id: "m".into(),
+            status: Status::Sending,
+            phone: "+919876543210".into(),
+            template: Some(template.into()),
+            template_version: Some(1),
+            text: "t".into(),
+            provider_template: None,
+            reference_id: None,
+            idempotency_key: "m".into(),
+            provider: "myoperator".into(),
+            attempts: 0,
+            retry_base: 0,
+            created_at: 0,
+            updated_at: 0,
+            due_at: None,
+            sent_at: None,
+            provider_message_id: None,
+            last_error: None,
+            override_opt_out: false,
+        }
+    }
+
+    /// 2026-11-24 at `hour`:`minute` in India, in ms.
+    fn ist(hour: u32, minute: u32) -> Millis {
+        DEFAULT_TIMEZONE
+            .with_ymd_and_hms(2026, 11, 24, hour, minute, 0)
+            .single()
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn an_opt_out_or_a_disabled_template_that_applies_now_skips() {
+        let catalog = catalog();
+        let mut prefs = Preferences::defaults_for("+919876543210");
+        let m = message("delivery_delayed");
+        assert_eq!(
+            verdict(&m, &prefs, &catalog, MarketingHours::default(), ist(12, 0)),
+            Verdict::Send
+        );
+        prefs.opt_out_all = true;
+        assert!(matches!(
+            verdict(&m, &prefs, &catalog, MarketingHours::default(), ist(12, 0)),
+            Verdict::Skip(note) if note.code == "opted_out"
+        ));
+        let overridden = Message {
+            override_opt_out: true,
+            ..message("delivery_delayed")
+        };
+        assert_eq!(
+            verdict(
+                &overridden,
+                &prefs,
+                &catalog,
+                MarketingHours::default(),
+                ist(12, 0)
+            ),
+            Verdict::Send
+        );
+
+        let mut def = catalog.get("delivery_delayed").unwrap().clone();
+        def.enabled = false;
+        let disabled = catalog.with(def).unwrap();
+        let prefs = Preferences::defaults_for("+919876543210");
+        assert!(matches!(
+            verdict(&m, &prefs, &disabled, MarketingHours::default(), ist(12, 0)),
+            Verdict::Skip(note) if note.code == "template_disabled"
+        ));
+    }
+
+    #[test]
+    fn marketing_outside_its_hours_waits_for_the_next_morning_where_the_recipient_is() {
+        let catalog = catalog();
+        let prefs = Preferences::defaults_for("+919876543210");
+        let m = message("churn_risk");
+        let hours = MarketingHours::default();
+        assert_eq!(
+            verdict(&m, &prefs, &catalog, hours, ist(20, 59)),
+            Verdict::Send
+        );
+        let next_nine = DEFAULT_TIMEZONE
+            .with_ymd_and_hms(2026, 11, 25, 9, 0, 0)
+            .single()
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            verdict(&m, &prefs, &catalog, hours, ist(23, 0)),
+            Verdict::Hold(next_nine)
+        );
+        assert_eq!(
+            verdict(&m, &prefs, &catalog, hours, ist(6, 0)),
+            Verdict::Hold(ist(9, 0))
+        );
+        // 23:00 in India is 17:30 in London: inside London's hours.
+        let london = Preferences {
+            timezone: Some("Europe/London".into()),
+            ..prefs.clone()
+        };
+        assert_eq!(
+            verdict(&m, &london, &catalog, hours, ist(23, 0)),
+            Verdict::Send
+        );
+        // Transactional messages go at any hour.
+        assert_eq!(
+            verdict(
+                &message("delivery_delayed"),
+                &prefs,
+                &catalog,
+                hours,
+                ist(3, 0)
+            ),
+            Verdict::Send
+        );
+    }
+
+    #[test]
+    fn marketing_hours_read_and_may_cross_midnight() {
+        let night = MarketingHours::parse("22:00-06:00").unwrap();
+        assert!(night.contains(NaiveTime::from_hms_opt(23, 0, 0).unwrap()));
+        assert!(night.contains(NaiveTime::from_hms_opt(5, 59, 0).unwrap()));
+        assert!(!night.contains(NaiveTime::from_hms_opt(12, 0, 0).unwrap()));
+        for bad in ["", "9-21", "09:00", "09:00-09:00", "25:00-26:00"] {
+            assert_eq!(MarketingHours::parse(bad), None, "{bad}");
+        }
+    }
+}
