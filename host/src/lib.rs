@@ -104,18 +104,11 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     if seeded > 0 {
         tracing::info!(templates = seeded, "templates seeded from files");
     }
-    let stored = store.templates().await?;
-    let templates = Arc::new(Templates::new(Catalog::from_defs(
-        stored
-            .into_iter()
-            .map(|d| {
-                (
-                    std::path::PathBuf::from(format!("store:template:{}", d.name)),
-                    d,
-                )
-            })
-            .collect(),
-    )?));
+    let (catalog, refused) = Catalog::from_stored(store.templates().await?);
+    for (template, problem) in refused {
+        tracing::error!(%template, %problem, "a stored template fails this chirp's checks; it is disabled until it is saved again (PUT /api/notifications/templates/{{type}})");
+    }
+    let templates = Arc::new(Templates::new(catalog));
     let limits = Limits {
         // A call must end well before its lease does, or another worker
         // could take the message while it is still being sent.

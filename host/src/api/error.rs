@@ -187,6 +187,7 @@ impl From<RenderError> for ApiError {
                 ("invalid_variable", format!("variables.{name}"))
             }
             RenderError::Render(_) => ("render_failed", e.field().to_string()),
+            RenderError::TooLarge(_) => ("render_too_large", e.field().to_string()),
         };
         ApiError::invalid(field, code, e.to_string())
     }

@@ -1142,12 +1142,18 @@ pub(crate) mod tests {
     async fn a_key_used_again_for_another_request_stores_nothing() {
         let store = memory_store().await;
         let first = message(1, 1_000);
-        store.insert_batch(std::slice::from_ref(&first)).await.expect("insert");
+        store
+            .insert_batch(std::slice::from_ref(&first))
+            .await
+            .expect("insert");
         let other = NewMessage {
             fingerprint: "another request".into(),
             ..message(1, 1_000)
         };
-        let answer = store.insert_batch(std::slice::from_ref(&other)).await.expect("answer");
+        let answer = store
+            .insert_batch(std::slice::from_ref(&other))
+            .await
+            .expect("answer");
         assert!(answer[0].key_reused && !answer[0].replayed, "{answer:?}");
         assert_ne!(answer[0].id, first.id, "the first message is not revealed");
         let replay = store

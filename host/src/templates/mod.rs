@@ -5,6 +5,12 @@
 //! compiled and checked once, at start; a request only looks up and renders.
 //! Rendering is strict: a variable the text uses but the caller did not give
 //! is an error, never an empty string in a customer's message.
+//! **Invariant:** a render is bounded in time and space ([`budget`]): a
+//! text that could loop or build megabytes is refused when it is saved,
+//! and a render whose variables could make it build too much is refused
+//! before it starts.
+
+pub mod budget;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -109,6 +115,9 @@ pub enum RenderError {
     InvalidVariable { name: String },
     #[error("rendering failed: {0}")]
     Render(String),
+    /// The render would cost more than a render may ([`budget`]).
+    #[error("rendering refused: {0}")]
+    TooLarge(String),
 }
 
 impl RenderError {
@@ -136,6 +145,8 @@ pub struct Rendered {
 pub struct Catalog {
     defs: BTreeMap<String, TemplateDef>,
     env: Environment<'static>,
+    /// The shape of each compiled text, by `name.language`.
+    shapes: BTreeMap<String, budget::Shape>,
 }
 
 impl Catalog {
@@ -168,38 +179,72 @@ impl Catalog {
 
     /// Builds a catalog from definitions; the path names each in errors.
     pub fn from_defs(defs: Vec<(PathBuf, TemplateDef)>) -> Result<Catalog, CatalogError> {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        let mut by_name = BTreeMap::new();
+        let mut catalog = Catalog::empty();
         for (path, def) in defs {
             let invalid = |reason: String| CatalogError::Invalid {
                 path: path.clone(),
                 reason,
             };
-            add_checked(&mut env, &def).map_err(|p| invalid(p.to_string()))?;
-            if by_name.insert(def.name.clone(), def).is_some() {
+            catalog
+                .add_checked(&def)
+                .map_err(|p| invalid(p.to_string()))?;
+            if catalog.defs.insert(def.name.clone(), def).is_some() {
                 return Err(invalid("a template of this name is defined twice".into()));
             }
         }
-        Ok(Catalog { defs: by_name, env })
+        Ok(catalog)
+    }
+
+    /// Builds the catalog from the store's definitions. A definition that
+    /// this chirp refuses (saved by an older one, before a check it now
+    /// makes) does not stop chirp: it is kept disabled, its texts not
+    /// compiled, and returned with why, so an operator can fix it.
+    pub fn from_stored(defs: Vec<TemplateDef>) -> (Catalog, Vec<(String, TemplateProblem)>) {
+        let mut catalog = Catalog::empty();
+        let mut refused = Vec::new();
+        for mut def in defs {
+            if let Err(problem) = catalog.add_checked(&def) {
+                def.enabled = false;
+                def.text.clear();
+                refused.push((def.name.clone(), problem));
+            }
+            catalog.defs.insert(def.name.clone(), def);
+        }
+        (catalog, refused)
+    }
+
+    fn empty() -> Catalog {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(budget::FUEL));
+        Catalog {
+            defs: BTreeMap::new(),
+            env,
+            shapes: BTreeMap::new(),
+        }
     }
 
     /// The same catalog with `def` added or replacing the template of its
     /// name; the definition is checked first.
     pub fn with(&self, def: TemplateDef) -> Result<Catalog, TemplateProblem> {
-        let mut env = self.env.clone();
+        let mut next = Catalog {
+            defs: self.defs.clone(),
+            env: self.env.clone(),
+            shapes: self.shapes.clone(),
+        };
         for language in self
             .defs
             .get(&def.name)
             .into_iter()
             .flat_map(|d| d.text.keys())
         {
-            env.remove_template(&template_key(&def.name, language));
+            let key = template_key(&def.name, language);
+            next.env.remove_template(&key);
+            next.shapes.remove(&key);
         }
-        add_checked(&mut env, &def)?;
-        let mut defs = self.defs.clone();
-        defs.insert(def.name.clone(), def);
-        Ok(Catalog { defs, env })
+        next.add_checked(&def)?;
+        next.defs.insert(def.name.clone(), def);
+        Ok(next)
     }
 
     /// Example variables of a template: its `sample`, and the variable's
@@ -258,11 +303,37 @@ impl Catalog {
         let language = language
             .filter(|l| def.text.contains_key(*l))
             .unwrap_or(DEFAULT_LANGUAGE);
-        let text = self
+        let key = template_key(name, language);
+        let Some(shape) = self.shapes.get(&key) else {
+            // A stored text this chirp refused: its template is disabled.
+            return Err(RenderError::Disabled(name.into()));
+        };
+        let longest = def
+            .variables
+            .iter()
+            .filter_map(|v| variables.get(v))
+            .map(|value| plain_text(value).len())
+            .max()
+            .unwrap_or(0);
+        budget::Budget::admit(*shape, longest).map_err(RenderError::TooLarge)?;
+        let mut output = budget::CappedOutput::default();
+        let rendered = self
             .env
-            .get_template(&template_key(name, language))
-            .and_then(|t| t.render(variables))
-            .map_err(|e| RenderError::Render(e.to_string()))?;
+            .get_template(&key)
+            .and_then(|t| t.render_captured_to(variables, &mut output).map(|_| ()));
+        if let Err(e) = rendered {
+            return Err(if output.overflowed {
+                RenderError::TooLarge(format!(
+                    "the text would be longer than {} bytes",
+                    budget::MAX_RENDERED_BYTES
+                ))
+            } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                RenderError::TooLarge("the render took more steps than a render may".into())
+            } else {
+                RenderError::Render(e.to_string())
+            });
+        }
+        let text = output.text;
         let parameters = def
             .whatsapp
             .parameters
@@ -294,44 +365,54 @@ fn plain_text(value: &Value) -> String {
     }
 }
 
-/// Checks `def` and adds its texts to `env`.
-fn add_checked(env: &mut Environment<'static>, def: &TemplateDef) -> Result<(), TemplateProblem> {
-    check_definition(def)?;
-    let declared: BTreeSet<&str> = def.variables.iter().map(String::as_str).collect();
-    for (language, text) in &def.text {
-        let field = format!("text.{language}");
-        if !valid_language(language) {
-            return Err(TemplateProblem::new(
-                field,
-                "a language is a code such as en or hi",
-            ));
+impl Catalog {
+    /// Checks `def` and adds its texts, with their shapes.
+    fn add_checked(&mut self, def: &TemplateDef) -> Result<(), TemplateProblem> {
+        check_definition(def)?;
+        let declared: BTreeSet<&str> = def.variables.iter().map(String::as_str).collect();
+        for (language, text) in &def.text {
+            let field = format!("text.{language}");
+            if !valid_language(language) {
+                return Err(TemplateProblem::new(
+                    field,
+                    "a language is a code such as en or hi",
+                ));
+            }
+            let shape = budget::check(text).map_err(|refusal| TemplateProblem {
+                field: field.clone(),
+                line: refusal.line,
+                reason: refusal.reason,
+            })?;
+            let key = template_key(&def.name, language);
+            let syntax = |e: minijinja::Error| TemplateProblem {
+                field: field.clone(),
+                line: e.line(),
+                reason: e
+                    .detail()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string()),
+            };
+            self.env
+                .add_template_owned(key.clone(), text.clone())
+                .map_err(syntax)?;
+            let compiled = self.env.get_template(&key).map_err(syntax)?;
+            let used = compiled.undeclared_variables(false);
+            if let Some(unknown) = used.iter().find(|v| !declared.contains(v.as_str())) {
+                let line = text
+                    .lines()
+                    .position(|l| l.contains(unknown.as_str()))
+                    .map(|i| i + 1);
+                self.env.remove_template(&key);
+                return Err(TemplateProblem {
+                    field,
+                    line,
+                    reason: format!("uses {unknown:?}, which is not among the variables"),
+                });
+            }
+            self.shapes.insert(key, shape);
         }
-        let key = template_key(&def.name, language);
-        let syntax = |e: minijinja::Error| TemplateProblem {
-            field: field.clone(),
-            line: e.line(),
-            reason: e
-                .detail()
-                .map(str::to_string)
-                .unwrap_or_else(|| e.to_string()),
-        };
-        env.add_template_owned(key.clone(), text.clone())
-            .map_err(syntax)?;
-        let compiled = env.get_template(&key).map_err(syntax)?;
-        let used = compiled.undeclared_variables(false);
-        if let Some(unknown) = used.iter().find(|v| !declared.contains(v.as_str())) {
-            let line = text
-                .lines()
-                .position(|l| l.contains(unknown.as_str()))
-                .map(|i| i + 1);
-            return Err(TemplateProblem {
-                field,
-                line,
-                reason: format!("uses {unknown:?}, which is not among the variables"),
-            });
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn valid_language(code: &str) -> bool {
@@ -486,6 +567,50 @@ mod tests {
             .unwrap();
         assert_eq!(rendered.language, "en");
         assert!(rendered.text.contains("⏰ Delivery ETA: 8:30 AM"));
+    }
+
+    /// Behind the check at saving, the render's own limits: a loop that
+    /// gets past it (here added to the environment directly) runs out of
+    /// fuel, and a text that gets too long stops at the cap. Without fuel
+    /// the loop is 10^10 steps.
+    #[test]
+    fn a_render_that_gets_past_the_check_is_stopped_by_fuel_and_the_output_cap() {
+        let mut catalog = Catalog::empty();
+        catalog
+            .env
+            .add_template_owned(
+                "loop".to_string(),
+                "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+                    .to_string(),
+            )
+            .unwrap();
+        let err = catalog
+            .env
+            .get_template("loop")
+            .unwrap()
+            .render(minijinja::context! {})
+            .unwrap_err();
+        assert_eq!(err.kind(), minijinja::ErrorKind::OutOfFuel);
+
+        let def: TemplateDef = toml::from_str(
+            r#"name = "long"
+category = "transactional"
+variables = ["a"]
+whatsapp = { template = "long", parameters = ["a"] }
+text = { en = "{{ a }}{{ a }}{{ a }}{{ a }}{{ a }}{{ a }}{{ a }}{{ a }}" }"#,
+        )
+        .unwrap();
+        let catalog = Catalog::from_defs(vec![("long.toml".into(), def)]).unwrap();
+        let big = "x".repeat(2_500);
+        let err = catalog
+            .render("long", None, &vars(json!({ "a": big })))
+            .unwrap_err();
+        assert!(matches!(err, RenderError::TooLarge(_)), "{err:?}");
+        assert!(
+            catalog
+                .render("long", None, &vars(json!({ "a": "short" })))
+                .is_ok()
+        );
     }
 
     #[test]
