@@ -38,19 +38,21 @@ impl Default for MarketingHours {
 }
 
 impl MarketingHours {
-    /// `09:00-21:00`; the window may cross midnight (`22:00-06:00`).
+    /// `09:00-21:00`; the window may cross midnight (`22:00-06:00`), and
+    /// one that ends where it starts (`00:00-00:00`) is the whole day.
     pub fn parse(text: &str) -> Option<MarketingHours> {
         let (start, end) = text.trim().split_once('-')?;
         let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
-        let hours = MarketingHours {
+        Some(MarketingHours {
             start: time(start)?,
             end: time(end)?,
-        };
-        (hours.start != hours.end).then_some(hours)
+        })
     }
 
     fn contains(&self, local: NaiveTime) -> bool {
-        if self.start < self.end {
+        if self.start == self.end {
+            true
+        } else if self.start < self.end {
             self.start <= local && local < self.end
         } else {
             local >= self.start || local < self.end
@@ -267,7 +269,9 @@ mod tests {
         assert!(night.contains(NaiveTime::from_hms_opt(23, 0, 0).unwrap()));
         assert!(night.contains(NaiveTime::from_hms_opt(5, 59, 0).unwrap()));
         assert!(!night.contains(NaiveTime::from_hms_opt(12, 0, 0).unwrap()));
-        for bad in ["", "9-21", "09:00", "09:00-09:00", "25:00-26:00"] {
+        let always = MarketingHours::parse("00:00-00:00").unwrap();
+        assert!(always.contains(NaiveTime::from_hms_opt(3, 0, 0).unwrap()));
+        for bad in ["", "9-21", "09:00", "25:00-26:00", "09:00-21:00-23:00"] {
             assert_eq!(MarketingHours::parse(bad), None, "{bad}");
         }
     }

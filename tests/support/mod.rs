@@ -236,6 +236,7 @@ async fn mock_send(
 }
 
 /// How a test chirp is set up.
+#[derive(Clone)]
 pub struct ChirpOptions {
     pub db: String,
     pub plugins_dir: PathBuf,
@@ -278,6 +279,9 @@ impl ChirpOptions {
                     "true".into(),
                 ),
                 ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
+                // Tests run at any hour: marketing may go out at all of
+                // them, unless a test about marketing hours sets its own.
+                ("CHIRP_MARKETING_HOURS".into(), "00:00-00:00".into()),
                 ("CHIRP_PLUGINS__MYOPERATOR__API_KEY".into(), API_KEY.into()),
                 (
                     "CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID".into(),

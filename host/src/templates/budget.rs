@@ -78,18 +78,14 @@ pub fn check(text: &str) -> Result<Shape, Refusal> {
             reason: format!("{} bytes; a text may have {MAX_TEXT_BYTES}", text.len()),
         });
     }
-    let tree = parse(
-        text,
-        "template",
-        SyntaxConfig,
-        WhitespaceConfig::default(),
-    )
-    .map_err(|e| Refusal {
-        line: e.line(),
-        reason: e
-            .detail()
-            .map(str::to_string)
-            .unwrap_or_else(|| e.to_string()),
+    let tree = parse(text, "template", SyntaxConfig, WhitespaceConfig::default()).map_err(|e| {
+        Refusal {
+            line: e.line(),
+            reason: e
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+        }
     })?;
     let mut shape = Shape {
         variable_reads: 0,
