@@ -351,6 +351,18 @@ impl Plugins {
             path: path.into(),
             reason: e.to_string(),
         };
+        // A file named after no valid plugin is not even read.
+        if names::of_file(path).is_none() && std::fs::symlink_metadata(path).is_ok() {
+            let error = LoadError::Rejected {
+                path: path.into(),
+                reason: format!(
+                    "a plugin file is named after its plugin, <name>.wasm, where the name is {}",
+                    names::NAME_RULE
+                ),
+            };
+            self.record_rejection(path, String::new(), &error);
+            return Err(error);
+        }
         let mut tries = 0;
         let (_serialised, bytes) = loop {
             let read = files::read(path, self.max_file_bytes).await;

@@ -97,9 +97,9 @@ mod tests {
     }
 
     /// `Retry-After` at the limits of u64 (what a plugin can answer): the
-    /// wait is capped at an hour. Without the cap (checked once) the due
-    /// time overflowed to a negative instant below every claim's floor,
-    /// and the message was never seen again.
+    /// wait is capped at an hour. Without the cap, `now + wait` overflowed
+    /// (a panic here; in a release build a negative due time below every
+    /// claim's floor, so the message was never seen again).
     #[test]
     fn retry_after_at_the_limits_of_u64_waits_at_most_the_cap() {
         let p = seed_policy();
