@@ -148,6 +148,47 @@ mod tests {
         assert!(meter.table_growing(0, 1, None).is_err());
     }
 
+    /// A component whose module has two linear memories of 40 MiB each,
+    /// instantiated in a store limited to 64 MiB. wasmtime's own limiter,
+    /// which caps each memory on its own, lets it in (80 MiB, the attack);
+    /// the meter does not.
+    #[test]
+    fn two_memories_cannot_together_pass_the_limit_of_one_call() {
+        let wat = r#"(component
+            (core module $m
+                (memory $a 640)
+                (memory $b 640)
+                (func (export "f") (result i32) i32.const 1))
+            (core instance $i (instantiate $m))
+            (func (export "f") (result u32) (canon lift (core func $i "f"))))"#;
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).wasm_multi_memory(true);
+        let engine = wasmtime::Engine::new(&config).unwrap();
+        let component =
+            wasmtime::component::Component::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+
+        let mut per_memory = wasmtime::Store::new(
+            &engine,
+            wasmtime::StoreLimitsBuilder::new()
+                .memory_size(64 * MIB)
+                .build(),
+        );
+        per_memory.limiter(|limits| limits);
+        let linker_limits = wasmtime::component::Linker::new(&engine);
+        assert!(
+            linker_limits
+                .instantiate(&mut per_memory, &component)
+                .is_ok(),
+            "a per-memory cap lets two memories of 40 MiB in"
+        );
+
+        let mut metered = wasmtime::Store::new(&engine, MemoryMeter::new(64 * MIB));
+        metered.limiter(|meter| meter);
+        let linker_metered = wasmtime::component::Linker::new(&engine);
+        let refused = linker_metered.instantiate(&mut metered, &component);
+        assert!(refused.is_err(), "the meter let 80 MiB in");
+    }
+
     #[test]
     fn sizes_that_would_overflow_are_refused() {
         let mut meter = MemoryMeter::new(64 * MIB);

@@ -2,7 +2,7 @@
 //! functions of the event (the host passes the time in), unit-tested
 //! natively.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::{Map, Value};
 
@@ -156,7 +156,7 @@ pub fn outside_quiet_hours(now: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> 
         return None;
     }
     let day = if hour >= QUIET_HOURS_START {
-        local.date_naive() + Duration::days(1)
+        local.date_naive().succ_opt()?
     } else {
         local.date_naive()
     };
