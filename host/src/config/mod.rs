@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::store::{EmbeddedMemory, ServerAccess};
 
 mod plugins;
+mod timing;
 pub use plugins::{PluginSettings, SANDBOX_PREFIX, SETTINGS_PREFIX};
 
 /// Why the configuration cannot be used. Each variant names what to fix.
@@ -497,65 +498,6 @@ impl Config {
 }
 
 impl Config {
-    /// The wall time of a plugin call when its sandbox policy sets none:
-    /// 10 s, or half the lease if that is shorter.
-    pub fn plugin_call_timeout(&self) -> Duration {
-        crate::plugins::Limits::default()
-            .call_timeout
-            .min(self.lease / 2)
-    }
-
-    /// The longest a provider call may take under any plugin's policy.
-    pub fn longest_plugin_call(&self) -> Duration {
-        sandbox_timeouts(&self.plugin_settings)
-            .map(|(_, timeout)| timeout)
-            .fold(self.plugin_call_timeout(), Duration::max)
-    }
-
-    /// The longest an attempt may wait for its turn at a provider's rate:
-    /// the bucket holds a second's sends, so with more workers than that
-    /// the last waits for the rest.
-    pub fn longest_pacing_wait(&self) -> Duration {
-        let beyond_burst = self
-            .send_concurrency
-            .saturating_sub(self.provider_rate as usize);
-        Duration::from_secs_f64(beyond_burst as f64 / f64::from(self.provider_rate.max(1)))
-    }
-
-    /// Refuses settings that cannot hold together: an attempt must be able
-    /// to wait its turn at the provider's rate and make its call inside its
-    /// lease (less a tenth, for recording it), or another worker could take
-    /// the message back mid-send and send it again.
-    fn check_contradictions(&self) -> Result<(), ConfigError> {
-        let pacing = self.longest_pacing_wait();
-        let room = self.lease - self.lease / 10;
-        let mut calls = vec![(
-            "the default plugin call timeout (10s, or half of CHIRP_LEASE)".to_string(),
-            self.plugin_call_timeout(),
-        )];
-        calls.extend(
-            sandbox_timeouts(&self.plugin_settings)
-                .map(|(plugin, t)| (PluginSettings::sandbox_variable(plugin, "timeout"), t)),
-        );
-        for (what, call) in calls {
-            if call + pacing > room {
-                return Err(ConfigError::Contradiction {
-                    vars: format!(
-                        "CHIRP_LEASE, {what}, CHIRP_SEND_CONCURRENCY and CHIRP_PROVIDER_RATE"
-                    ),
-                    reason: format!(
-                        "an attempt may wait {pacing:?} for its turn at the provider's rate and \
-                         then call for up to {call:?}, more than nine tenths of the {:?} lease; \
-                         lengthen CHIRP_LEASE, shorten the timeout, or lower the concurrency \
-                         relative to the rate",
-                        self.lease
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-
     /// The retry rule these settings give.
     pub fn retry_policy(&self) -> crate::queue::retry::RetryPolicy {
         crate::queue::retry::RetryPolicy {
@@ -564,15 +506,6 @@ impl Config {
             max_retry_after: self.max_retry_after,
         }
     }
-}
-
-/// Every `timeout` an operator set in a sandbox policy, that reads as a
-/// duration (one that does not is refused when its plugin loads).
-fn sandbox_timeouts(settings: &PluginSettings) -> impl Iterator<Item = (&String, Duration)> {
-    settings.sandboxes().filter_map(|(plugin, keys)| {
-        let timeout = humantime::parse_duration(keys.get("timeout")?.trim()).ok()?;
-        Some((plugin, timeout))
-    })
 }
 
 impl RawConfig {

@@ -21,8 +21,11 @@
 //! # Layout
 //! - [`retry`]: the retry rule (pure).
 //! - [`scheduler`]: claim due messages with a lease, deliver, complete.
+//! - [`before_send`]: between a claim and a provider call (the gate, the
+//!   wait for a turn at the provider's rate).
 //! - this file: [`Queue`], the group-committing front door.
 
+mod before_send;
 pub mod retry;
 pub mod scheduler;
 

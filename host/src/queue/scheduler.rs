@@ -21,12 +21,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
+use super::before_send::{hand_back, not_sent, wait_turn};
 use super::retry::{Next, RetryPolicy};
 use crate::delivery::{self, Delivery, Providers};
-use crate::gate::{self, MarketingHours, Verdict};
+use crate::gate::MarketingHours;
 use crate::message::{Leased, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
-use crate::store::{Completion, MessagePatch, Preferences, Store};
+use crate::store::{Completion, MessagePatch, Store};
 use crate::templates::Templates;
 
 /// The most messages leased in one claim.
@@ -268,136 +269,6 @@ impl<P: Providers> Scheduler<P> {
         let _ = workers.acquire_many(self.concurrency as u32).await;
         drop(done_tx);
         let _ = writer.await;
-    }
-}
-
-impl<P: Providers> Scheduler<P> {
-    /// What to do with each claimed message now ([`gate::verdict`]), with
-    /// the recipients' preferences read in one query. If they cannot be
-    /// read, nothing is sent: every message is held for a moment.
-    async fn verdicts(&self, claimed: &[Leased], now: Millis) -> Vec<Verdict> {
-        let mut phones: Vec<String> = claimed.iter().map(|l| l.message.phone.clone()).collect();
-        phones.sort();
-        phones.dedup();
-        let saved = match self.store.saved_preferences(&phones).await {
-            Ok(saved) => saved,
-            Err(e) => {
-                tracing::error!(error = %e, "reading preferences before sending failed; holding the messages");
-                return vec![Verdict::Hold(after(now, STORE_ERROR_PAUSE)); claimed.len()];
-            }
-        };
-        let catalog = self.templates.current();
-        claimed
-            .iter()
-            .map(|leased| {
-                let phone = &leased.message.phone;
-                let defaults;
-                let preferences = match saved.get(phone) {
-                    Some(p) => p,
-                    None => {
-                        defaults = Preferences::defaults_for(phone);
-                        &defaults
-                    }
-                };
-                gate::verdict(
-                    &leased.message,
-                    preferences,
-                    &catalog,
-                    self.marketing_hours,
-                    now,
-                )
-            })
-            .collect()
-    }
-}
-
-/// The completion of a message the gate stopped, or `None` to send it.
-fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option<Completion> {
-    let mut patch = untouched(leased, now);
-    match verdict {
-        Verdict::Send => return None,
-        Verdict::Skip(note) => {
-            crate::telemetry::skipped(1);
-            tracing::info!(message_id = %leased.message.id, reason = %note.message, "skipped before sending");
-            patch.status = Status::Skipped.as_str().into();
-            patch.error_code = Some(note.code);
-            patch.error_message = Some(note.message);
-        }
-        Verdict::Hold(at) => {
-            patch.due_at = Some(at);
-            patch.error_code = Some("marketing_hours".into());
-            patch.error_message = Some(format!(
-                "held until {}: marketing goes out only in the recipient's marketing hours",
-                crate::message::rfc3339(at)
-            ));
-        }
-    }
-    Some(Completion {
-        message_id: leased.message.id.clone(),
-        lease: leased.lease.clone(),
-        patch,
-        attempt: None,
-    })
-}
-
-/// Waits for a turn at `provider`'s rate, taking it only if it comes by
-/// `latest_start`; otherwise returns, at once, when the turn would come.
-async fn wait_turn(
-    pace: &governor::DefaultKeyedRateLimiter<String>,
-    provider: &str,
-    latest_start: Millis,
-) -> Result<(), Millis> {
-    let key = provider.to_string();
-    loop {
-        match pace.check_key(&key) {
-            Ok(()) => return Ok(()),
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                let turn = after(now_millis(), wait);
-                if turn > latest_start {
-                    return Err(turn);
-                }
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
-}
-
-/// A message handed back unsent because its turn at the provider's rate
-/// comes too late for its lease: due again at `turn`, no attempt made.
-fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completion {
-    tracing::debug!(message_id = %leased.message.id, "the provider's pacing leaves too little of the lease for a call; the message goes back to the queue unsent");
-    let mut patch = untouched(leased, now);
-    patch.due_at = Some(turn);
-    patch.error_code = Some("paced".into());
-    patch.error_message = Some(
-        "waited its turn at the provider's rate for longer than its lease allows; queued again"
-            .into(),
-    );
-    Completion {
-        message_id: leased.message.id.clone(),
-        lease: leased.lease.clone(),
-        patch,
-        attempt: None,
-    }
-}
-
-/// The patch that ends a lease and changes nothing else: queued, its
-/// attempts and last error as they were, no due time (callers set one).
-fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
-    let message = &leased.message;
-    MessagePatch {
-        status: Status::Queued.as_str().into(),
-        attempts: message.attempts.into(),
-        updated_at: now,
-        due_at: None,
-        sent_at: None,
-        provider_message_id: None,
-        error_code: message.last_error.as_ref().map(|e| e.code.clone()),
-        error_message: message.last_error.as_ref().map(|e| e.message.clone()),
-        waiting_for: None,
     }
 }
 

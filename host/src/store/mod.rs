@@ -78,6 +78,12 @@ pub enum StoreError {
     /// (see [`Store::write`]).
     #[error("a write of the store's log failed meanwhile; this write may not survive a restart")]
     WrittenAfterLogFailure,
+    /// The store answered that it does not know whether the write's
+    /// transaction committed (a query error without details: a commit of
+    /// unknown outcome on a distributed store, or a transaction that ended
+    /// under the write).
+    #[error("the store did not say whether the write was made: {0}")]
+    Undetermined(Box<surrealdb::Error>),
     /// An earlier log write failed; nothing more is written until chirp is
     /// restarted and the store has recovered its log.
     #[error("the store's log failed earlier; chirp must be restarted to recover it")]
@@ -95,6 +101,7 @@ impl StoreError {
             StoreError::TimedOut(_)
                 | StoreError::ConnectionLost(_)
                 | StoreError::LogWrite(_)
+                | StoreError::Undetermined(_)
                 | StoreError::WrittenAfterLogFailure
         )
     }
@@ -115,21 +122,35 @@ impl From<surrealdb::Error> for StoreError {
             || matches!(e.query_details(), Some(QueryError::TransactionConflict))
         {
             StoreError::Conflict(Box::new(e))
+        } else if e.is_query() && e.query_details().is_none() {
+            StoreError::Undetermined(Box::new(e))
         } else {
             StoreError::Query(Box::new(e))
         }
     }
 }
 
-/// Whether `e` says the storage engine itself failed. SurrealDB 3.3.5
-/// reports every failure of a storage engine's transaction (SurrealKV's
-/// log writes among them: disk full, read-only file system, I/O error) as
-/// an error of kind `Internal` and attaches no code of its own; the causes
-/// a caller's input can produce (parse, validation, conflicts, records that
-/// exist, limits) all have kinds of their own. So every internal error
-/// counts as a storage failure.
+/// Whether `e`, as a statement's own answer, says the storage engine
+/// failed under it. SurrealDB 3.3.5 keeps no code for the engine's own
+/// failures (SurrealKV's log writes among them: disk full, read-only file
+/// system, I/O error); it reports them as kind `Internal` while a statement
+/// runs, and as "not executed" (`QueryError::NotExecuted`) when the commit
+/// fails: a commit that fails for any other reason carries a kind of its
+/// own (a conflict), or no details (an unknown outcome). chirp's
+/// transactions have nothing checked only at commit (no unique index, no
+/// event, no assertion), so a commit that fails "not executed" failed in
+/// the engine. The causes a caller's input can produce (parse, validation,
+/// conflicts, records that exist, limits) all have kinds of their own.
+///
+/// "Not executed" is also what the other statements of a failed
+/// transaction read: [`checked`] looks past those for the one that says
+/// why.
 fn is_storage_failure(e: &surrealdb::Error) -> bool {
-    e.is_internal()
+    e.is_internal() || is_not_executed(e)
+}
+
+fn is_not_executed(e: &surrealdb::Error) -> bool {
+    matches!(e.query_details(), Some(QueryError::NotExecuted))
 }
 
 /// The outcome of a query of several statements, with the error that says
@@ -141,20 +162,17 @@ fn is_storage_failure(e: &surrealdb::Error) -> bool {
 ///   every statement reads "not executed".
 ///
 /// `IndexedResults::check` returns the first error, often a "not executed"
-/// that hides a failed log write or a conflict. This returns a failed log
-/// write wherever it is, else the first error that is not "not executed",
-/// else the last.
+/// that hides a failed log write or a conflict. This returns the first
+/// error a statement failed with on its own (an internal one first), else
+/// the last: every answer reads "not executed", so the `COMMIT` itself
+/// failed (see [`is_storage_failure`]).
 fn checked(mut results: IndexedResults) -> Result<IndexedResults, StoreError> {
     let mut errors: Vec<(usize, surrealdb::Error)> = results.take_errors().into_iter().collect();
     errors.sort_by_key(|(statement, _)| *statement);
     let cause = errors
         .iter()
-        .position(|(_, e)| is_storage_failure(e))
-        .or_else(|| {
-            errors
-                .iter()
-                .position(|(_, e)| !matches!(e.query_details(), Some(QueryError::NotExecuted)))
-        })
+        .position(|(_, e)| e.is_internal())
+        .or_else(|| errors.iter().position(|(_, e)| !is_not_executed(e)))
         .or_else(|| errors.len().checked_sub(1));
     match cause.and_then(|cause| errors.into_iter().nth(cause)) {
         Some((_, e)) => Err(e.into()),
@@ -301,5 +319,54 @@ mod tests {
 
         let failed = surrealdb::Error::internal("There was a problem with a transaction".into());
         assert!(matches!(StoreError::from(failed), StoreError::LogWrite(_)));
+    }
+
+    /// How each answer SurrealDB 3.3.5 gives a failed write is read: by
+    /// kind, and for a transaction by which statement failed on its own.
+    #[test]
+    fn failed_writes_are_classified_by_kind_and_by_which_statement_failed() {
+        use surrealdb::types::ValidationError;
+        let not_executed = |m: &str| surrealdb::Error::query(m.into(), QueryError::NotExecuted);
+        // An auto-committed statement whose commit failed in the engine
+        // (seen with a full disk: "There was a problem with a transaction:
+        // WAL error ...").
+        assert!(matches!(
+            StoreError::from(not_executed("commit failed")),
+            StoreError::LogWrite(_)
+        ));
+        assert!(matches!(
+            StoreError::from(surrealdb::Error::query("unknown".into(), None)),
+            StoreError::Undetermined(_)
+        ));
+        assert!(matches!(
+            StoreError::from(surrealdb::Error::query(
+                "conflict".into(),
+                QueryError::TransactionConflict
+            )),
+            StoreError::Conflict(_)
+        ));
+        assert!(matches!(
+            StoreError::from(surrealdb::Error::validation(
+                "bad".into(),
+                ValidationError::InvalidParams
+            )),
+            StoreError::Query(_)
+        ));
+    }
+
+    /// A transaction's answers, as SurrealDB gives them: the statement that
+    /// failed says why and the rest read "not executed"; when the commit
+    /// failed, every answer reads "not executed", the `COMMIT`'s too.
+    #[tokio::test]
+    async fn in_a_transaction_the_statement_that_failed_says_why() {
+        let store = memory_store().await;
+        let exists = "BEGIN TRANSACTION; \
+             CREATE idempotency:a SET message = message:x RETURN NONE; \
+             CREATE idempotency:a SET message = message:y RETURN NONE; \
+             COMMIT TRANSACTION;";
+        let answer = checked(store.db.query(exists).await.expect("answered"))
+            .expect_err("the second create fails");
+        assert!(matches!(answer, StoreError::Conflict(_)), "{answer:?}");
+        assert!(!store.needs_restart());
     }
 }
