@@ -104,12 +104,7 @@ enum Access {
 async fn every_route_admits_exactly_its_roles() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    std::fs::copy(
-        support::build_plugin("rules-earlybird"),
-        plugins.join("rules-earlybird.wasm"),
-    )
-    .unwrap();
+    let plugins = support::plugins_dir_with_rules(dir.path());
     let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
     let (_, own) = chirp
         .post(
@@ -414,12 +409,7 @@ async fn chirp_refuses_to_start_without_a_secret_unless_told_it_is_insecure() {
 async fn every_documented_example_is_accepted_and_answered_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    std::fs::copy(
-        support::build_plugin("rules-earlybird"),
-        plugins.join("rules-earlybird.wasm"),
-    )
-    .unwrap();
+    let plugins = support::plugins_dir_with_rules(dir.path());
     let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
     let (_, document) = chirp.get("/api/openapi.json").await;
     let document = support::openapi::Document { json: document };

@@ -13,28 +13,12 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use support::{
-    ChirpOptions, ChirpProcess, JWT_SECRET, MockMyOperator, Reply, plugins_dir_with_myoperator,
-};
+use support::{ChirpProcess, JWT_SECRET, Reply, World};
 
 const PHONE: &str = "+919876543210";
 
-struct World {
-    _dir: tempfile::TempDir,
-    mock: MockMyOperator,
-    options: ChirpOptions,
-}
-
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    let options = ChirpOptions::new("mem://", plugins, &mock);
-    World {
-        _dir: dir,
-        mock,
-        options,
-    }
+    World::new(false, false).await
 }
 
 fn now_secs() -> u64 {
@@ -45,15 +29,7 @@ fn now_secs() -> u64 {
 }
 
 async fn put(chirp: &ChirpProcess, path: &str, body: Value) -> (u16, Value) {
-    let response = chirp
-        .http
-        .put(chirp.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    support::read(response).await
+    chirp.put(path, body).await
 }
 
 /// `Retry-After` at the limits of u64 (and past them): the next attempt
@@ -102,15 +78,8 @@ async fn retry_after_at_the_limits_of_u64_waits_at_most_the_cap() {
 /// `not_before` panicked the handler: the connection dropped).
 #[tokio::test]
 async fn a_year_past_9999_is_a_422_naming_the_field() {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    std::fs::copy(
-        support::build_plugin("rules-earlybird"),
-        plugins.join("rules-earlybird.wasm"),
-    )
-    .unwrap();
-    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let w = World::new(true, false).await;
+    let chirp = w.options.start();
     for date in ["+10000-01-01", "+99999-01-01"] {
         let (status, answer) = chirp
             .post(

@@ -6,36 +6,14 @@ mod support;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use support::{
-    ChirpOptions, ChirpProcess, MockMyOperator, build_plugin, plugins_dir_with_myoperator,
-};
+use support::{ChirpProcess, World};
 
 const PHONE: &str = "+919876543210";
 
-struct World {
-    dir: tempfile::TempDir,
-    mock: MockMyOperator,
-    options: ChirpOptions,
-}
-
-/// chirp with the MyOperator and rules components, on `db` ("mem://" or a
-/// surrealkv directory under the world's temp dir if `durable`).
+/// chirp with the MyOperator and rules components, on `mem://` or, if
+/// `durable`, a surrealkv directory under the world's temp dir.
 async fn world(durable: bool) -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    std::fs::copy(
-        build_plugin("rules-earlybird"),
-        plugins.join("rules-earlybird.wasm"),
-    )
-    .unwrap();
-    let db = if durable {
-        format!("surrealkv://{}", dir.path().join("store").display())
-    } else {
-        "mem://".to_string()
-    };
-    let options = ChirpOptions::new(&db, plugins, &mock);
-    World { dir, mock, options }
+    World::new(true, durable).await
 }
 
 async fn send(chirp: &ChirpProcess, body: Value) -> Value {
@@ -45,19 +23,7 @@ async fn send(chirp: &ChirpProcess, body: Value) -> Value {
 }
 
 async fn put(chirp: &ChirpProcess, path: &str, body: Value) -> (u16, Value) {
-    let response = chirp
-        .http
-        .put(chirp.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&response.text().await.unwrap()).unwrap(),
-    )
+    chirp.put(path, body).await
 }
 
 #[tokio::test]

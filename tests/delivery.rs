@@ -8,33 +8,16 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{
-    ACCOUNT_ID, API_KEY, ChirpOptions, MockMyOperator, PHONE_NUMBER_ID, Reply,
-    plugins_dir_with_myoperator, read,
-};
-
-struct World {
-    _dir: tempfile::TempDir,
-    mock: MockMyOperator,
-    options: ChirpOptions,
-}
+use support::{ACCOUNT_ID, API_KEY, ChirpOptions, PHONE_NUMBER_ID, Reply, World, read};
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let mock = MockMyOperator::start().await;
-    let plugins = plugins_dir_with_myoperator(dir.path());
-    let options = ChirpOptions::new("mem://", plugins, &mock);
-    World {
-        _dir: dir,
-        mock,
-        options,
-    }
+    World::new(false, false).await
 }
 
 /// chirp on a durable `surrealkv://` store in the world's directory, so a
 /// test can stop it and start it again on the same data.
 fn durable(w: &World) -> ChirpOptions {
-    let db = format!("surrealkv://{}", w._dir.path().join("store").display());
+    let db = format!("surrealkv://{}", w.dir.path().join("store").display());
     ChirpOptions::new(&db, w.options.plugins_dir.clone(), &w.mock)
 }
 

@@ -7,7 +7,7 @@ mod support;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Map, Value, json};
-use support::{ChirpOptions, ChirpProcess, MockMyOperator, plugins_dir_with_myoperator};
+use support::{ChirpOptions, ChirpProcess, MockMyOperator};
 
 /// Any JSON value, leaning towards what chirp's fields hold (phones,
 /// template names, times), nested a few levels.
@@ -128,12 +128,7 @@ fn no_body_makes_chirp_fail_or_lose_what_it_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let (mock, chirp) = runtime.block_on(async {
         let mock = MockMyOperator::start().await;
-        let plugins = plugins_dir_with_myoperator(dir.path());
-        std::fs::copy(
-            support::build_plugin("rules-earlybird"),
-            plugins.join("rules-earlybird.wasm"),
-        )
-        .unwrap();
+        let plugins = support::plugins_dir_with_rules(dir.path());
         let chirp = ChirpOptions::new("mem://", plugins, &mock)
             .set("CHIRP_PAUSE_DELIVERY", "true")
             .start();

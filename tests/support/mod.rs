@@ -261,6 +261,47 @@ pub fn plugins_dir_with_myoperator(dir: &Path) -> PathBuf {
     plugins
 }
 
+/// A fresh plugins directory holding the MyOperator and rules components.
+pub fn plugins_dir_with_rules(dir: &Path) -> PathBuf {
+    let plugins = plugins_dir_with_myoperator(dir);
+    std::fs::copy(
+        build_plugin("rules-earlybird"),
+        plugins.join("rules-earlybird.wasm"),
+    )
+    .unwrap();
+    plugins
+}
+
+/// What most tests start from: a temporary directory, a mock MyOperator,
+/// and the options of a chirp that sends to it.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub mock: MockMyOperator,
+    pub options: ChirpOptions,
+}
+
+impl World {
+    /// With the rules component too if `rules`; on a `surrealkv://` store in
+    /// the directory if `durable` (so a test can restart chirp on it), else
+    /// `mem://`.
+    pub async fn new(rules: bool, durable: bool) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let mock = MockMyOperator::start().await;
+        let plugins = if rules {
+            plugins_dir_with_rules(dir.path())
+        } else {
+            plugins_dir_with_myoperator(dir.path())
+        };
+        let db = if durable {
+            format!("surrealkv://{}", dir.path().join("store").display())
+        } else {
+            "mem://".to_string()
+        };
+        let options = ChirpOptions::new(&db, plugins, &mock);
+        World { dir, mock, options }
+    }
+}
+
 impl ChirpOptions {
     /// chirp on `db`, sending through the MyOperator component to `mock`,
     /// with short backoffs so that retries happen within a test.
@@ -406,9 +447,17 @@ impl ChirpProcess {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .http
-            .post(self.url(path))
+            .request(method, self.url(path))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()

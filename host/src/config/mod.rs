@@ -598,10 +598,11 @@ pub fn parse_backoff(text: &str) -> Result<Vec<Duration>, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    /// A variable map for a test.
+    pub(super) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -254,14 +254,8 @@ fn as_setting(value: toml::Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::env;
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn read(pairs: &[(&str, &str)]) -> Result<PluginSettings, ConfigError> {
         PluginSettings::new(&env(pairs), HashMap::new(), HashMap::new())

@@ -134,7 +134,7 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
 
 /// The patch that ends a lease and changes nothing else: queued, its
 /// attempts and last error as they were, no due time (callers set one).
-fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
+pub(super) fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
     let message = &leased.message;
     MessagePatch {
         status: Status::Queued.as_str().into(),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use super::before_send::{hand_back, not_sent, wait_turn};
+use super::before_send::{hand_back, not_sent, untouched, wait_turn};
 use super::retry::{Next, RetryPolicy};
 use crate::delivery::{self, Delivery, Providers};
 use crate::gate::MarketingHours;
@@ -306,16 +306,11 @@ pub fn complete(
     now: Millis,
 ) -> Completion {
     let message = &leased.message;
+    // An attempt says its own error, or none.
     let mut patch = MessagePatch {
-        status: Status::Queued.as_str().into(),
-        attempts: message.attempts.into(),
-        updated_at: now,
-        due_at: None,
-        sent_at: None,
-        provider_message_id: None,
         error_code: None,
         error_message: None,
-        waiting_for: None,
+        ..untouched(leased, now)
     };
     let attempt = match delivery {
         Delivery::Deferred(note) => {
