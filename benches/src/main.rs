@@ -358,23 +358,35 @@ async fn main() {
         let mut setup = stage.setup(&options, &mock);
         setup.paused = true;
         let chirp = start(&setup);
+        let cpu_before = chirp.cpu();
         let backlog = load::drive(
             &chirp.base,
             &spec(options.backlog, &options, "a", None),
             None,
         )
         .await;
+        let backlog_cpu = chirp.cpu() - cpu_before;
         backlog.print("1. accept, delivery paused, full speed");
+        println!(
+            "   chirp CPU per accepted message: {:.1} µs",
+            per_message(backlog_cpu, backlog.accepted.len())
+        );
+        let cpu_before = chirp.cpu();
         let fixed = load::drive(
             &chirp.base,
             &spec(options.messages, &options, "f", Some(options.rate)),
             None,
         )
         .await;
+        let fixed_cpu = chirp.cpu() - cpu_before;
         fixed.print(&format!(
             "1. accept, delivery paused, fixed rate {}/s",
             options.rate
         ));
+        println!(
+            "   chirp CPU per accepted message: {:.1} µs",
+            per_message(fixed_cpu, fixed.accepted.len())
+        );
         println!(
             "   chirp peak RSS while accepting: {} MiB{}",
             mib(chirp.peak_rss_kib()),
@@ -393,6 +405,7 @@ async fn main() {
         setup.paused = false;
         let chirp = start(&setup);
         let drain_started = Instant::now();
+        let cpu_before = chirp.cpu();
         let Drained {
             delivered,
             finished,
@@ -419,6 +432,10 @@ async fn main() {
             mib(samples.last().copied().unwrap_or(0)),
             mib(chirp.peak_rss_kib()),
             stage.server_rss(),
+        );
+        println!(
+            "   chirp CPU per delivered message: {:.1} µs",
+            per_message(chirp.cpu() - cpu_before, delivered as usize)
         );
         let bytes = dir_size(&stage.store);
         println!(
@@ -766,18 +783,12 @@ async fn sandbox_cost(plugin: &Path, mock: &Mock, work: &Path) {
 
 /// User plus system CPU time this process has used so far.
 fn process_cpu() -> Duration {
-    // Fields 14 and 15 of /proc/self/stat, in clock ticks (100 per second
-    // on Linux); each phase runs for seconds, so ticks are fine enough.
-    const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let ticks: u64 = after_name
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|field| field.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+    chirp_bench::process::cpu_of("self")
+}
+
+/// `cpu` spread over `messages`, in µs.
+fn per_message(cpu: Duration, messages: usize) -> f64 {
+    micros(cpu) / messages.max(1) as f64
 }
 
 fn micros(d: Duration) -> f64 {

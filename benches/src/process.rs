@@ -122,6 +122,11 @@ impl ChirpProcess {
         status_kib(self.child.id(), "VmHWM:")
     }
 
+    /// The CPU time (user and system) the process has used so far.
+    pub fn cpu(&self) -> Duration {
+        cpu_of(&self.child.id().to_string())
+    }
+
     /// Resident set size now (VmRSS) in KiB.
     pub fn rss_kib(&self) -> u64 {
         status_kib(self.child.id(), "VmRSS:")
@@ -165,6 +170,22 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// User plus system CPU time of process `pid` (`self` for this one) so
+/// far: fields 14 and 15 of `/proc/<pid>/stat`, in clock ticks (100 per
+/// second on Linux); each phase runs for seconds, so ticks are fine enough.
+pub fn cpu_of(pid: &str) -> Duration {
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
 }
 
 pub fn templates_dir() -> PathBuf {
