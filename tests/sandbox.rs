@@ -388,3 +388,51 @@ async fn public_pages_reveal_no_paths_hashes_or_hosts() {
         }
     }
 }
+
+/// A rules component that answers what no honest one would: 10,000
+/// decisions for one event, an error of 1 MiB, a skip of a template chirp
+/// does not have (named in 1 MiB), a hold until `u64::MAX` ms. chirp
+/// stores none of it and answers in a few hundred bytes; an honest event
+/// still goes through. Without the bound on decisions (checked once) the
+/// flood was accepted: 10,000 messages in one transaction.
+#[tokio::test]
+async fn a_hostile_rules_component_cannot_make_chirp_store_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = plugins_dir_with_myoperator(dir.path());
+    std::fs::copy(
+        build_plugin("hostile-rules"),
+        plugins.join("hostile-rules.wasm"),
+    )
+    .unwrap();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock)
+        .set("CHIRP_RULES", "hostile-rules")
+        .set("CHIRP_PAUSE_DELIVERY", "true")
+        .start();
+    let event = |kind: &str| {
+        json!({"type": kind, "reference_id": format!("ref-{kind}"),
+               "customer": {"phone": "+919876543210"}, "data": {}})
+    };
+    for (kind, status, code) in [
+        ("flood", 503, "rules_unavailable"),
+        ("long-error", 422, "invalid_event"),
+        ("unknown-skip", 503, "rules_unavailable"),
+        ("far-future", 422, "time_out_of_range"),
+    ] {
+        let (got, answer) = chirp.post("/api/events", event(kind)).await;
+        assert_eq!(
+            (got, answer["code"].as_str()),
+            (status, Some(code)),
+            "{kind}"
+        );
+        assert!(
+            answer.to_string().len() < 2048,
+            "{kind}: {} bytes",
+            answer.to_string().len()
+        );
+    }
+    let (status, answer) = chirp.post("/api/events", event("ok")).await;
+    assert_eq!(status, 202, "{answer}");
+    let (_, page) = chirp.get("/api/notifications/history?limit=500").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+}

@@ -226,6 +226,12 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// The most decisions a rules plugin may give for one event.
+const MAX_DECISIONS: usize = 32;
+/// The longest text of a rules plugin's that chirp keeps (an error or a
+/// reason to skip), in characters.
+const MAX_RULES_TEXT: usize = 1024;
+
 /// Asks rules component `rules` what `event` should send, renders every
 /// message, and returns them all (skipped ones included) or the first
 /// problem: nothing is half-made. The idempotency key of each message is
@@ -268,15 +274,27 @@ pub async fn event_messages(
     let decisions = answer
         .map_err(|e: CallError| IntakeError::Rules(e.to_string()))?
         .map_err(|problem| {
-            // The rules name the field (`data.order_id`) in their message.
+            // The rules name the field (`data.order_id`) in their message,
+            // which is the caller's to read: a plugin's words, bounded.
+            let problem: String = problem.chars().take(MAX_RULES_TEXT).collect();
             let field = problem
                 .split_whitespace()
                 .find(|w| w.starts_with("data.") || w.starts_with("customer."))
                 .unwrap_or("data")
                 .trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != '_')
-                .to_string();
+                .chars()
+                .take(64)
+                .collect::<String>();
             invalid(field, "invalid_event", problem)
         })?;
+    // An event leads to a few messages; a plugin that answers thousands
+    // would have chirp store them all in one transaction.
+    if decisions.len() > MAX_DECISIONS {
+        return Err(IntakeError::Rules(format!(
+            "the rules gave {} decisions for one event; chirp takes at most {MAX_DECISIONS}",
+            decisions.len()
+        )));
+    }
 
     let recipient = Recipient {
         phone: event.phone,
@@ -354,6 +372,13 @@ pub async fn event_messages(
                 messages.push(message);
             }
             bindings::Decision::Skip(skip) => {
+                let Some(def) = catalog.get(&skip.template) else {
+                    return Err(IntakeError::Rules(format!(
+                        "the rules skipped a template chirp does not have ({} bytes of name)",
+                        skip.template.len()
+                    )));
+                };
+                let reason: String = skip.reason.chars().take(MAX_RULES_TEXT).collect();
                 // Kept as a skipped message so history shows the decision.
                 let text = catalog
                     .render(&skip.template, event.language, event.data)
@@ -364,7 +389,7 @@ pub async fn event_messages(
                     id,
                     phone: event.phone.clone(),
                     template: Some(skip.template.clone()),
-                    template_version: catalog.get(&skip.template).map(|d| d.version),
+                    template_version: Some(def.version),
                     text,
                     provider_template: None,
                     reference_id: Some(event.reference_id.into()),
@@ -372,13 +397,13 @@ pub async fn event_messages(
                     provider: provider.into(),
                     created_at: now,
                     not_before: now,
-                    skip: Some(note("skipped_by_rules", skip.reason.clone())),
+                    skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),
                 });
                 skipped.push(Skipped {
                     template: skip.template,
-                    reason: skip.reason,
+                    reason,
                 });
             }
         }

@@ -322,6 +322,13 @@ fn check_declarations(d: &Descriptor) -> Result<(), String> {
     if d.hosts.iter().any(|h| h.is_empty() || h.len() > 260) {
         return Err("describe() declares an empty or overlong host".into());
     }
+    if d.settings.iter().any(|s| {
+        s.description.len() > 1024 || s.default_value.as_ref().is_some_and(|v| v.len() > 4096)
+    }) {
+        return Err(
+            "describe() gives a setting a description over 1 KiB or a default over 4 KiB".into(),
+        );
+    }
     Ok(())
 }
 
