@@ -107,7 +107,7 @@ pub fn template_message(
     };
     let id = ulid::Ulid::new().to_string();
     let fingerprint = draft.fingerprint.unwrap_or_else(|| {
-        let variables = Value::Object(draft.variables.clone()).to_string();
+        let variables = serde_json::to_string(draft.variables).unwrap_or_default();
         fingerprint(&["template", recipient.phone.as_str(), &def.name, &variables])
     });
     Ok(NewMessage {
@@ -232,6 +232,11 @@ const MAX_DECISIONS: usize = 32;
 /// reason to skip), in characters.
 const MAX_RULES_TEXT: usize = 1024;
 
+/// A rules plugin's text (an error, a reason to skip) as chirp keeps it.
+fn rules_text(text: &str) -> String {
+    text.chars().take(MAX_RULES_TEXT).collect()
+}
+
 /// Asks rules component `rules` what `event` should send, renders every
 /// message, and returns them all (skipped ones included) or the first
 /// problem: nothing is half-made. The idempotency key of each message is
@@ -249,7 +254,7 @@ pub async fn event_messages(
     let call = bindings::Event {
         kind: event.kind.into(),
         reference_id: event.reference_id.into(),
-        payload: Value::Object(event.data.clone()).to_string(),
+        payload: serde_json::to_string(event.data).unwrap_or_default(),
         recipient: bindings::Profile {
             phone: event.phone.as_str().into(),
             name: event.name.map(Into::into),
@@ -276,7 +281,7 @@ pub async fn event_messages(
         .map_err(|problem| {
             // The rules name the field (`data.order_id`) in their message,
             // which is the caller's to read: a plugin's words, bounded.
-            let problem: String = problem.chars().take(MAX_RULES_TEXT).collect();
+            let problem = rules_text(&problem);
             let field = problem
                 .split_whitespace()
                 .find(|w| w.starts_with("data.") || w.starts_with("customer."))
@@ -304,12 +309,8 @@ pub async fn event_messages(
     // Every message of the event carries what the event said, so posting
     // the same (type, reference_id) again with other facts is refused
     // rather than answered with the first event's messages.
-    let event_fingerprint = fingerprint(&[
-        "event",
-        event.kind,
-        event.phone.as_str(),
-        &Value::Object(event.data.clone()).to_string(),
-    ]);
+    let event_fingerprint =
+        fingerprint(&["event", event.kind, event.phone.as_str(), &call.payload]);
     let mut messages = Vec::new();
     let mut skipped = Vec::new();
     for decision in decisions {
@@ -378,7 +379,7 @@ pub async fn event_messages(
                         skip.template.len()
                     )));
                 };
-                let reason: String = skip.reason.chars().take(MAX_RULES_TEXT).collect();
+                let reason = rules_text(&skip.reason);
                 // Kept as a skipped message so history shows the decision.
                 let text = catalog
                     .render(&skip.template, event.language, event.data)

@@ -69,11 +69,11 @@ impl Config {
     }
 }
 
-/// Every `timeout` an operator set in a sandbox policy, that reads as a
-/// duration (one that does not is refused when its plugin loads).
+/// Every `timeout` an operator set in a sandbox policy, read as the policy
+/// reads it (one that does not read is refused when its plugin loads).
 fn sandbox_timeouts(settings: &PluginSettings) -> impl Iterator<Item = (&String, Duration)> {
     settings.sandboxes().filter_map(|(plugin, keys)| {
-        let timeout = humantime::parse_duration(keys.get("timeout")?.trim()).ok()?;
+        let timeout = crate::plugins::policy::parse_duration(keys.get("timeout")?)?;
         Some((plugin, timeout))
     })
 }

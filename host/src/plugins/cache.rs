@@ -27,6 +27,8 @@ use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::files::{FileError, open_regular};
+
 /// The first bytes of every cache file chirp writes.
 const MAGIC: &[u8] = b"chirp-compiled-plugin-1\n";
 /// Length of the key and of the tag.
@@ -176,19 +178,10 @@ impl Cache {
 }
 
 /// A cache file's bytes, `None` if there is none.
-fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    let Some((file, _)) = open_regular(path)? else {
+        return Ok(None);
     };
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
     let mut bytes = Vec::new();
     file.take(MAX_CACHE_FILE_BYTES).read_to_end(&mut bytes)?;
     Ok(Some(bytes))
@@ -198,18 +191,10 @@ fn read_bounded(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 /// permissions. An existing key must be a regular file of this user that
 /// no one else may read or write.
 fn read_or_create_key(path: &Path) -> Result<[u8; KEY_BYTES], String> {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(mut file) => {
-            let meta = file.metadata().map_err(|e| e.to_string())?;
+    match open_regular(path).map_err(|e| e.to_string())? {
+        Some((mut file, meta)) => {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let me = unsafe { libc::geteuid() };
-            if !meta.is_file() {
-                return Err("not a regular file".into());
-            }
             if meta.uid() != me {
                 return Err(format!(
                     "owned by user {}, not by chirp's ({me})",
@@ -232,7 +217,7 @@ fn read_or_create_key(path: &Path) -> Result<[u8; KEY_BYTES], String> {
             }
             Ok(key)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        None => {
             let mut key = [0u8; KEY_BYTES];
             std::fs::File::open("/dev/urandom")
                 .and_then(|mut random| random.read_exact(&mut key))
@@ -251,7 +236,6 @@ fn read_or_create_key(path: &Path) -> Result<[u8; KEY_BYTES], String> {
                 .map_err(|e| e.to_string())?;
             Ok(key)
         }
-        Err(e) => Err(e.to_string()),
     }
 }
 

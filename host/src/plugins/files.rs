@@ -76,19 +76,9 @@ pub async fn read(path: &Path, cap: u64) -> Result<Option<(Vec<u8>, Stamp)>, Fil
         let Some(target) = resolve(&path)? else {
             return Ok(None);
         };
-        let mut file = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&target)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some((mut file, meta)) = open_regular(&target)? else {
+            return Ok(None);
         };
-        let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(FileError::NotRegular);
-        }
         if meta.len() > cap {
             return Err(FileError::TooLarge {
                 size: meta.len(),
@@ -106,6 +96,29 @@ pub async fn read(path: &Path, cap: u64) -> Result<Option<(Vec<u8>, Stamp)>, Fil
         Ok(Some((bytes, stamp(&meta))))
     })
     .await
+}
+
+/// Opens `path` for reading if it is a regular file: without following a
+/// final symlink, without blocking (a FIFO would hold the thread until a
+/// writer came), and checked on the opened file, so a swap between a
+/// check and the open is caught. `None` if there is no such file. Every
+/// file chirp reads from a directory others might write (plugins, the
+/// compile cache and its key) is opened this way.
+pub fn open_regular(path: &Path) -> Result<Option<(std::fs::File, std::fs::Metadata)>, FileError> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular);
+    }
+    Ok(Some((file, meta)))
 }
 
 /// The stamp of `path` as it is now, without reading it; `None` if gone.

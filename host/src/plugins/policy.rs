@@ -44,6 +44,14 @@ pub struct PolicyError {
     pub reason: String,
 }
 
+/// A policy's duration (`timeout`, `http_timeout`): a humantime duration
+/// that is not zero.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    humantime::parse_duration(text.trim())
+        .ok()
+        .filter(|d| !d.is_zero())
+}
+
 /// The policy the operator set for one plugin.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -67,10 +75,9 @@ impl Policy {
         };
         let duration = |key: &str, default: Duration| match settings.sandbox(plugin, key) {
             None => Ok(default),
-            Some(v) => humantime::parse_duration(v.trim())
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| error(key, &v, "expected a duration such as 10s")),
+            Some(v) => {
+                parse_duration(&v).ok_or_else(|| error(key, &v, "expected a duration such as 10s"))
+            }
         };
         let number = |key: &str, default: usize, max: usize| match settings.sandbox(plugin, key) {
             None => Ok(default),
