@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::message::Millis;
 
 /// A JSON object body. Malformed JSON, a wrong content type or an
 /// oversized body become [`ApiError`]s.
@@ -168,4 +169,20 @@ impl Fields {
             )),
         }
     }
+}
+
+/// An RFC 3339 time in a request (a query parameter or a body field), as
+/// chirp stores time; anything else is a `422` naming the field.
+pub fn parse_time(field: &'static str, text: &str) -> Result<Millis, ApiError> {
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as Millis)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                "invalid_time",
+                format!("{field} must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z"),
+            )
+        })
 }

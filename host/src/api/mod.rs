@@ -8,10 +8,13 @@ mod auth;
 mod error;
 mod events;
 mod extract;
+mod history;
 mod notifications;
 mod openapi;
+mod operations;
 mod plugins;
 mod preferences;
+mod statistics;
 mod templates;
 
 pub use auth::{Auth, SharedAuth, TokenRules};
@@ -50,34 +53,6 @@ pub struct AppState {
     pub auth: SharedAuth,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-}
-
-/// `GET /metrics`: Prometheus text format. Public, like health.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    description = "Prometheus text format. Public.",
-    responses((status = 200, description = "Prometheus exposition", content_type = "text/plain", body = String)),
-)]
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> impl axum::response::IntoResponse {
-    if let Ok(due) = state.store.count_due(i64::MAX).await {
-        crate::telemetry::queue_depth(due.queued as u64);
-    }
-    let body = state
-        .metrics
-        .as_ref()
-        .map(|h| h.render())
-        .unwrap_or_default();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        body,
-    )
 }
 
 /// The per-caller rate limit: a token bucket per verified subject, and one
@@ -222,11 +197,13 @@ pub fn router(state: AppState, max_body_bytes: usize, rate_limit: Option<u32>) -
     let auth = state.auth.clone();
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .merge(notifications::router())
+        .merge(history::router())
+        .merge(statistics::router())
+        .merge(operations::router())
         .merge(templates::router())
         .merge(plugins::router())
         .merge(preferences::router())
         .merge(events::router())
-        .routes(utoipa_axum::routes!(metrics))
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))

@@ -1,0 +1,295 @@
+//! Reading messages: one message with its audit trail, and pages of the
+//! history, filtered, newest first. A user reads only their own phone's.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Caller, Role};
+use super::extract::{QueryParams, parse_time};
+use super::{ApiError, AppState};
+use crate::message::{Attempt, ErrorNote, Message, Millis, Outcome, Status, rfc3339};
+use crate::phone::Phone;
+use crate::store::HistoryFilter;
+
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 500;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(message))
+        .routes(routes!(history))
+        .routes(routes!(history_of_phone))
+}
+
+/// A message as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Message)]
+struct MessageView {
+    id: String,
+    status: Status,
+    phone: String,
+    template: Option<String>,
+    template_version: Option<u32>,
+    text: String,
+    provider_template: Option<crate::message::ProviderTemplate>,
+    reference_id: Option<String>,
+    idempotency_key: String,
+    provider: String,
+    attempt_count: u32,
+    created_at: String,
+    updated_at: String,
+    next_attempt_at: Option<String>,
+    sent_at: Option<String>,
+    provider_message_id: Option<String>,
+    last_error: Option<ErrorNote>,
+    /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<AttemptView>>,
+}
+
+impl MessageView {
+    fn new(m: Message, attempts: Option<Vec<Attempt>>) -> MessageView {
+        MessageView {
+            id: m.id,
+            status: m.status,
+            phone: m.phone,
+            template: m.template,
+            template_version: m.template_version,
+            text: m.text,
+            provider_template: m.provider_template,
+            reference_id: m.reference_id,
+            idempotency_key: m.idempotency_key,
+            provider: m.provider,
+            attempt_count: m.attempts,
+            created_at: rfc3339(m.created_at),
+            updated_at: rfc3339(m.updated_at),
+            next_attempt_at: m.due_at.map(rfc3339),
+            sent_at: m.sent_at.map(rfc3339),
+            provider_message_id: m.provider_message_id,
+            last_error: m.last_error,
+            attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
+        }
+    }
+}
+
+/// One attempt as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Attempt)]
+struct AttemptView {
+    number: u32,
+    at: String,
+    /// `at` in milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
+    at_ms: Millis,
+    provider: String,
+    provider_version: String,
+    outcome: &'static str,
+    provider_message_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    retry_after_ms: Option<u64>,
+    latency_ms: u64,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> AttemptView {
+        let error = a.outcome.error().cloned();
+        let (provider_message_id, retry_after_ms) = match &a.outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => (provider_message_id.clone(), None),
+            Outcome::Retryable { retry_after, .. } => (
+                None,
+                retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ),
+            Outcome::Permanent { .. } => (None, None),
+        };
+        AttemptView {
+            number: a.number,
+            at: rfc3339(a.started_at),
+            at_ms: a.started_at,
+            provider: a.provider,
+            provider_version: a.provider_version,
+            outcome: a.outcome.label(),
+            provider_message_id,
+            error_code: error.as_ref().map(|e| e.code.clone()),
+            error_message: error.map(|e| e.message),
+            retry_after_ms,
+            latency_ms: a.latency_ms,
+        }
+    }
+}
+
+/// `GET /api/notifications/{id}`: the message and its audit trail.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}",
+    tag = "notifications",
+    description = "One message with every attempt (a user: only their own).",
+    params(("id" = String, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "Success", body = MessageView),
+        (status = 404, description = "No such message", body = super::error::ErrorBody),
+    ),
+)]
+async fn message(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let message = state
+        .store
+        .message(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message", &id))?;
+    caller.may_access(&message.phone)?;
+    let attempts = state.store.attempts(&id).await?;
+    Ok(Json(MessageView::new(message, Some(attempts))))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct HistoryParams {
+    /// Only this recipient (a user: their own phone).
+    phone: Option<String>,
+    /// Only messages in this state.
+    #[param(value_type = Option<Status>)]
+    status: Option<String>,
+    template: Option<String>,
+    reference_id: Option<String>,
+    /// Accepted at or after this RFC 3339 time.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Accepted before this RFC 3339 time.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// `next_cursor` of the page before.
+    cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
+    limit: Option<String>,
+}
+
+/// A page of messages, newest first.
+#[derive(Serialize, ToSchema)]
+struct Page {
+    items: Vec<MessageView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/notifications/history`: messages, newest first, filtered.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/history",
+    tag = "notifications",
+    description = "Messages, newest first. A user sees only their own.",
+    params(HistoryParams),
+    responses((status = 200, description = "Success", body = Page)),
+)]
+async fn history(
+    caller: Caller,
+    State(state): State<AppState>,
+    QueryParams(params): QueryParams<HistoryParams>,
+) -> Result<Json<Page>, ApiError> {
+    let mut filter = history_filter(params)?;
+    if caller.role == Role::User {
+        // A user sees only their own messages.
+        match &filter.phone {
+            Some(phone) => caller.may_access(phone)?,
+            None => filter.phone = caller.phone.clone(),
+        }
+    }
+    page(&state, filter).await
+}
+
+/// `GET /api/notifications/history/{phone}`: one recipient's messages.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/history/{phone}",
+    tag = "notifications",
+    description = "One recipient's messages, newest first (a user: their own phone).",
+    params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$"), HistoryParams),
+    responses((status = 200, description = "Success", body = Page)),
+)]
+async fn history_of_phone(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(phone): Path<String>,
+    QueryParams(params): QueryParams<HistoryParams>,
+) -> Result<Json<Page>, ApiError> {
+    let phone = Phone::parse(&phone)
+        .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
+    caller.may_access(phone.as_str())?;
+    let mut filter = history_filter(params)?;
+    filter.phone = Some(phone.as_str().to_string());
+    page(&state, filter).await
+}
+
+async fn page(state: &AppState, mut filter: HistoryFilter) -> Result<Json<Page>, ApiError> {
+    let limit = filter.limit;
+    filter.limit = limit + 1;
+    let mut messages = state.store.history(&filter).await?;
+    let next_cursor = if messages.len() > limit {
+        messages.truncate(limit);
+        messages.last().map(|m| m.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        items: messages
+            .into_iter()
+            .map(|m| MessageView::new(m, None))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
+    let status = p
+        .status
+        .map(|s| s.parse::<Status>())
+        .transpose()
+        .map_err(|e| ApiError::invalid("status", "invalid_status", e))?;
+    let limit = match p.limit {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                ));
+            }
+        },
+    };
+    if let Some(cursor) = &p.cursor
+        && ulid::Ulid::from_string(cursor).is_err()
+    {
+        return Err(ApiError::invalid(
+            "cursor",
+            "invalid_cursor",
+            "cursor is not one chirp gave",
+        ));
+    }
+    if let Some(phone) = &p.phone {
+        Phone::parse(phone)
+            .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
+    }
+    Ok(HistoryFilter {
+        phone: p.phone,
+        status,
+        template: p.template,
+        reference_id: p.reference_id,
+        from: p.from.map(|t| parse_time("from", &t)).transpose()?,
+        to: p.to.map(|t| parse_time("to", &t)).transpose()?,
+        before: p.cursor,
+        limit,
+    })
+}
