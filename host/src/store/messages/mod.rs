@@ -1,0 +1,18 @@
+//! The `message`, `idempotency`, `waiting` and `attempt` tables (the
+//! layout is described in [`super::schema`]), by path:
+//! - [`accept`]: accepted messages in, one per caller key.
+//! - [`queue`]: claims with a lease, completions, resends, release.
+//! - [`read`]: a message and its audit trail, the history.
+//! - [`rows`]: the rows as chirp writes and reads them.
+
+mod accept;
+mod queue;
+mod read;
+mod rows;
+
+pub use accept::Inserted;
+pub use queue::{Completion, DueCounts, MessagePatch};
+pub use read::HistoryFilter;
+
+#[cfg(test)]
+pub(crate) mod tests;

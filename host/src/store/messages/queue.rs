@@ -1,0 +1,331 @@
+//! The queue's side of the `message` and `waiting` tables: claiming due
+//! messages with a lease, completing them (their attempts into `attempt`),
+//! putting failed ones back, releasing those that waited for a provider,
+//! and counting what is due.
+
+use surrealdb::types::{RecordId, SurrealValue};
+
+use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow};
+use crate::message::{Attempt, Leased, Message, Millis, Status};
+use crate::store::{Store, StoreError, checked};
+
+/// The state a message moves to after an attempt (or a deferral).
+#[derive(Debug, Clone)]
+pub struct MessagePatch {
+    pub status: String,
+    pub attempts: i64,
+    pub updated_at: i64,
+    pub due_at: Option<i64>,
+    pub sent_at: Option<i64>,
+    pub provider_message_id: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    /// The provider the message waits for, when it is not loaded.
+    pub waiting_for: Option<String>,
+}
+
+/// One finished piece of work for [`Store::complete`]: the message's new
+/// state, applied only if the worker still holds the lease, and the attempt
+/// for the audit trail, recorded in any case.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub message_id: String,
+    pub lease: String,
+    pub patch: MessagePatch,
+    pub attempt: Option<Attempt>,
+}
+
+/// A message listed as waiting for `provider` to be loaded.
+#[derive(Debug, Clone, SurrealValue)]
+struct WaitingRow {
+    id: RecordId,
+    provider: String,
+}
+
+#[derive(Debug, Clone, SurrealValue)]
+struct CompletionRow {
+    id: String,
+    lease: String,
+    patch: StoredPatch,
+}
+
+/// A [`MessagePatch`] as merged into the message: one object, so that the
+/// store evaluates one expression per message instead of one per field
+/// (each evaluation has a cost of its own in SurrealDB 3.3.5). `NONE`
+/// values remove their field.
+#[derive(Debug, Clone, SurrealValue)]
+struct StoredPatch {
+    status: String,
+    attempts: i64,
+    updated_at: i64,
+    due_at: Option<i64>,
+    sent_at: Option<i64>,
+    provider_message_id: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    waiting_for: Option<String>,
+    /// Always `NONE`: the lease ends with the attempt.
+    lease: Option<String>,
+}
+
+impl From<MessagePatch> for StoredPatch {
+    fn from(p: MessagePatch) -> StoredPatch {
+        StoredPatch {
+            status: p.status,
+            attempts: p.attempts,
+            updated_at: p.updated_at,
+            due_at: p.due_at,
+            sent_at: p.sent_at,
+            provider_message_id: p.provider_message_id,
+            error_code: p.error_code,
+            error_message: p.error_message,
+            waiting_for: p.waiting_for,
+            lease: None,
+        }
+    }
+}
+
+impl Store {
+    /// Leases up to `limit` messages due between `floor` and `now`, oldest
+    /// due first, in one transaction, until `lease_until`. Each comes back
+    /// with the lease token that its completion must present, and with
+    /// `due_at` set to when it was due (so the caller can raise its floor).
+    ///
+    /// A leased message is due again at `lease_until`: if its worker dies
+    /// or hangs, a later claim takes it back (and reports that its lease
+    /// ran out). A completion in time moves `due_at` on.
+    ///
+    /// `floor` exists because a claimed message's index entry is deleted,
+    /// and the store's index scan walks every deleted entry before the
+    /// first live one: scanning from 0 slows down with every message ever
+    /// claimed. Pass 0 now and then to pick up anything below the floor.
+    pub async fn claim_due(
+        &self,
+        now: Millis,
+        floor: Millis,
+        limit: usize,
+        lease_until: Millis,
+        lease: &str,
+    ) -> Result<Vec<Leased>, StoreError> {
+        self.write(async {
+            // RETURN BEFORE: the whole document, one value per message, as
+            // it was (its due time, and whether a lease had run out); the
+            // fields the claim set are known here.
+            let rows: Vec<MessageRow> = self
+                .db
+                .query(
+                    "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
+                       ORDER BY due_at LIMIT $limit) \
+                     SET status = 'sending', due_at = $lease_until, lease = $lease, updated_at = $now \
+                     WHERE status IN ['queued', 'sending'] \
+                     RETURN BEFORE",
+                )
+                .bind(("now", now))
+                .bind(("floor", floor.max(0)))
+                .bind(("limit", limit as i64))
+                .bind(("lease_until", lease_until))
+                .bind(("lease", lease.to_string()))
+                .await?
+                .take(0)?;
+            rows.into_iter()
+                .map(|row| {
+                    let was_due = row.due_at;
+                    let mut message = row.into_message()?;
+                    let lease_expired = message.status == Status::Sending;
+                    message.status = Status::Sending;
+                    message.due_at = was_due;
+                    message.updated_at = now;
+                    Ok(Leased {
+                        message,
+                        lease: lease.to_string(),
+                        lease_expired,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// When the earliest message due at or after `floor` is due (or its
+    /// lease runs out), if any (see [`Store::claim_due`] for the floor).
+    pub async fn next_due(&self, floor: Millis) -> Result<Option<Millis>, StoreError> {
+        let due: Vec<i64> = self
+            .db
+            .query(
+                "SELECT VALUE due_at FROM message WHERE due_at >= $floor ORDER BY due_at LIMIT 1",
+            )
+            .bind(("floor", floor.max(0)))
+            .await?
+            .take(0)?;
+        Ok(due.first().copied())
+    }
+
+    /// Applies a batch of finished attempts in one transaction. A message
+    /// whose worker no longer holds its lease (it ran out and another claim
+    /// took the message) is left as it is; its attempt is recorded anyway.
+    ///
+    /// Applying a batch again changes nothing (an attempt's id is fixed by
+    /// its message, number and lease, and a message's patch is the same):
+    /// a batch sent to a server whose answer was lost may have been written,
+    /// and the scheduler sends it again.
+    pub async fn complete(&self, batch: Vec<Completion>) -> Result<(), StoreError> {
+        self.write(async {
+            let attempts: Vec<AttemptRow> = batch
+                .iter()
+                .filter_map(|c| {
+                    c.attempt
+                        .as_ref()
+                        .map(|a| AttemptRow::from_attempt(a, &c.lease))
+                })
+                .collect();
+            // Listed so that loading the provider finds them (a stale entry,
+            // for a message no longer waiting, is skipped then).
+            let waiting: Vec<WaitingRow> = batch
+                .iter()
+                .filter_map(|c| {
+                    c.patch.waiting_for.as_ref().map(|provider| WaitingRow {
+                        id: RecordId::new("waiting", c.message_id.as_str()),
+                        provider: provider.clone(),
+                    })
+                })
+                .collect();
+            let updates: Vec<CompletionRow> = batch
+                .into_iter()
+                .map(|c| CompletionRow {
+                    id: c.message_id,
+                    lease: c.lease,
+                    patch: c.patch.into(),
+                })
+                .collect();
+            let results = self
+                .db
+                .query(
+                    "BEGIN TRANSACTION;
+                 FOR $c IN $updates {
+                     UPDATE type::record('message', $c.id) MERGE $c.patch
+                     WHERE lease = $c.lease RETURN NONE;
+                 };
+                 IF array::len($attempts) > 0 { INSERT IGNORE INTO attempt $attempts RETURN NONE; };
+                 FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
+                 COMMIT TRANSACTION;",
+                )
+                .bind(("updates", updates))
+                .bind(("attempts", attempts))
+                .bind(("waiting", waiting))
+                .await?;
+            checked(results)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a `failed` message back in the queue, due at `now`, with a fresh
+    /// retry budget (attempt numbers go on counting). Returns the message as it is afterwards, or `None`
+    /// if it does not exist. Only a failed message moves: the status check
+    /// and the change are one statement, so two concurrent resends queue it
+    /// once.
+    pub async fn requeue_failed(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<(Message, bool)>, StoreError> {
+        self.write(async {
+            // Two resends at once conflict in the store's optimistic
+            // transactions; the statement is idempotent (it moves only a failed
+            // message), so the loser simply runs it again and finds nothing to do.
+            let mut tries = 0;
+            let rows: Vec<MessageRow> = loop {
+                let result = self
+                    .db
+                    .query(format!(
+                        "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
+                         retry_base = attempts, updated_at = $now \
+                     WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
+                    ))
+                    .bind(("id", id.to_string()))
+                    .bind(("now", now))
+                    .await
+                    .and_then(|mut r| Ok(r.take(0)?));
+                match result {
+                    Ok(rows) => break rows,
+                    Err(StoreError::Conflict(e)) if tries < 5 => {
+                        tries += 1;
+                        tracing::debug!(error = %e, "resend conflicted; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(5 * tries)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            if let Some(row) = rows.into_iter().next() {
+                return Ok(Some((row.into_message()?, true)));
+            }
+            Ok(self.message(id).await?.map(|m| (m, false)))
+        })
+        .await
+    }
+
+    /// Makes the messages waiting for `provider` due at `now` (it has just
+    /// been loaded) and empties its list. Returns how many.
+    pub async fn release_waiting(&self, provider: &str, now: Millis) -> Result<usize, StoreError> {
+        self.write(async {
+            // One statement (a block), so one transaction.
+            let ids: Vec<String> = self
+                .db
+                .query(
+                    "{ \
+                       LET $listed = (SELECT VALUE type::record('message', record::id(id)) \
+                         FROM waiting WHERE provider = $provider); \
+                       DELETE waiting WHERE provider = $provider; \
+                       RETURN UPDATE $listed SET due_at = $now, waiting_for = NONE, \
+                         updated_at = $now \
+                         WHERE status = 'queued' AND waiting_for = $provider \
+                         RETURN VALUE record::id(id); \
+                     }",
+                )
+                .bind(("provider", provider.to_string()))
+                .bind(("now", now))
+                .await?
+                .take(0)?;
+            Ok(ids.len())
+        })
+        .await
+    }
+
+    /// The messages with a due time at or before `now`: `queued` ones due
+    /// to be sent, and `sending` ones whose lease ran out (the next claim
+    /// takes them back).
+    pub async fn count_due(&self, now: Millis) -> Result<DueCounts, StoreError> {
+        let rows: Vec<StatusCount> = self
+            .db
+            .query(
+                "SELECT status, count() AS n FROM message WHERE due_at <= $now AND due_at >= 0 \
+                 GROUP BY status",
+            )
+            .bind(("now", now))
+            .await?
+            .take(0)?;
+        let mut counts = DueCounts::default();
+        for row in rows {
+            let n = row.n.max(0) as usize;
+            match row.status.as_str() {
+                "queued" => counts.queued = n,
+                "sending" => counts.lease_expired = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// What [`Store::count_due`] found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DueCounts {
+    pub queued: usize,
+    pub lease_expired: usize,
+}
+
+#[derive(Debug, SurrealValue)]
+struct StatusCount {
+    status: String,
+    n: i64,
+}

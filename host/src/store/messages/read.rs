@@ -1,0 +1,95 @@
+//! Reading messages: one with its audit trail, and the history, filtered.
+
+use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow, attempts_of};
+use crate::message::{Attempt, Message, Millis, Status};
+use crate::store::{Store, StoreError};
+
+/// Filters of `GET /api/notifications/history`. Results come newest first;
+/// `before` is the cursor (the id of the last message of the previous page).
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub phone: Option<String>,
+    pub status: Option<Status>,
+    pub template: Option<String>,
+    pub reference_id: Option<String>,
+    pub from: Option<Millis>,
+    pub to: Option<Millis>,
+    pub before: Option<String>,
+    pub limit: usize,
+}
+
+impl Store {
+    /// One message, if it exists.
+    pub async fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "SELECT {MESSAGE_FIELDS} FROM type::record('message', $id)"
+            ))
+            .bind(("id", id.to_string()))
+            .await?
+            .take(0)?;
+        rows.into_iter()
+            .next()
+            .map(MessageRow::into_message)
+            .transpose()
+    }
+
+    /// The audit trail of one message, oldest attempt first.
+    pub async fn attempts(&self, message_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        let rows: Vec<AttemptRow> = self
+            .db
+            .query("SELECT * OMIT id FROM $attempts ORDER BY number, started_at")
+            .bind(("attempts", attempts_of(message_id)))
+            .await?
+            .take(0)?;
+        rows.into_iter().map(AttemptRow::into_attempt).collect()
+    }
+
+    /// Messages matching `filter`, newest first.
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<Vec<Message>, StoreError> {
+        let mut conditions = Vec::new();
+        if filter.phone.is_some() {
+            conditions.push("phone = $phone");
+        }
+        if filter.status.is_some() {
+            conditions.push("status = $status");
+        }
+        if filter.template.is_some() {
+            conditions.push("template = $template");
+        }
+        if filter.reference_id.is_some() {
+            conditions.push("reference_id = $reference_id");
+        }
+        if filter.from.is_some() {
+            conditions.push("created_at >= $from");
+        }
+        if filter.to.is_some() {
+            conditions.push("created_at < $to");
+        }
+        if filter.before.is_some() {
+            conditions.push("id < type::record('message', $before)");
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "SELECT {MESSAGE_FIELDS} FROM message {where_clause} ORDER BY id DESC LIMIT $limit"
+            ))
+            .bind(("phone", filter.phone.clone()))
+            .bind(("status", filter.status.map(|s| s.as_str().to_string())))
+            .bind(("template", filter.template.clone()))
+            .bind(("reference_id", filter.reference_id.clone()))
+            .bind(("from", filter.from))
+            .bind(("to", filter.to))
+            .bind(("before", filter.before.clone()))
+            .bind(("limit", filter.limit as i64))
+            .await?
+            .take(0)?;
+        rows.into_iter().map(MessageRow::into_message).collect()
+    }
+}

@@ -1,0 +1,227 @@
+//! The `message` and `attempt` tables' rows, as chirp writes and reads
+//! them, and the ids of attempts.
+
+use std::ops::Bound;
+
+use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
+
+use crate::message::{Attempt, ErrorNote, Message, NewMessage, Outcome, ProviderTemplate, Status};
+use crate::store::StoreError;
+
+/// The fields of a message as chirp reads them back.
+pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
+     wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
+     updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
+     override_opt_out";
+
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct MessageRow {
+    pub(super) id: RecordId,
+    pub(super) status: String,
+    pub(super) phone: String,
+    pub(super) template: Option<String>,
+    pub(super) template_version: Option<i64>,
+    pub(super) text: String,
+    pub(super) wa_template: Option<String>,
+    pub(super) wa_language: Option<String>,
+    pub(super) wa_parameters: Option<Vec<String>>,
+    pub(super) reference_id: Option<String>,
+    pub(super) idempotency_key: String,
+    pub(super) provider: String,
+    pub(super) attempts: i64,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) due_at: Option<i64>,
+    pub(super) sent_at: Option<i64>,
+    pub(super) provider_message_id: Option<String>,
+    pub(super) error_code: Option<String>,
+    pub(super) error_message: Option<String>,
+    pub(super) retry_base: Option<i64>,
+    /// Written only when set.
+    pub(super) override_opt_out: Option<bool>,
+}
+
+impl MessageRow {
+    pub(super) fn from_new(m: &NewMessage) -> MessageRow {
+        let wa = m.provider_template.as_ref();
+        let skipped = m.skip.as_ref();
+        MessageRow {
+            id: RecordId::new("message", m.id.as_str()),
+            status: m.initial_status().as_str().into(),
+            phone: m.phone.as_str().into(),
+            template: m.template.clone(),
+            template_version: m.template_version.map(i64::from),
+            text: m.text.clone(),
+            wa_template: wa.map(|t| t.name.clone()),
+            wa_language: wa.map(|t| t.language.clone()),
+            wa_parameters: wa.map(|t| t.parameters.clone()),
+            reference_id: m.reference_id.clone(),
+            idempotency_key: m.idempotency_key.clone(),
+            provider: m.provider.clone(),
+            attempts: 0,
+            created_at: m.created_at,
+            updated_at: m.created_at,
+            due_at: skipped.is_none().then_some(m.not_before),
+            sent_at: None,
+            provider_message_id: None,
+            error_code: skipped.map(|s| s.code.clone()),
+            error_message: skipped.map(|s| s.message.clone()),
+            retry_base: None,
+            override_opt_out: m.override_opt_out.then_some(true),
+        }
+    }
+
+    pub(super) fn into_message(self) -> Result<Message, StoreError> {
+        let status = self.status.parse().map_err(StoreError::Corrupt)?;
+        let provider_template = match (self.wa_template, self.wa_language) {
+            (Some(name), Some(language)) => Some(ProviderTemplate {
+                name,
+                language,
+                parameters: self.wa_parameters.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        // While a message is `sending`, `due_at` holds when its lease runs
+        // out; callers see no next attempt until the attempt is recorded.
+        let due_at = if status == Status::Sending {
+            None
+        } else {
+            self.due_at
+        };
+        let last_error = self.error_code.map(|code| ErrorNote {
+            code,
+            message: self.error_message.unwrap_or_default(),
+        });
+        let id = match self.id.key {
+            RecordIdKey::String(id) => id,
+            other => return Err(StoreError::Corrupt(format!("message id {other:?}"))),
+        };
+        Ok(Message {
+            id,
+            status,
+            phone: self.phone,
+            template: self.template,
+            template_version: self.template_version.map(|v| v.max(0) as u32),
+            text: self.text,
+            provider_template,
+            reference_id: self.reference_id,
+            idempotency_key: self.idempotency_key,
+            provider: self.provider,
+            attempts: self.attempts.max(0) as u32,
+            retry_base: self.retry_base.unwrap_or(0).max(0) as u32,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            due_at,
+            sent_at: self.sent_at,
+            provider_message_id: self.provider_message_id,
+            last_error,
+            override_opt_out: self.override_opt_out.unwrap_or(false),
+        })
+    }
+}
+
+/// An attempt as the `attempt` table keeps it. Its record id is
+/// `[message_id, number, tag]` ([`attempt_id`]), so a message's audit
+/// trail is a range of ids and the table needs no index.
+#[derive(Debug, Clone, SurrealValue)]
+pub(super) struct AttemptRow {
+    /// Set when inserting; reads omit it.
+    pub(super) id: Option<RecordId>,
+    pub(super) message_id: String,
+    pub(super) number: i64,
+    pub(super) started_at: i64,
+    pub(super) provider: String,
+    pub(super) provider_version: String,
+    pub(super) outcome: String,
+    pub(super) provider_message_id: Option<String>,
+    pub(super) error_code: Option<String>,
+    pub(super) error_message: Option<String>,
+    pub(super) retry_after_ms: Option<i64>,
+    pub(super) latency_ms: i64,
+}
+
+/// The record id of an attempt: its message, its number, and a tag that
+/// tells apart two attempts with the same number (the lease it was made
+/// under: a lease that ran out and its successor can both record one).
+pub(super) fn attempt_id(message_id: &str, number: u32, tag: &str) -> RecordId {
+    let key: Vec<Value> = vec![
+        message_id.to_string().into_value(),
+        i64::from(number).into_value(),
+        tag.to_string().into_value(),
+    ];
+    RecordId::new("attempt", Array::from(key))
+}
+
+/// Every attempt id of one message.
+pub(super) fn attempts_of(message_id: &str) -> RecordId {
+    let bound = |number: i64| -> RecordIdKey {
+        let key: Vec<Value> = vec![message_id.to_string().into_value(), number.into_value()];
+        Array::from(key).into()
+    };
+    RecordId::new(
+        "attempt",
+        RecordIdKeyRange {
+            start: Bound::Included(bound(i64::MIN)),
+            end: Bound::Excluded(bound(i64::MAX)),
+        },
+    )
+}
+
+impl AttemptRow {
+    pub(super) fn from_attempt(a: &Attempt, lease: &str) -> AttemptRow {
+        let (provider_message_id, retry_after_ms) = match &a.outcome {
+            Outcome::Sent {
+                provider_message_id,
+            } => (provider_message_id.clone(), None),
+            Outcome::Retryable { retry_after, .. } => (
+                None,
+                retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            Outcome::Permanent { .. } => (None, None),
+        };
+        let error = a.outcome.error();
+        AttemptRow {
+            id: Some(attempt_id(&a.message_id, a.number, lease)),
+            message_id: a.message_id.clone(),
+            number: a.number.into(),
+            started_at: a.started_at,
+            provider: a.provider.clone(),
+            provider_version: a.provider_version.clone(),
+            outcome: a.outcome.label().into(),
+            provider_message_id,
+            error_code: error.map(|e| e.code.clone()),
+            error_message: error.map(|e| e.message.clone()),
+            retry_after_ms,
+            latency_ms: a.latency_ms as i64,
+        }
+    }
+
+    pub(super) fn into_attempt(self) -> Result<Attempt, StoreError> {
+        let error = ErrorNote {
+            code: self.error_code.unwrap_or_default(),
+            message: self.error_message.unwrap_or_default(),
+        };
+        let outcome = match self.outcome.as_str() {
+            "sent" => Outcome::Sent {
+                provider_message_id: self.provider_message_id,
+            },
+            "retryable" => Outcome::Retryable {
+                error,
+                retry_after: self
+                    .retry_after_ms
+                    .map(|ms| std::time::Duration::from_millis(ms.max(0) as u64)),
+            },
+            "permanent" => Outcome::Permanent { error },
+            other => return Err(StoreError::Corrupt(format!("attempt outcome {other:?}"))),
+        };
+        Ok(Attempt {
+            message_id: self.message_id,
+            number: self.number.max(0) as u32,
+            started_at: self.started_at,
+            provider: self.provider,
+            provider_version: self.provider_version,
+            outcome,
+            latency_ms: self.latency_ms.max(0) as u64,
+        })
+    }
+}
