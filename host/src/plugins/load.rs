@@ -16,10 +16,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::bindings::{self, Descriptor, Provider, ProviderPre, Rules, RulesPre};
+use super::call::check_answer;
 use super::host::{Grant, Outbound};
+use super::names;
 use super::policy::Policy;
 use super::{CallError, LoadError, Loaded, LoadedProvider, LoadedRules, Meta, Plugins, World};
-use super::{check_answer, names};
 use crate::config::PluginSettings;
 
 impl Plugins {

@@ -24,10 +24,13 @@
 //! - [`engine`]: the engine (pooling, epochs) and compiling.
 //! - [`cache`]: the compile cache, proven by a key chirp keeps.
 //! - [`watcher`]: reloads plugins when their files change.
-//! - this file: the registry, and one call.
+//! - [`registry`]: which file serves which plugin, and its views.
+//! - [`call`]: one call, under the grant's limits.
+//! - this file: the engine and linker, and bringing files in line.
 
 pub mod bindings;
 pub mod cache;
+mod call;
 pub mod engine;
 pub mod files;
 pub mod host;
@@ -36,28 +39,29 @@ mod load;
 pub mod names;
 pub mod network;
 pub mod policy;
+mod registry;
 pub mod watcher;
 
-use std::collections::{BTreeMap, HashMap};
+pub use call::{CallError, NotLoaded, SendAnswer};
+use registry::Registry;
+pub use registry::{PluginStatus, Rejection};
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::config::PluginSettings;
-use bindings::{Descriptor, Provider, ProviderPre, Rules, RulesPre};
+use bindings::{Descriptor, Provider, ProviderPre, RulesPre};
 use engine::{Allocator, Compiler, Origin};
 pub use files::is_plugin_file;
 pub use host::{Grant, HostState, Outbound};
 pub use limits::Limits;
 use network::Clients;
-
-/// Longest string a plugin may hand back in a field chirp stores.
-const MAX_FIELD_LEN: usize = 4096;
 
 /// Why a plugin file could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -87,27 +91,6 @@ pub enum LoadError {
         source: policy::PolicyError,
     },
 }
-
-/// Why a call into a plugin did not produce a usable answer.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    #[error("plugin trapped: {0}")]
-    Trap(String),
-    #[error("plugin exceeded its time limit of {0:?}")]
-    Timeout(Duration),
-    #[error("plugin answered something chirp cannot use: {0}")]
-    Garbage(String),
-    #[error("plugin tried to reach what it may not: {0}")]
-    Denied(String),
-}
-
-/// No plugin of that name is loaded.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("plugin {0:?} is not loaded")]
-pub struct NotLoaded(pub String);
-
-/// A provider's own answer to `send`.
-pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
 
 /// The worlds chirp knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -166,50 +149,6 @@ impl Loaded {
             Loaded::Rules(r) => &r.meta,
         }
     }
-}
-
-/// A file that was offered and refused.
-#[derive(Debug, Clone, Serialize)]
-pub struct Rejection {
-    pub sha256: String,
-    pub error: String,
-    #[serde(serialize_with = "serialize_time")]
-    pub at: SystemTime,
-}
-
-/// What the registry knows of one file in the plugins directory.
-#[derive(Debug, Clone, Default)]
-struct FileEntry {
-    /// The plugin this file is serving, if any.
-    active: Option<Meta>,
-    /// The last version of the file that was refused, if it is the
-    /// file's current content.
-    rejected: Option<Rejection>,
-}
-
-/// One row of `GET /api/plugins`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PluginStatus {
-    pub file: String,
-    /// `active`: the file's current content serves. `rejected`: it was
-    /// refused (`error` says why); `serving`, if present, is the earlier
-    /// version that keeps serving.
-    pub state: &'static str,
-    pub name: Option<String>,
-    pub world: Option<World>,
-    pub version: Option<String>,
-    pub sha256: Option<String>,
-    pub loaded_at: Option<String>,
-    pub origin: Option<Origin>,
-    pub error: Option<String>,
-    pub serving: Option<Meta>,
-}
-
-#[derive(Default)]
-struct Registry {
-    files: BTreeMap<PathBuf, FileEntry>,
-    providers: HashMap<String, Arc<LoadedProvider>>,
-    rules: HashMap<String, Arc<LoadedRules>>,
 }
 
 /// What became of a file offered to [`Plugins::sync_file`].
@@ -410,341 +349,6 @@ impl Plugins {
             }
         }
     }
-
-    /// Records that `path`'s content `sha256` was refused. The registry
-    /// holds at most [`files::MAX_FILES`] files: a refusal of one more new
-    /// file is logged only.
-    fn record_rejection(&self, path: &Path, sha256: String, error: &LoadError) {
-        let mut registry = self.write();
-        if !registry.files.contains_key(path) && registry.files.len() >= files::MAX_FILES {
-            return;
-        }
-        registry.files.entry(path.into()).or_default().rejected = Some(Rejection {
-            sha256,
-            error: error.to_string(),
-            at: SystemTime::now(),
-        });
-    }
-
-    /// Makes `loaded` the plugin of its name and records it for `path`.
-    fn install(&self, path: &Path, loaded: Loaded) -> Result<Meta, LoadError> {
-        let meta = loaded.meta().clone();
-        let mut registry = self.write();
-        if !registry.files.contains_key(path) && registry.files.len() >= files::MAX_FILES {
-            return Err(LoadError::Read {
-                path: path.into(),
-                reason: format!("chirp serves at most {} plugin files", files::MAX_FILES),
-            });
-        }
-        // One file per plugin name, whatever the world: settings are
-        // addressed by name.
-        let owner = registry
-            .files
-            .iter()
-            .find(|(file, entry)| {
-                file.as_path() != path && entry.active.as_ref().is_some_and(|m| m.name == meta.name)
-            })
-            .map(|(file, _)| file.clone());
-        if let Some(owner) = owner {
-            let error = LoadError::Rejected {
-                path: path.into(),
-                reason: format!("{} is already loaded from {}", meta.name, owner.display()),
-            };
-            registry.files.entry(path.into()).or_default().rejected = Some(Rejection {
-                sha256: meta.sha256.clone(),
-                error: error.to_string(),
-                at: SystemTime::now(),
-            });
-            return Err(error);
-        }
-        let entry = registry.files.entry(path.into()).or_default();
-        if let Some(serving) = &entry.active
-            && (serving.name != meta.name || serving.world != meta.world)
-        {
-            // Most likely the wrong file copied over a working one: refuse,
-            // and keep the plugin that serves. Remove the file first to
-            // replace a plugin with another.
-            let error = LoadError::Rejected {
-                path: path.into(),
-                reason: format!(
-                    "this file serves {} ({:?}); the new content is {} ({:?})",
-                    serving.name, serving.world, meta.name, meta.world
-                ),
-            };
-            entry.rejected = Some(Rejection {
-                sha256: meta.sha256.clone(),
-                error: error.to_string(),
-                at: SystemTime::now(),
-            });
-            return Err(error);
-        }
-        let previous = entry.active.replace(meta.clone());
-        entry.rejected = None;
-        match loaded {
-            Loaded::Provider(p) => {
-                registry.providers.insert(meta.name.clone(), p);
-            }
-            Loaded::Rules(r) => {
-                registry.rules.insert(meta.name.clone(), r);
-            }
-        }
-        drop(registry);
-        let _ = self.loaded.send(meta.name.clone());
-        match previous {
-            Some(old) => {
-                tracing::info!(plugin = %meta.name, from = %old.version, to = %meta.version, sha256 = %meta.sha256, "plugin swapped")
-            }
-            None => {
-                tracing::info!(plugin = %meta.name, world = ?meta.world, version = %meta.version, sha256 = %meta.sha256, origin = ?meta.origin, "plugin loaded")
-            }
-        }
-        Ok(meta)
-    }
-
-    /// Forgets `path`; unloads the plugin it was serving. Returns its name.
-    fn unload(&self, path: &Path) -> Option<String> {
-        let mut registry = self.write();
-        let entry = registry.files.remove(path)?;
-        let meta = entry.active?;
-        match meta.world {
-            World::Provider => registry.providers.remove(&meta.name),
-            World::Rules => {
-                registry.rules.remove(&meta.name);
-                None
-            }
-        };
-        tracing::warn!(plugin = %meta.name, file = %path.display(), "plugin file removed; plugin unloaded");
-        Some(meta.name)
-    }
-
-    /// Sends one message through provider `name`. Returns the version of
-    /// the provider that took the call and what the call came to.
-    pub async fn send(
-        &self,
-        name: &str,
-        message: &bindings::Message,
-    ) -> Result<(String, Result<SendAnswer, CallError>), NotLoaded> {
-        let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
-        let grant = provider.grant.clone();
-        let answer = self
-            .call(&provider.pre, grant, async |p: Provider, store| {
-                p.chirp_plugin_delivery().call_send(store, message).await
-            })
-            .await
-            .and_then(|answer| check_answer(&answer).map(|()| answer));
-        Ok((provider.meta.version.clone(), answer))
-    }
-
-    /// The decisions of rules plugin `name` for `event`, with the version
-    /// that made them.
-    pub async fn decide(
-        &self,
-        name: &str,
-        event: &bindings::Event,
-    ) -> Result<
-        (
-            String,
-            Result<Result<Vec<bindings::Decision>, String>, CallError>,
-        ),
-        NotLoaded,
-    > {
-        let rules = self
-            .read()
-            .rules
-            .get(name)
-            .cloned()
-            .ok_or_else(|| NotLoaded(name.into()))?;
-        let grant = rules.grant.clone();
-        let answer = self
-            .call(&rules.pre, grant, async |r: Rules, store| {
-                r.chirp_plugin_selection().call_decide(store, event).await
-            })
-            .await;
-        Ok((rules.meta.version.clone(), answer))
-    }
-
-    async fn call<P: Instantiate, R>(
-        &self,
-        pre: &P,
-        grant: Arc<Grant>,
-        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        self.call_with(pre, grant, Outbound::Network(self.clients.clone()), f)
-            .await
-    }
-
-    /// Runs `f` in a fresh instance under the grant's limits: memory (the
-    /// store's limiter, for all the call's memories and tables together),
-    /// wall time (the epoch callback traps a guest that runs past its
-    /// deadline and yields to the executor on every tick, so a looping
-    /// guest never blocks a worker thread; a timeout covers host calls).
-    async fn call_with<P: Instantiate, R>(
-        &self,
-        pre: &P,
-        grant: Arc<Grant>,
-        outbound: Outbound,
-        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
-        let limit = grant.limits.call_timeout;
-        let deadline = Instant::now() + limit;
-        let mut store = Store::new(&self.engine, HostState::new(grant, outbound));
-        store.limiter(|state| &mut state.memory);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        let run = async {
-            let bindings = pre.instantiate(&mut store).await?;
-            f(bindings, &mut store).await
-        };
-        let result = tokio::time::timeout(limit, run).await;
-        if let Some(reason) = store.data_mut().denied.take() {
-            return Err(CallError::Denied(reason));
-        }
-        match result {
-            Err(_) => Err(CallError::Timeout(limit)),
-            Ok(Err(_)) if Instant::now() >= deadline => Err(CallError::Timeout(limit)),
-            Ok(Err(trap)) => Err(CallError::Trap(format!("{trap:#}"))),
-            Ok(Ok(value)) => Ok(value),
-        }
-    }
-
-    /// The provider loaded under `name`, if any.
-    pub fn provider(&self, name: &str) -> Option<Arc<LoadedProvider>> {
-        self.read().providers.get(name).cloned()
-    }
-
-    /// The event kinds rules plugin `name` handles (empty if not loaded).
-    pub fn rules_kinds(&self, name: &str) -> Vec<String> {
-        self.read()
-            .rules
-            .get(name)
-            .map(|r| r.kinds.clone())
-            .unwrap_or_default()
-    }
-
-    /// Whether messages may name provider `name`: it is loaded, or a file
-    /// in the plugins directory serves it (between a file's removal and its
-    /// return, messages for it wait).
-    pub fn knows_provider(&self, name: &str) -> bool {
-        let registry = self.read();
-        registry.providers.contains_key(name)
-            || registry.files.values().any(|entry| {
-                entry
-                    .active
-                    .as_ref()
-                    .is_some_and(|m| m.name == name && m.world == World::Provider)
-            })
-    }
-
-    /// Whether a rules plugin of that name is loaded.
-    pub fn rules(&self, name: &str) -> Option<Meta> {
-        self.read().rules.get(name).map(|r| r.meta.clone())
-    }
-
-    /// Every loaded plugin.
-    pub fn active(&self) -> Vec<Meta> {
-        let registry = self.read();
-        let mut list: Vec<Meta> = registry
-            .providers
-            .values()
-            .map(|p| p.meta.clone())
-            .chain(registry.rules.values().map(|r| r.meta.clone()))
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list
-    }
-
-    /// Every file chirp has seen, with its state.
-    pub fn status(&self) -> Vec<PluginStatus> {
-        self.read()
-            .files
-            .iter()
-            .map(|(file, entry)| {
-                let file = file.display().to_string();
-                match (&entry.rejected, &entry.active) {
-                    (None, Some(m)) => PluginStatus {
-                        file,
-                        state: "active",
-                        name: Some(m.name.clone()),
-                        world: Some(m.world),
-                        version: Some(m.version.clone()),
-                        sha256: Some(m.sha256.clone()),
-                        loaded_at: Some(humantime::format_rfc3339_millis(m.loaded_at).to_string()),
-                        origin: Some(m.origin),
-                        error: None,
-                        serving: None,
-                    },
-                    (rejected, serving) => PluginStatus {
-                        file,
-                        state: "rejected",
-                        name: serving.as_ref().map(|m| m.name.clone()),
-                        world: serving.as_ref().map(|m| m.world),
-                        version: None,
-                        sha256: rejected.as_ref().map(|r| r.sha256.clone()),
-                        loaded_at: None,
-                        origin: None,
-                        error: rejected.as_ref().map(|r| r.error.clone()),
-                        serving: serving.clone(),
-                    },
-                }
-            })
-            .collect()
-    }
-
-    // The registry lock is a `std` lock held only to read or swap entries,
-    // never across an await. A poisoned lock still holds a consistent map
-    // (no write panics half-way), so it is used as is.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.registry.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A pre-linked component of some world that can be instantiated.
-trait Instantiate {
-    type Bindings;
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
-}
-
-impl Instantiate for ProviderPre<HostState> {
-    type Bindings = Provider;
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Provider> {
-        self.instantiate_async(store).await
-    }
-}
-
-impl Instantiate for RulesPre<HostState> {
-    type Bindings = Rules;
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Rules> {
-        self.instantiate_async(store).await
-    }
-}
-
-/// Refuses answers chirp would have to store but cannot: oversized ids,
-/// codes or messages.
-fn check_answer(answer: &SendAnswer) -> Result<(), CallError> {
-    let too_long = |what: &str, s: &str| {
-        (s.len() > MAX_FIELD_LEN)
-            .then(|| CallError::Garbage(format!("{what} of {} bytes", s.len())))
-    };
-    let problem = match answer {
-        Ok(receipt) => receipt
-            .provider_message_id
-            .as_deref()
-            .and_then(|id| too_long("provider message id", id)),
-        Err(bindings::SendError::Retryable((f, _)) | bindings::SendError::Permanent(f)) => {
-            too_long("error code", &f.code).or_else(|| too_long("error message", &f.message))
-        }
-    };
-    problem.map_or(Ok(()), Err)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,0 +1,176 @@
+//! One call into a plugin: a fresh `Store` and instance from the
+//! pre-linked component, under the grant's limits, and every way it can go
+//! wrong turned into a [`CallError`].
+//!
+//! **Invariant:** a plugin failure is an attempt's failure, never the
+//! host's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::Plugins;
+use super::bindings::{self, Provider, ProviderPre, Rules, RulesPre};
+use super::host::{Grant, HostState, Outbound};
+
+/// Longest string a plugin may hand back in a field chirp stores.
+const MAX_FIELD_LEN: usize = 4096;
+
+/// Why a call into a plugin did not produce a usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin exceeded its time limit of {0:?}")]
+    Timeout(Duration),
+    #[error("plugin answered something chirp cannot use: {0}")]
+    Garbage(String),
+    #[error("plugin tried to reach what it may not: {0}")]
+    Denied(String),
+}
+
+/// No plugin of that name is loaded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {0:?} is not loaded")]
+pub struct NotLoaded(pub String);
+
+/// A provider's own answer to `send`.
+pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
+
+impl Plugins {
+    /// Sends one message through provider `name`. Returns the version of
+    /// the provider that took the call and what the call came to.
+    pub async fn send(
+        &self,
+        name: &str,
+        message: &bindings::Message,
+    ) -> Result<(String, Result<SendAnswer, CallError>), NotLoaded> {
+        let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
+        let grant = provider.grant.clone();
+        let answer = self
+            .call(&provider.pre, grant, async |p: Provider, store| {
+                p.chirp_plugin_delivery().call_send(store, message).await
+            })
+            .await
+            .and_then(|answer| check_answer(&answer).map(|()| answer));
+        Ok((provider.meta.version.clone(), answer))
+    }
+
+    /// The decisions of rules plugin `name` for `event`, with the version
+    /// that made them.
+    pub async fn decide(
+        &self,
+        name: &str,
+        event: &bindings::Event,
+    ) -> Result<
+        (
+            String,
+            Result<Result<Vec<bindings::Decision>, String>, CallError>,
+        ),
+        NotLoaded,
+    > {
+        let rules = self
+            .read()
+            .rules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| NotLoaded(name.into()))?;
+        let grant = rules.grant.clone();
+        let answer = self
+            .call(&rules.pre, grant, async |r: Rules, store| {
+                r.chirp_plugin_selection().call_decide(store, event).await
+            })
+            .await;
+        Ok((rules.meta.version.clone(), answer))
+    }
+
+    pub(super) async fn call<P: Instantiate, R>(
+        &self,
+        pre: &P,
+        grant: Arc<Grant>,
+        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.call_with(pre, grant, Outbound::Network(self.clients.clone()), f)
+            .await
+    }
+
+    /// Runs `f` in a fresh instance under the grant's limits: memory (the
+    /// store's limiter, for all the call's memories and tables together),
+    /// wall time (the epoch callback traps a guest that runs past its
+    /// deadline and yields to the executor on every tick, so a looping
+    /// guest never blocks a worker thread; a timeout covers host calls).
+    pub(super) async fn call_with<P: Instantiate, R>(
+        &self,
+        pre: &P,
+        grant: Arc<Grant>,
+        outbound: Outbound,
+        f: impl AsyncFnOnce(P::Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let limit = grant.limits.call_timeout;
+        let deadline = Instant::now() + limit;
+        let mut store = Store::new(&self.engine, HostState::new(grant, outbound));
+        store.limiter(|state| &mut state.memory);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let run = async {
+            let bindings = pre.instantiate(&mut store).await?;
+            f(bindings, &mut store).await
+        };
+        let result = tokio::time::timeout(limit, run).await;
+        if let Some(reason) = store.data_mut().denied.take() {
+            return Err(CallError::Denied(reason));
+        }
+        match result {
+            Err(_) => Err(CallError::Timeout(limit)),
+            Ok(Err(_)) if Instant::now() >= deadline => Err(CallError::Timeout(limit)),
+            Ok(Err(trap)) => Err(CallError::Trap(format!("{trap:#}"))),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+}
+
+/// A pre-linked component of some world that can be instantiated.
+pub(super) trait Instantiate {
+    type Bindings;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
+}
+
+impl Instantiate for ProviderPre<HostState> {
+    type Bindings = Provider;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Provider> {
+        self.instantiate_async(store).await
+    }
+}
+
+impl Instantiate for RulesPre<HostState> {
+    type Bindings = Rules;
+    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Rules> {
+        self.instantiate_async(store).await
+    }
+}
+
+/// Refuses answers chirp would have to store but cannot: oversized ids,
+/// codes or messages.
+pub(super) fn check_answer(answer: &SendAnswer) -> Result<(), CallError> {
+    let too_long = |what: &str, s: &str| {
+        (s.len() > MAX_FIELD_LEN)
+            .then(|| CallError::Garbage(format!("{what} of {} bytes", s.len())))
+    };
+    let problem = match answer {
+        Ok(receipt) => receipt
+            .provider_message_id
+            .as_deref()
+            .and_then(|id| too_long("provider message id", id)),
+        Err(bindings::SendError::Retryable((f, _)) | bindings::SendError::Permanent(f)) => {
+            too_long("error code", &f.code).or_else(|| too_long("error message", &f.message))
+        }
+    };
+    problem.map_or(Ok(()), Err)
+}
