@@ -9,8 +9,7 @@
 //! with them for the CPU as an equal: accepting at a fixed 2,000
 //! requests/s after a 100,000 backlog, p99 latency was 257-519 ms in seven
 //! runs of eight (median 359 ms), made in the half second each compaction
-//! took (BENCHMARKS.md, "Compactions moved off chirp's
-//! threads").
+//! took (BENCHMARKS.md).
 //!
 //! So the tasks an embedded SurrealKV store starts are spawned on a runtime
 //! of its own, whose threads run at nice [`NICE`]. A compaction still gets

@@ -42,8 +42,7 @@ pub struct EmbeddedMemory {
 }
 
 impl Default for EmbeddedMemory {
-    /// Measured in BENCHMARKS.md ("Store memory bounded", "2026-11-26:
-    /// where the memory went"): against SurrealKV's host-sized defaults and against
+    /// Measured (BENCHMARKS.md): against SurrealKV's host-sized defaults and against
     /// 64 / 32 MiB, the drain and accept rates are within run-to-run noise
     /// and the drain's memory stays flat, about 75 MiB lower than at 64 / 32.
     fn default() -> Self {
