@@ -237,6 +237,27 @@ impl Outcome {
         }
     }
 
+    /// The platform's id of a sent message, if it gave one.
+    pub fn provider_message_id(&self) -> Option<&String> {
+        match self {
+            Outcome::Sent {
+                provider_message_id,
+            } => provider_message_id.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The wait honoured before the next attempt, in milliseconds (at most
+    /// `u64::MAX`), for a retryable outcome that asked for one.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Outcome::Retryable { retry_after, .. } => {
+                retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => None,
+        }
+    }
+
     pub fn error(&self) -> Option<&ErrorNote> {
         match self {
             Outcome::Sent { .. } => None,

@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::auth::{Caller, Role};
 use super::extract::{QueryParams, parse_time};
 use super::{ApiError, AppState};
-use crate::message::{Attempt, ErrorNote, Message, Millis, Outcome, Status, rfc3339};
+use crate::message::{Attempt, ErrorNote, Message, Millis, Status, rfc3339};
 use crate::phone::Phone;
 use crate::store::HistoryFilter;
 
@@ -98,16 +98,8 @@ struct AttemptView {
 impl From<Attempt> for AttemptView {
     fn from(a: Attempt) -> AttemptView {
         let error = a.outcome.error().cloned();
-        let (provider_message_id, retry_after_ms) = match &a.outcome {
-            Outcome::Sent {
-                provider_message_id,
-            } => (provider_message_id.clone(), None),
-            Outcome::Retryable { retry_after, .. } => (
-                None,
-                retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            ),
-            Outcome::Permanent { .. } => (None, None),
-        };
+        let provider_message_id = a.outcome.provider_message_id().cloned();
+        let retry_after_ms = a.outcome.retry_after_ms();
         AttemptView {
             number: a.number,
             at: rfc3339(a.started_at),

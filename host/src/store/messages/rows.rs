@@ -169,16 +169,11 @@ pub(super) fn attempts_of(message_id: &str) -> RecordId {
 
 impl AttemptRow {
     pub(super) fn from_attempt(a: &Attempt, lease: &str) -> AttemptRow {
-        let (provider_message_id, retry_after_ms) = match &a.outcome {
-            Outcome::Sent {
-                provider_message_id,
-            } => (provider_message_id.clone(), None),
-            Outcome::Retryable { retry_after, .. } => (
-                None,
-                retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            ),
-            Outcome::Permanent { .. } => (None, None),
-        };
+        let provider_message_id = a.outcome.provider_message_id().cloned();
+        let retry_after_ms = a
+            .outcome
+            .retry_after_ms()
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
         let error = a.outcome.error();
         AttemptRow {
             id: Some(attempt_id(&a.message_id, a.number, lease)),
