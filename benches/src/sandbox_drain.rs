@@ -51,10 +51,10 @@ pub async fn run(
     let config = chirp_defaults();
     println!(
         "10. {} provider calls in flight (CHIRP_SEND_CONCURRENCY)",
-        config.send_concurrency
+        config.delivery.send_concurrency
     );
     let component =
-        Arc::new(load_component(plugin, &mock.base, work, config.send_concurrency).await);
+        Arc::new(load_component(plugin, &mock.base, work, config.delivery.send_concurrency).await);
     let native = Arc::new(NativeMyOperator::new(
         &mock.base,
         API_KEY,

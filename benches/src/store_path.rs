@@ -153,7 +153,8 @@ pub fn store_memory() -> EmbeddedMemory {
     env.insert("CHIRP_INSECURE_NO_AUTH".into(), "true".into());
     Config::from_parts(RawConfig::default(), env)
         .expect("store memory settings")
-        .store_memory
+        .store
+        .memory
 }
 
 /// A message shaped like the benchmark's `order_confirmation` sends.

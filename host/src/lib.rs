@@ -97,7 +97,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let metrics = telemetry::install();
     // The files seed the store; from then on the store is the truth.
     let files = Catalog::load(&config.templates_dir)?;
-    let store = Store::open(&config.db, &config.server, config.store_memory).await?;
+    let store = Store::open(&config.store.url, &config.store.server, config.store.memory).await?;
     let seeded = store
         .seed_templates(&files.all().cloned().collect::<Vec<_>>())
         .await?;
@@ -117,24 +117,24 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
     };
     let plugins = Arc::new(
         Plugins::new(plugins::Setup {
-            settings: config.plugin_settings.clone(),
+            settings: config.plugins.settings.clone(),
             defaults: limits,
             cache: Some((
-                config.plugin_cache_dir.clone(),
-                config.plugin_cache_key.clone(),
+                config.plugins.cache_dir.clone(),
+                config.plugins.cache_key.clone(),
             )),
-            concurrency: config.send_concurrency,
-            max_file_bytes: config.plugin_max_bytes,
+            concurrency: config.delivery.send_concurrency,
+            max_file_bytes: config.plugins.max_file_bytes,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?,
     );
-    std::fs::create_dir_all(&config.plugins_dir).map_err(|e| {
+    std::fs::create_dir_all(&config.plugins.dir).map_err(|e| {
         StartError::Plugin(plugins::LoadError::Read {
-            path: config.plugins_dir.clone(),
+            path: config.plugins.dir.clone(),
             reason: e.to_string(),
         })
     })?;
-    for error in plugins.sync_dir(&config.plugins_dir).await? {
+    for error in plugins.sync_dir(&config.plugins.dir).await? {
         // A plugin that can never work as configured stops start-up; a bad
         // file is only refused (and shown by GET /api/plugins).
         if matches!(
@@ -146,20 +146,20 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
             return Err(error.into());
         }
     }
-    if plugins.provider(&config.provider).is_none() {
+    if plugins.provider(&config.plugins.provider).is_none() {
         tracing::warn!(
-            provider = %config.provider,
-            dir = %config.plugins_dir.display(),
+            provider = %config.plugins.provider,
+            dir = %config.plugins.dir.display(),
             "the configured provider is not loaded; messages will wait in the queue"
         );
     }
     let wake = Arc::new(Notify::new());
-    let (queue, commit_tasks) = Queue::start(store.clone(), wake.clone(), config.store_committers);
+    let (queue, commit_tasks) = Queue::start(store.clone(), wake.clone(), config.store.committers);
     let (recipients, lookup_task) = Recipients::start(store.clone());
-    let listener = TcpListener::bind(config.listen)
+    let listener = TcpListener::bind(config.api.listen)
         .await
         .map_err(|source| StartError::Listen {
-            addr: config.listen,
+            addr: config.api.listen,
             source,
         })?;
     let state = api::AppState {
@@ -168,11 +168,11 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         recipients,
         plugins,
         templates,
-        provider: config.provider.clone(),
-        rules: config.rules.clone(),
+        provider: config.plugins.provider.clone(),
+        rules: config.plugins.rules.clone(),
         metrics,
-        auth: Arc::new(match &config.jwt_secret {
-            Some(secret) => api::Auth::hs256(&secret.0, &config.token_rules),
+        auth: Arc::new(match &config.auth.jwt_secret {
+            Some(secret) => api::Auth::hs256(&secret.0, &config.auth.token_rules),
             None => {
                 tracing::error!(
                     "AUTHENTICATION IS OFF (CHIRP_INSECURE_NO_AUTH): every caller is an admin; never run this way in production"
@@ -180,7 +180,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
                 api::Auth::Disabled
             }
         }),
-        plugins_dir: config.plugins_dir.clone(),
+        plugins_dir: config.plugins.dir.clone(),
     };
     Ok(Chirp {
         config,
@@ -213,7 +213,7 @@ impl Chirp {
             mut commit_tasks,
             lookup_task,
         } = self;
-        let shutdown_grace = config.shutdown_grace;
+        let shutdown_grace = config.delivery.shutdown_grace;
         let (stop_tx, stop_rx) = watch::channel(false);
         let scheduler = Scheduler::new(
             &config,
@@ -224,13 +224,13 @@ impl Chirp {
         );
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
-            &config.plugins_dir,
+            &config.plugins.dir,
             stop_tx.subscribe(),
         );
         if let Err(e) = &watcher {
-            tracing::error!(error = %e, dir = %config.plugins_dir.display(), "cannot watch the plugins directory; use POST /api/plugins/reload");
+            tracing::error!(error = %e, dir = %config.plugins.dir.display(), "cannot watch the plugins directory; use POST /api/plugins/reload");
         }
-        let scheduler_task = if config.pause_delivery {
+        let scheduler_task = if config.delivery.pause {
             tracing::warn!(
                 "delivery is paused (CHIRP_PAUSE_DELIVERY): messages are stored, not sent"
             );
@@ -239,7 +239,7 @@ impl Chirp {
             tokio::spawn(scheduler.run(stop_rx))
         };
         let store = state.store.clone();
-        let app = api::router(state, config.max_body_bytes, config.api_rate_limit);
+        let app = api::router(state, &config.api);
 
         let mut http_stop = stop_tx.subscribe();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -226,7 +226,10 @@ fn file_tables(
                     format!("setting names are {}", names::NAME_RULE)
                 },
             })?;
-            if values.insert(canonical, as_setting(value)).is_some() {
+            if values
+                .insert(canonical, super::settings::as_text(value))
+                .is_some()
+            {
                 return Err(ConfigError::Plugin {
                     var: at(&k),
                     reason: "given twice (with - and with _)".into(),
@@ -236,20 +239,6 @@ fn file_tables(
         read.insert(plugin, values);
     }
     Ok(read)
-}
-
-/// A TOML value as the string an environment variable would hold; arrays
-/// become comma-separated lists.
-fn as_setting(value: toml::Value) -> String {
-    match value {
-        toml::Value::String(s) => s,
-        toml::Value::Array(items) => items
-            .into_iter()
-            .map(as_setting)
-            .collect::<Vec<_>>()
-            .join(","),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

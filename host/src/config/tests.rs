@@ -1,6 +1,7 @@
 //! Reading and checking the configuration.
 
 use super::*;
+use crate::store::EmbeddedMemory;
 
 /// A variable map for a test.
 pub(super) fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
@@ -17,18 +18,18 @@ fn defaults_follow_the_seed() {
         env(&[("CHIRP_INSECURE_NO_AUTH", "true")]),
     )
     .unwrap();
-    assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(config.db, "surrealkv://data/chirp");
-    assert_eq!(config.max_attempts, 3);
+    assert_eq!(config.api.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.store.url, "surrealkv://data/chirp");
+    assert_eq!(config.delivery.max_attempts, 3);
     assert_eq!(
-        config.retry_backoff,
+        config.delivery.retry_backoff,
         [300, 600, 900].map(Duration::from_secs).to_vec()
     );
-    assert_eq!(config.shutdown_grace, Duration::from_secs(15));
-    assert_eq!(config.store_memory, EmbeddedMemory::default());
-    assert_eq!(config.store_committers.get(), 2);
-    assert_eq!(config.server.timeout, Duration::from_secs(5));
-    assert_eq!(config.server.credentials, None);
+    assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(15));
+    assert_eq!(config.store.memory, EmbeddedMemory::default());
+    assert_eq!(config.store.committers.get(), 2);
+    assert_eq!(config.store.server.timeout, Duration::from_secs(5));
+    assert_eq!(config.store.server.credentials, None);
     let config = Config::from_parts(
         RawConfig::default(),
         env(&[
@@ -44,19 +45,19 @@ fn defaults_follow_the_seed() {
         ]),
     )
     .unwrap();
-    assert_eq!(config.shutdown_grace, Duration::from_secs(90));
-    assert_eq!(config.server.timeout, Duration::from_secs(2));
+    assert_eq!(config.delivery.shutdown_grace, Duration::from_secs(90));
+    assert_eq!(config.store.server.timeout, Duration::from_secs(2));
     assert_eq!(
-        config.server.credentials,
+        config.store.server.credentials,
         Some(("root".into(), "hunter2-db".into()))
     );
     assert!(
         !format!("{config:?}").contains("hunter2"),
         "a secret shows in the configuration's Debug output"
     );
-    assert_eq!(config.store_committers.get(), 3);
+    assert_eq!(config.store.committers.get(), 3);
     assert_eq!(
-        config.store_memory,
+        config.store.memory,
         EmbeddedMemory {
             memtable: 32 << 20,
             block_cache: 8 << 20
@@ -83,8 +84,8 @@ fn environment_wins_over_the_file() {
         ]),
     )
     .unwrap();
-    assert_eq!(config.max_attempts, 4);
-    let settings = &config.plugin_settings;
+    assert_eq!(config.delivery.max_attempts, 4);
+    let settings = &config.plugins.settings;
     assert_eq!(
         settings.lookup("myoperator", "api-key").as_deref(),
         Some("from-env")
@@ -189,4 +190,42 @@ fn chirp_refuses_to_start_without_a_jwt_secret() {
         !err.to_string().contains("short"),
         "the secret leaked: {err}"
     );
+}
+
+#[test]
+fn the_file_takes_numbers_as_numbers_and_refuses_keys_that_are_no_setting() {
+    let secret = [(
+        "CHIRP_JWT_SECRET",
+        "a-secret-that-is-at-least-32-bytes-long",
+    )];
+    let raw: RawConfig = toml::from_str("max_attempts = 5\npause_delivery = true\n").unwrap();
+    let config = Config::from_parts(raw, env(&secret)).unwrap();
+    assert_eq!(config.delivery.max_attempts, 5);
+    assert!(config.delivery.pause);
+    // A misspelt key would otherwise leave its setting at the default.
+    let raw: RawConfig = toml::from_str("max_attemps = 5\n").unwrap();
+    let err = Config::from_parts(raw, env(&secret)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("max_attemps") && text.contains("max_attempts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn every_boolean_is_read_one_way() {
+    for var in ["CHIRP_PAUSE_DELIVERY", "CHIRP_INSECURE_NO_AUTH"] {
+        let err = Config::from_parts(
+            RawConfig::default(),
+            env(&[
+                (var, "maybe"),
+                (
+                    "CHIRP_JWT_SECRET",
+                    "a-secret-that-is-at-least-32-bytes-long",
+                ),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with(var), "{err}");
+    }
 }

@@ -14,12 +14,12 @@ impl Config {
     pub fn plugin_call_timeout(&self) -> Duration {
         crate::plugins::Limits::default()
             .call_timeout
-            .min(self.lease / 2)
+            .min(self.delivery.lease / 2)
     }
 
     /// The longest a provider call may take under any plugin's policy.
     pub fn longest_plugin_call(&self) -> Duration {
-        sandbox_timeouts(&self.plugin_settings)
+        sandbox_timeouts(&self.plugins.settings)
             .map(|(_, timeout)| timeout)
             .fold(self.plugin_call_timeout(), Duration::max)
     }
@@ -29,9 +29,10 @@ impl Config {
     /// the last waits for the rest.
     pub fn longest_pacing_wait(&self) -> Duration {
         let beyond_burst = self
+            .delivery
             .send_concurrency
-            .saturating_sub(self.provider_rate as usize);
-        Duration::from_secs_f64(beyond_burst as f64 / f64::from(self.provider_rate.max(1)))
+            .saturating_sub(self.delivery.provider_rate as usize);
+        Duration::from_secs_f64(beyond_burst as f64 / f64::from(self.delivery.provider_rate.max(1)))
     }
 
     /// Refuses settings that cannot hold together: an attempt must be able
@@ -40,13 +41,13 @@ impl Config {
     /// the message back mid-send and send it again.
     pub(super) fn check_contradictions(&self) -> Result<(), ConfigError> {
         let pacing = self.longest_pacing_wait();
-        let room = self.lease - self.lease / 10;
+        let room = self.delivery.lease - self.delivery.lease / 10;
         let mut calls = vec![(
             "the default plugin call timeout (10s, or half of CHIRP_LEASE)".to_string(),
             self.plugin_call_timeout(),
         )];
         calls.extend(
-            sandbox_timeouts(&self.plugin_settings)
+            sandbox_timeouts(&self.plugins.settings)
                 .map(|(plugin, t)| (PluginSettings::sandbox_variable(plugin, "timeout"), t)),
         );
         for (what, call) in calls {
@@ -60,7 +61,7 @@ impl Config {
                          then call for up to {call:?}, more than nine tenths of the {:?} lease; \
                          lengthen CHIRP_LEASE, shorten the timeout, or lower the concurrency \
                          relative to the rate",
-                        self.lease
+                        self.delivery.lease
                     ),
                 });
             }
@@ -73,7 +74,7 @@ impl Config {
 /// reads it (one that does not read is refused when its plugin loads).
 fn sandbox_timeouts(settings: &PluginSettings) -> impl Iterator<Item = (&String, Duration)> {
     settings.sandboxes().filter_map(|(plugin, keys)| {
-        let timeout = crate::plugins::policy::parse_duration(keys.get("timeout")?)?;
+        let timeout = crate::plugins::policy::call_duration(keys.get("timeout")?).ok()?;
         Some((plugin, timeout))
     })
 }

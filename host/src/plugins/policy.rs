@@ -20,6 +20,7 @@ use std::time::Duration;
 use super::engine::MAX_PLUGIN_MEMORY;
 use super::limits::Limits;
 use crate::config::PluginSettings;
+use crate::config::value::{self, ValueError};
 
 /// Every key of a plugin's sandbox policy.
 pub const KEYS: [&str; 10] = [
@@ -41,15 +42,31 @@ pub const KEYS: [&str; 10] = [
 pub struct PolicyError {
     pub variable: String,
     pub value: String,
-    pub reason: String,
+    pub reason: ValueError,
 }
 
-/// A policy's duration (`timeout`, `http_timeout`): a humantime duration
-/// that is not zero.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    humantime::parse_duration(text.trim())
-        .ok()
-        .filter(|d| !d.is_zero())
+/// A policy's duration (`timeout`, `http_timeout`): from a millisecond to
+/// an hour.
+pub fn call_duration(text: &str) -> Result<Duration, ValueError> {
+    value::duration(text, Duration::from_millis(1)..=Duration::from_secs(3600))
+}
+
+/// `key` of `plugin`'s policy read by `parse`, or `default` when unset.
+fn read<T>(
+    settings: &PluginSettings,
+    plugin: &str,
+    key: &str,
+    default: T,
+    parse: &dyn Fn(&str) -> Result<T, ValueError>,
+) -> Result<T, PolicyError> {
+    match settings.sandbox(plugin, key) {
+        None => Ok(default),
+        Some(text) => parse(&text).map_err(|reason| PolicyError {
+            variable: PluginSettings::sandbox_variable(plugin, key),
+            value: text,
+            reason,
+        }),
+    }
 }
 
 /// The policy the operator set for one plugin.
@@ -68,35 +85,19 @@ impl Policy {
         plugin: &str,
         defaults: &Limits,
     ) -> Result<Policy, PolicyError> {
-        let error = |key: &str, value: &str, reason: &str| PolicyError {
-            variable: PluginSettings::sandbox_variable(plugin, key),
-            value: value.into(),
-            reason: reason.into(),
+        let duration =
+            |key, default| read(settings, plugin, key, default, &|text| call_duration(text));
+        let number = |key, default: usize, max: usize| {
+            read(settings, plugin, key, default as u64, &|text| {
+                value::whole_number(text, 1..=max as u64)
+            })
+            .map(|n| n as usize)
         };
-        let duration = |key: &str, default: Duration| match settings.sandbox(plugin, key) {
-            None => Ok(default),
-            Some(v) => {
-                parse_duration(&v).ok_or_else(|| error(key, &v, "expected a duration such as 10s"))
-            }
-        };
-        let number = |key: &str, default: usize, max: usize| match settings.sandbox(plugin, key) {
-            None => Ok(default),
-            Some(v) => v
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| error(key, &v, &format!("expected a whole number from 1 to {max}"))),
-        };
-        let allow_private = match settings.sandbox(plugin, "allow_private").as_deref() {
-            None | Some("false" | "0" | "no") => false,
-            Some("true" | "1" | "yes") => true,
-            Some(v) => return Err(error("allow_private", v, "expected true or false")),
-        };
+        let allow_private = read(settings, plugin, "allow_private", false, &value::boolean)?;
         let allow_hosts = settings.sandbox(plugin, "allow_hosts").map(|list| {
-            list.split(',')
-                .map(|h| h.trim().to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
+            value::list(&list)
+                .into_iter()
+                .map(|host| host.to_ascii_lowercase())
                 .collect()
         });
         let max_mib = MAX_PLUGIN_MEMORY / (1024 * 1024);

@@ -84,13 +84,13 @@ impl<P: Providers> Scheduler<P> {
             providers,
             policy: config.retry_policy(),
             wake,
-            lease: config.lease,
-            concurrency: config.send_concurrency,
-            provider_rate: std::num::NonZeroU32::new(config.provider_rate)
+            lease: config.delivery.lease,
+            concurrency: config.delivery.send_concurrency,
+            provider_rate: std::num::NonZeroU32::new(config.delivery.provider_rate)
                 .unwrap_or(std::num::NonZeroU32::MIN),
             longest_call: config.longest_plugin_call(),
             templates,
-            marketing_hours: config.marketing_hours,
+            marketing_hours: config.delivery.marketing_hours,
         }
     }
 
