@@ -1,9 +1,15 @@
-//! The `chirp` binary: reads the configuration, starts chirp and serves
-//! until SIGINT or SIGTERM. All the work is in the library.
+//! The `chirp` binary: reads the command line and the configuration, then
+//! hands over to the library: `serve` (the default) runs the engine until
+//! SIGINT or SIGTERM; `plugin check` and `plugin send` are the plugin
+//! author's tools; `token` mints an API token from the configured secret.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use chirp::api::{Role, TokenRequest};
 use chirp::config::{Config, LogFormat};
+use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc rather than glibc's allocator: under load glibc's malloc and
@@ -12,57 +18,126 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "usage:
-  chirp [serve]                      run the notification engine
-  chirp plugin check FILE.wasm       validate a plugin component offline
-  chirp plugin send FILE.wasm --to PHONE --text TEXT [--url BASE_URL]
-                                     send one message through a provider plugin
+/// The log filter when `CHIRP_LOG` is not set: chirp's own lines at `info`,
+/// its dependencies' internals (SurrealKV's start-up lines, hyper, wasmtime)
+/// only when they warn.
+const DEFAULT_LOG_FILTER: &str = "warn,chirp=info";
 
-Configuration comes from CHIRP_* environment variables and an optional
-chirp.toml; plugin settings from CHIRP_PLUGINS__<PLUGIN>__<SETTING> variables
-(see README.md).";
+/// chirp: a notification engine with sandboxed WebAssembly providers.
+///
+/// Configuration comes from CHIRP_* environment variables and an optional
+/// chirp.toml; plugin settings from CHIRP_PLUGINS__<PLUGIN>__<SETTING>
+/// variables (see README.md).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the notification engine (the default).
+    Serve,
+    /// The plugin author's tools.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Mint an API token signed with CHIRP_JWT_SECRET (and the issuer and
+    /// audience the configuration requires); prints it on stdout.
+    Token {
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// Who the token is for (its `sub`, counted by the rate limit).
+        #[arg(long)]
+        sub: String,
+        /// A user's own phone, E.164 (required for --role user).
+        #[arg(long)]
+        phone: Option<String>,
+        /// How long the token lives, e.g. 8h or 30m.
+        #[arg(long, default_value = "8h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a plugin component offline, exactly as chirp would load it.
+    Check { file: PathBuf },
+    /// Send one message through a provider plugin.
+    Send {
+        file: PathBuf,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// Send to this base URL instead of the plugin's own (a test server).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TokenRole {
+    Admin,
+    User,
+}
 
 fn main() -> ExitCode {
     chirp::allocator::tune();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] | ["serve"] => serve(),
-        ["plugin", "check", file] => tool(chirp::tools::check(std::path::Path::new(file))),
-        ["plugin", "send", file, rest @ ..] => match send_flags(rest) {
-            Some((to, text, url)) => tool(chirp::tools::send(
-                std::path::Path::new(file),
-                to,
-                text,
-                url,
-            )),
-            None => {
-                eprintln!("{USAGE}");
-                ExitCode::from(2)
-            }
-        },
-        ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(),
+        Command::Plugin(PluginCommand::Check { file }) => tool(chirp::tools::check(&file)),
+        Command::Plugin(PluginCommand::Send {
+            file,
+            to,
+            text,
+            url,
+        }) => tool(chirp::tools::send(&file, &to, &text, url.as_deref())),
+        Command::Token {
+            role,
+            sub,
+            phone,
+            ttl,
+        } => token(TokenRequest {
+            role: match role {
+                TokenRole::Admin => Role::Admin,
+                TokenRole::User => Role::User,
+            },
+            subject: sub,
+            phone,
+            ttl,
+        }),
+    }
+}
+
+fn configuration() -> Result<Config, ExitCode> {
+    Config::from_process_env().map_err(|e| {
+        eprintln!("chirp: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn token(request: TokenRequest) -> ExitCode {
+    let config = match configuration() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    match chirp::api::mint_token(&config.auth, &request) {
+        Ok(token) => {
+            println!("{token}");
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!("{USAGE}");
+        Err(e) => {
+            eprintln!("chirp: {e}");
             ExitCode::from(2)
         }
     }
 }
 
 fn serve() -> ExitCode {
-    let config = match Config::from_process_env() {
+    let config = match configuration() {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("chirp: configuration error: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     init_logging(config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -95,22 +170,6 @@ fn serve() -> ExitCode {
     })
 }
 
-/// `--to PHONE --text TEXT [--url URL]`, in any order.
-fn send_flags<'a>(args: &[&'a str]) -> Option<(&'a str, &'a str, Option<&'a str>)> {
-    let (mut to, mut text, mut url) = (None, None, None);
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let value = *rest.next()?;
-        match *flag {
-            "--to" => to = Some(value),
-            "--text" => text = Some(value),
-            "--url" => url = Some(value),
-            _ => return None,
-        }
-    }
-    Some((to?, text?, url))
-}
-
 /// Runs a plugin tool to completion and prints its report.
 fn tool(
     work: impl std::future::Future<Output = Result<String, chirp::tools::ToolError>>,
@@ -136,7 +195,8 @@ fn tool(
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("CHIRP_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("CHIRP_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

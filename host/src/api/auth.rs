@@ -18,13 +18,13 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 pub use crate::config::TokenRules;
 
 /// How far a token's times may be off chirp's clock.
-const LEEWAY_SECS: u64 = 5;
+pub(super) const LEEWAY_SECS: u64 = 5;
 
 /// How tokens are checked.
 pub enum Auth {
@@ -143,13 +143,14 @@ impl Jwt {
 }
 
 /// A role a token can carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
     User,
 }
 
+/// What chirp reads of a token.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,

@@ -18,10 +18,12 @@ mod preferences;
 mod rate_limit;
 mod statistics;
 mod templates;
+mod token;
 
-pub use auth::{Auth, SharedAuth, TokenRules};
+pub use auth::{Auth, Role, SharedAuth, TokenRules};
 pub use error::ApiError;
 pub use notifications::{Content, SendRequest};
+pub use token::{MintError, TokenRequest, mint as mint_token};
 
 use std::sync::Arc;
 

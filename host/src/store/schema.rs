@@ -109,8 +109,19 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
             "the store has layout {newer}, written by a newer chirp; this one reads layout {LAYOUT}"
         ))),
         // No version: a new store, or one written before layouts were
-        // numbered (layout 1). The upgrade does nothing to an empty one.
+        // numbered (layout 1). The upgrade does nothing to an empty one
+        // but stamp its layout, and says nothing of it.
         _ => {
+            let holds_messages: bool = db
+                .query("RETURN count(SELECT id FROM message LIMIT 1) + count(SELECT id FROM attempt LIMIT 1) > 0")
+                .await?
+                .take::<Option<bool>>(0)?
+                .unwrap_or(true);
+            if !holds_messages {
+                checked(db.query(LAYOUT_1_TO_2).await?)?;
+                tracing::debug!(layout = LAYOUT, "a new store");
+                return Ok(());
+            }
             tracing::info!(from = 1, to = LAYOUT, "upgrading the store's layout");
             let mut attempts_moved = 0;
             loop {
