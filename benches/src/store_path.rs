@@ -91,7 +91,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {
-                        status: Status::Sent.as_str().into(),
+                        status: Status::Sent,
                         attempts: number.into(),
                         updated_at: done,
                         due_at: None,

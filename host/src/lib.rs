@@ -20,6 +20,7 @@
 //! Around it:
 //! - [`config`]: environment + `chirp.toml` -> validated [`Config`].
 //! - [`message`]: the domain types (message, attempt, outcome).
+//! - [`status`]: the message's state machine and its delivery receipts.
 //! - [`phone`]: E.164 phone numbers.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //! - [`telemetry`]: the Prometheus series.
@@ -40,6 +41,7 @@ pub mod phone;
 pub mod plugins;
 pub mod queue;
 pub mod recipients;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 pub mod templates;

@@ -1,8 +1,6 @@
 //! The message and its attempts: the domain types every part of chirp
 //! speaks, free of HTTP, SurrealDB and wasmtime.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -46,55 +44,7 @@ pub fn rfc3339(at: Millis) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-/// Where a message is in its life.
-///
-/// `queued` -> `sending` (leased to a worker) -> `sent`, or back to `queued`
-/// for a retry, or `failed` when attempts run out or the error is permanent.
-/// `skipped` messages were never to be sent (the recipient opted out, the
-/// template is disabled) and are kept so history shows why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Queued,
-    Sending,
-    Sent,
-    Failed,
-    Skipped,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Sending => "sending",
-            Status::Sent => "sent",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Status, String> {
-        match s {
-            "queued" => Ok(Status::Queued),
-            "sending" => Ok(Status::Sending),
-            "sent" => Ok(Status::Sent),
-            "failed" => Ok(Status::Failed),
-            "skipped" => Ok(Status::Skipped),
-            other => Err(format!(
-                "unknown status {other:?}; expected queued, sending, sent, failed or skipped"
-            )),
-        }
-    }
-}
+pub use crate::status::Status;
 
 /// The approved provider template a message goes out as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

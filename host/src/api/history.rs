@@ -247,7 +247,7 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
         .status
         .map(|s| s.parse::<Status>())
         .transpose()
-        .map_err(|e| ApiError::invalid("status", "invalid_status", e))?;
+        .map_err(|e| ApiError::invalid("status", "invalid_status", e.to_string()))?;
     let limit = match p.limit {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {

@@ -17,6 +17,7 @@ mod plugins;
 mod preferences;
 mod rate_limit;
 mod statistics;
+mod status;
 mod templates;
 mod token;
 

@@ -67,7 +67,7 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
         Verdict::Skip(note) => {
             crate::telemetry::skipped(1);
             tracing::info!(message_id = %leased.message.id, reason = %note.message, "skipped before sending");
-            patch.status = Status::Skipped.as_str().into();
+            patch.status = Status::Skipped;
             patch.error_code = Some(note.code);
             patch.error_message = Some(note.message);
         }
@@ -137,7 +137,7 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
 pub(super) fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
     let message = &leased.message;
     MessagePatch {
-        status: Status::Queued.as_str().into(),
+        status: Status::Queued,
         attempts: message.attempts.into(),
         updated_at: now,
         due_at: None,

@@ -331,7 +331,7 @@ pub fn complete(
             match policy.next(made_this_round, &attempt.outcome, now) {
                 Next::Sent => {
                     crate::telemetry::sent();
-                    patch.status = Status::Sent.as_str().into();
+                    patch.status = Status::Sent;
                     patch.sent_at = Some(now);
                     if let crate::message::Outcome::Sent {
                         provider_message_id,
@@ -342,7 +342,7 @@ pub fn complete(
                 }
                 Next::Failed => {
                     crate::telemetry::failed();
-                    patch.status = Status::Failed.as_str().into();
+                    patch.status = Status::Failed;
                 }
                 Next::RetryAt(at) => {
                     crate::telemetry::retry();

@@ -192,7 +192,12 @@ impl Store {
             .take(0)?;
         rows.into_iter()
             .map(|row| {
-                let status = row.status.parse().map_err(StoreError::Corrupt)?;
+                let status = row
+                    .status
+                    .parse()
+                    .map_err(|e: crate::status::UnknownStatus| {
+                        StoreError::Corrupt(e.to_string())
+                    })?;
                 Ok((
                     row.key,
                     (

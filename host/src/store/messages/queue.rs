@@ -6,13 +6,14 @@
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow};
-use crate::message::{Attempt, Leased, Message, Millis, Status};
+use crate::message::{Attempt, Leased, Message, Millis};
+use crate::status::{Status, Transition};
 use crate::store::{Store, StoreError, checked};
 
 /// The state a message moves to after an attempt (or a deferral).
 #[derive(Debug, Clone)]
 pub struct MessagePatch {
-    pub status: String,
+    pub status: Status,
     pub attempts: i64,
     pub updated_at: i64,
     pub due_at: Option<i64>,
@@ -71,7 +72,7 @@ struct StoredPatch {
 impl From<MessagePatch> for StoredPatch {
     fn from(p: MessagePatch) -> StoredPatch {
         StoredPatch {
-            status: p.status,
+            status: p.status.as_str().to_string(),
             attempts: p.attempts,
             updated_at: p.updated_at,
             due_at: p.due_at,
@@ -116,10 +117,12 @@ impl Store {
                 .query(
                     "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
                        ORDER BY due_at LIMIT $limit) \
-                     SET status = 'sending', due_at = $lease_until, lease = $lease, updated_at = $now \
-                     WHERE status IN ['queued', 'sending'] \
+                     SET status = $to, due_at = $lease_until, lease = $lease, updated_at = $now \
+                     WHERE status IN $from \
                      RETURN BEFORE",
                 )
+                .bind(("from", Transition::Claim.from_names()))
+                .bind(("to", Transition::Claim.to().as_str()))
                 .bind(("now", now))
                 .bind(("floor", floor.max(0)))
                 .bind(("limit", limit as i64))
@@ -132,7 +135,7 @@ impl Store {
                     let was_due = row.due_at;
                     let mut message = row.into_message()?;
                     let lease_expired = message.status == Status::Sending;
-                    message.status = Status::Sending;
+                    message.status = Transition::Claim.to();
                     message.due_at = was_due;
                     message.updated_at = now;
                     Ok(Leased {
@@ -238,10 +241,12 @@ impl Store {
                 let result = self
                     .db
                     .query(format!(
-                        "UPDATE type::record('message', $id) SET status = 'queued', due_at = $now, \
+                        "UPDATE type::record('message', $id) SET status = $to, due_at = $now, \
                          retry_base = attempts, updated_at = $now \
-                     WHERE status = 'failed' RETURN {MESSAGE_FIELDS}"
+                     WHERE status IN $from RETURN {MESSAGE_FIELDS}"
                     ))
+                    .bind(("from", Transition::Resend.from_names()))
+                    .bind(("to", Transition::Resend.to().as_str()))
                     .bind(("id", id.to_string()))
                     .bind(("now", now))
                     .await

@@ -72,7 +72,10 @@ impl MessageRow {
     }
 
     pub(super) fn into_message(self) -> Result<Message, StoreError> {
-        let status = self.status.parse().map_err(StoreError::Corrupt)?;
+        let status = self
+            .status
+            .parse()
+            .map_err(|e: crate::status::UnknownStatus| StoreError::Corrupt(e.to_string()))?;
         let provider_template = match (self.wa_template, self.wa_language) {
             (Some(name), Some(language)) => Some(ProviderTemplate {
                 name,

@@ -81,7 +81,7 @@ fn sent(message_id: &str, lease: &str, now: Millis) -> Completion {
         message_id: message_id.into(),
         lease: lease.into(),
         patch: MessagePatch {
-            status: Status::Sent.as_str().into(),
+            status: Status::Sent,
             attempts: 1,
             updated_at: now,
             due_at: None,
@@ -452,7 +452,7 @@ async fn loading_a_provider_releases_only_the_messages_still_waiting_for_it() {
         .iter()
         .map(|l| {
             let mut c = sent(&l.message.id, "lease", 1_100);
-            c.patch.status = Status::Queued.as_str().into();
+            c.patch.status = Status::Queued;
             c.patch.sent_at = None;
             c.patch.due_at = Some(31_000);
             c.patch.waiting_for = Some("myoperator".into());
