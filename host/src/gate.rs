@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 
 use crate::intake::opted_out;
 use crate::message::{ErrorNote, MAX_MILLIS, Message, Millis};
-use crate::store::Preferences;
+use crate::preferences::Preferences;
 use crate::templates::{Catalog, Category};
 
 /// Where a recipient is when their preferences do not say.

@@ -9,40 +9,54 @@
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, MAX_MILLIS, Millis, NewMessage, fingerprint, in_range, rfc3339};
+use crate::message::{ErrorNote, Millis, NewMessage, fingerprint, in_range};
 use crate::phone::Phone;
 use crate::plugins::{CallError, NotLoaded, Plugins, bindings};
-use crate::store::Preferences;
+use crate::preferences::Preferences;
 use crate::templates::{Catalog, Category, RenderError};
 
-/// Why a request or event cannot become messages. Each names the request
-/// field at fault.
+/// Why a request or event cannot become messages. The API chooses how
+/// each is answered (`api/error.rs`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
     Render(#[from] RenderError),
-    /// A problem with the request, found by chirp or the rules component.
-    #[error("{message}")]
-    Invalid {
-        field: String,
-        code: &'static str,
-        message: String,
-    },
-    /// The rules component is not there or failed.
-    #[error("{0}")]
-    Rules(String),
+    /// `override_opt_out` on a marketing template.
+    #[error("{template} is a marketing template; opt-outs of marketing cannot be overridden")]
+    OverrideNotAllowed { template: String },
+    /// The rules component found the event's data wrong: its words
+    /// (bounded), and the field they name (`data` when they name none).
+    #[error("{problem}")]
+    EventRefused { field: String, problem: String },
+    /// A template an event leads to needs a variable its data lacks.
+    #[error("data.{variable} is required by template {template}")]
+    MissingEventData { variable: String, template: String },
+    /// The rules hold a message until after the last time chirp keeps
+    /// (they read it from the event's dates).
+    #[error(
+        "the rules hold {template} until after 9999-12-31T23:59:59.999Z, the last time chirp keeps; check the dates in data"
+    )]
+    HoldOutOfRange { template: String },
+    /// The rules component is not loaded.
+    #[error("rules plugin {0:?} is not loaded")]
+    RulesNotLoaded(String),
+    /// The call to the rules component failed.
+    #[error("the rules component failed: {0}")]
+    RulesFailed(#[source] CallError),
+    /// The rules component answered something chirp does not take.
+    #[error("the rules component answered out of bounds: {0}")]
+    RulesOutOfBounds(RulesAnswerError),
 }
 
-fn invalid(
-    field: impl Into<String>,
-    code: &'static str,
-    message: impl Into<String>,
-) -> IntakeError {
-    IntakeError::Invalid {
-        field: field.into(),
-        code,
-        message: message.into(),
-    }
+/// What is wrong with a rules component's answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RulesAnswerError {
+    #[error("{given} decisions for one event; chirp takes at most {MAX_DECISIONS}")]
+    TooManyDecisions { given: usize },
+    #[error("variables for {template} are not a JSON object")]
+    VariablesNotAnObject { template: String },
+    #[error("a skip of a template chirp does not have ({name_bytes} bytes of name)")]
+    UnknownSkippedTemplate { name_bytes: usize },
 }
 
 /// Who a message is for and how to address them.
@@ -81,14 +95,9 @@ pub fn template_message(
         .get(draft.template)
         .ok_or_else(|| RenderError::UnknownTemplate(draft.template.into()))?;
     if draft.override_opt_out && def.category == Category::Marketing {
-        return Err(invalid(
-            "override_opt_out",
-            "override_not_allowed",
-            format!(
-                "{} is a marketing template; opt-outs of marketing cannot be overridden",
-                def.name
-            ),
-        ));
+        return Err(IntakeError::OverrideNotAllowed {
+            template: def.name.clone(),
+        });
     }
     let language = draft.language.or(recipient.preferences.language.as_deref());
     let rendered = catalog.render(draft.template, language, draft.variables)?;
@@ -219,8 +228,8 @@ pub struct Event<'a> {
     pub data: &'a Map<String, Value>,
 }
 
-/// A decision not to send, as the caller sees it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+/// A decision of the rules not to send a template.
+#[derive(Debug, Clone)]
 pub struct Skipped {
     pub template: String,
     pub reason: String,
@@ -273,11 +282,9 @@ pub async fn event_messages(
     let (_, answer) = plugins
         .decide(rules, &call)
         .await
-        .map_err(|NotLoaded(name)| {
-            IntakeError::Rules(format!("rules plugin {name:?} is not loaded"))
-        })?;
+        .map_err(|NotLoaded(name)| IntakeError::RulesNotLoaded(name.to_string()))?;
     let decisions = answer
-        .map_err(|e: CallError| IntakeError::Rules(e.to_string()))?
+        .map_err(IntakeError::RulesFailed)?
         .map_err(|problem| {
             // The rules name the field (`data.order_id`) in their message,
             // which is the caller's to read: a plugin's words, bounded.
@@ -290,15 +297,16 @@ pub async fn event_messages(
                 .chars()
                 .take(64)
                 .collect::<String>();
-            invalid(field, "invalid_event", problem)
+            IntakeError::EventRefused { field, problem }
         })?;
     // An event leads to a few messages; a plugin that answers thousands
     // would have chirp store them all in one transaction.
     if decisions.len() > MAX_DECISIONS {
-        return Err(IntakeError::Rules(format!(
-            "the rules gave {} decisions for one event; chirp takes at most {MAX_DECISIONS}",
-            decisions.len()
-        )));
+        return Err(IntakeError::RulesOutOfBounds(
+            RulesAnswerError::TooManyDecisions {
+                given: decisions.len(),
+            },
+        ));
     }
 
     let recipient = Recipient {
@@ -319,10 +327,11 @@ pub async fn event_messages(
                 let variables = match serde_json::from_str(&send.variables) {
                     Ok(Value::Object(map)) => map,
                     _ => {
-                        return Err(IntakeError::Rules(format!(
-                            "rules gave non-object variables for {}",
-                            send.template
-                        )));
+                        return Err(IntakeError::RulesOutOfBounds(
+                            RulesAnswerError::VariablesNotAnObject {
+                                template: send.template.clone(),
+                            },
+                        ));
                     }
                 };
                 let not_before = match send.not_before_ms.map(Millis::try_from) {
@@ -331,16 +340,9 @@ pub async fn event_messages(
                     // The rules read the time from the event's data (a
                     // delivery date): the caller's to fix.
                     Some(_) => {
-                        return Err(invalid(
-                            "data",
-                            "time_out_of_range",
-                            format!(
-                                "the rules hold {} until after {}, the last time chirp keeps; \
-                                 check the dates in data",
-                                send.template,
-                                rfc3339(MAX_MILLIS)
-                            ),
-                        ));
+                        return Err(IntakeError::HoldOutOfRange {
+                            template: send.template.clone(),
+                        });
                     }
                 };
                 let draft = Draft {
@@ -356,11 +358,12 @@ pub async fn event_messages(
                 let message = template_message(catalog, &recipient, draft, provider, now).map_err(
                     |e| match e {
                         // A variable the template needs comes from the event's data.
-                        IntakeError::Render(RenderError::MissingVariable(v)) => invalid(
-                            format!("data.{v}"),
-                            "missing_variable",
-                            format!("data.{v} is required by template {}", send.template),
-                        ),
+                        IntakeError::Render(RenderError::MissingVariable(variable)) => {
+                            IntakeError::MissingEventData {
+                                variable,
+                                template: send.template.clone(),
+                            }
+                        }
                         other => other,
                     },
                 )?;
@@ -374,10 +377,11 @@ pub async fn event_messages(
             }
             bindings::Decision::Skip(skip) => {
                 let Some(def) = catalog.get(&skip.template) else {
-                    return Err(IntakeError::Rules(format!(
-                        "the rules skipped a template chirp does not have ({} bytes of name)",
-                        skip.template.len()
-                    )));
+                    return Err(IntakeError::RulesOutOfBounds(
+                        RulesAnswerError::UnknownSkippedTemplate {
+                            name_bytes: skip.template.len(),
+                        },
+                    ));
                 };
                 let reason = rules_text(&skip.reason);
                 // Kept as a skipped message so history shows the decision.

@@ -22,6 +22,7 @@
 //! - [`message`]: the domain types (message, attempt, outcome).
 //! - [`status`]: the message's state machine and its delivery receipts.
 //! - [`phone`]: E.164 phone numbers.
+//! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //! - [`telemetry`]: the Prometheus series.
 //! - [`allocator`]: chirp's requests of mimalloc (purge delay, returning
@@ -39,6 +40,7 @@ pub mod intake;
 pub mod message;
 pub mod phone;
 pub mod plugins;
+pub mod preferences;
 pub mod queue;
 pub mod recipients;
 pub mod status;

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
-
 use crate::phone::Phone;
 
 /// Milliseconds since the Unix epoch: how chirp stores and compares time.
@@ -47,7 +45,7 @@ pub fn rfc3339(at: Millis) -> String {
 pub use crate::status::Status;
 
 /// The approved provider template a message goes out as.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderTemplate {
     /// The name WhatsApp approved.
     pub name: String,
@@ -146,7 +144,7 @@ pub struct Message {
 
 /// A code and a human explanation, as recorded for a failed attempt or a
 /// message waiting for its provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorNote {
     pub code: String,
     pub message: String,

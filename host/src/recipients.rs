@@ -15,7 +15,8 @@ use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Preferences, Store, StoreError};
+use crate::preferences::Preferences;
+use crate::store::{Store, StoreError};
 
 /// The most lookups answered by one query.
 const MAX_BATCH: usize = 256;

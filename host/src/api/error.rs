@@ -158,15 +158,25 @@ impl From<QueueError> for ApiError {
 
 impl From<IntakeError> for ApiError {
     fn from(e: IntakeError) -> ApiError {
+        let message = e.to_string();
         match e {
             IntakeError::Render(e) => e.into(),
-            IntakeError::Invalid {
-                field,
-                code,
-                message,
-            } => ApiError::invalid(field, code, message),
-            IntakeError::Rules(detail) => {
-                tracing::error!(error = %detail, "rules component unavailable");
+            IntakeError::OverrideNotAllowed { .. } => {
+                ApiError::invalid("override_opt_out", "override_not_allowed", message)
+            }
+            IntakeError::EventRefused { field, .. } => {
+                ApiError::invalid(field, "invalid_event", message)
+            }
+            IntakeError::MissingEventData { variable, .. } => {
+                ApiError::invalid(format!("data.{variable}"), "missing_variable", message)
+            }
+            IntakeError::HoldOutOfRange { .. } => {
+                ApiError::invalid("data", "time_out_of_range", message)
+            }
+            IntakeError::RulesNotLoaded(_)
+            | IntakeError::RulesFailed(_)
+            | IntakeError::RulesOutOfBounds(_) => {
+                tracing::error!(error = %message, "rules component unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "rules_unavailable",

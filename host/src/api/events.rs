@@ -63,7 +63,7 @@ struct EventAccepted {
     replayed: bool,
     messages: Vec<EventMessage>,
     /// Templates the rules decided not to send, with why.
-    skipped: Vec<Skipped>,
+    skipped: Vec<SkippedView>,
 }
 
 /// One message an event made.
@@ -222,7 +222,24 @@ async fn accept(
             reference_id,
             replayed,
             messages,
-            skipped,
+            skipped: skipped.into_iter().map(SkippedView::from).collect(),
         }),
     ))
+}
+
+/// A template the rules decided not to send, with why.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Skipped)]
+struct SkippedView {
+    template: String,
+    reason: String,
+}
+
+impl From<Skipped> for SkippedView {
+    fn from(s: Skipped) -> SkippedView {
+        SkippedView {
+            template: s.template,
+            reason: s.reason,
+        }
+    }
 }

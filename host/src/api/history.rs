@@ -10,8 +10,9 @@ use utoipa_axum::routes;
 
 use super::auth::{Caller, Role};
 use super::extract::{QueryParams, parse_time};
+use super::views::{ErrorNoteView, ProviderTemplateView};
 use super::{ApiError, AppState};
-use crate::message::{Attempt, ErrorNote, Message, Millis, Status, rfc3339};
+use crate::message::{Attempt, Message, Millis, Status, rfc3339};
 use crate::phone::Phone;
 use crate::store::HistoryFilter;
 
@@ -35,7 +36,7 @@ struct MessageView {
     template: Option<String>,
     template_version: Option<u32>,
     text: String,
-    provider_template: Option<crate::message::ProviderTemplate>,
+    provider_template: Option<ProviderTemplateView>,
     reference_id: Option<String>,
     idempotency_key: String,
     provider: String,
@@ -45,7 +46,7 @@ struct MessageView {
     next_attempt_at: Option<String>,
     sent_at: Option<String>,
     provider_message_id: Option<String>,
-    last_error: Option<ErrorNote>,
+    last_error: Option<ErrorNoteView>,
     /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<Vec<AttemptView>>,
@@ -60,7 +61,7 @@ impl MessageView {
             template: m.template,
             template_version: m.template_version,
             text: m.text,
-            provider_template: m.provider_template,
+            provider_template: m.provider_template.map(Into::into),
             reference_id: m.reference_id,
             idempotency_key: m.idempotency_key,
             provider: m.provider,
@@ -70,7 +71,7 @@ impl MessageView {
             next_attempt_at: m.due_at.map(rfc3339),
             sent_at: m.sent_at.map(rfc3339),
             provider_message_id: m.provider_message_id,
-            last_error: m.last_error,
+            last_error: m.last_error.map(Into::into),
             attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
         }
     }

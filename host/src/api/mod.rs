@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod history;
 mod layers;
+mod names;
 mod notifications;
 mod openapi;
 mod operations;
@@ -17,9 +18,9 @@ mod plugins;
 mod preferences;
 mod rate_limit;
 mod statistics;
-mod status;
 mod templates;
 mod token;
+mod views;
 
 pub use auth::{Auth, Role, SharedAuth, TokenRules};
 pub use error::ApiError;

@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 
 use super::auth::Admin;
 use super::{ApiError, AppState};
-use crate::plugins::PluginStatus;
-use crate::plugins::engine::Allocator;
+use crate::plugins::engine::{Allocator, Origin};
+use crate::plugins::{Meta, PluginFile, World};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,7 +44,12 @@ struct Reloaded {
 )]
 async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> {
     Json(PluginList {
-        items: state.plugins.status(),
+        items: state
+            .plugins
+            .files()
+            .into_iter()
+            .map(PluginStatus::from)
+            .collect(),
         allocator: state.plugins.allocator(),
     })
 }
@@ -64,7 +69,99 @@ async fn reload(_admin: Admin, State(state): State<AppState>) -> Result<Json<Rel
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(Reloaded {
-        items: state.plugins.status(),
+        items: state
+            .plugins
+            .files()
+            .into_iter()
+            .map(PluginStatus::from)
+            .collect(),
         refused: refused.iter().map(|e| e.to_string()).collect(),
     }))
+}
+
+/// One row of `GET /api/plugins`.
+#[derive(Serialize, ToSchema)]
+struct PluginStatus {
+    file: String,
+    /// `active`: the file's current content serves. `rejected`: it was
+    /// refused (`error` says why); `serving`, if present, is the earlier
+    /// version that keeps serving.
+    #[schema(pattern = "^(active|rejected)$")]
+    state: &'static str,
+    name: Option<String>,
+    world: Option<World>,
+    version: Option<String>,
+    sha256: Option<String>,
+    #[schema(format = DateTime)]
+    loaded_at: Option<String>,
+    origin: Option<Origin>,
+    error: Option<String>,
+    serving: Option<Serving>,
+}
+
+/// The version of a plugin that serves.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Meta)]
+struct Serving {
+    name: String,
+    world: World,
+    version: String,
+    sha256: String,
+    file: String,
+    #[schema(format = DateTime)]
+    loaded_at: String,
+    /// Whether the machine code came from the cache.
+    origin: Origin,
+    hosts: Vec<String>,
+}
+
+fn rfc3339(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+impl From<Meta> for Serving {
+    fn from(m: Meta) -> Serving {
+        Serving {
+            name: m.name,
+            world: m.world,
+            version: m.version,
+            sha256: m.sha256,
+            file: m.file.display().to_string(),
+            loaded_at: rfc3339(m.loaded_at),
+            origin: m.origin,
+            hosts: m.hosts,
+        }
+    }
+}
+
+impl From<PluginFile> for PluginStatus {
+    fn from(f: PluginFile) -> PluginStatus {
+        let file = f.file.display().to_string();
+        match (f.rejected, f.active) {
+            (None, Some(m)) => PluginStatus {
+                file,
+                state: "active",
+                name: Some(m.name),
+                world: Some(m.world),
+                version: Some(m.version),
+                sha256: Some(m.sha256),
+                loaded_at: Some(rfc3339(m.loaded_at)),
+                origin: Some(m.origin),
+                error: None,
+                serving: None,
+            },
+            (rejected, serving) => PluginStatus {
+                file,
+                state: "rejected",
+                name: serving.as_ref().map(|m| m.name.clone()),
+                world: serving.as_ref().map(|m| m.world),
+                version: None,
+                sha256: rejected.as_ref().map(|r| r.sha256.clone()),
+                loaded_at: None,
+                origin: None,
+                error: rejected.map(|r| r.error),
+                serving: serving.map(Serving::from),
+            },
+        }
+    }
 }

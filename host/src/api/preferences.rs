@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::phone::Phone;
-use crate::store::Preferences;
+use crate::preferences::Preferences;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(read, replace))
@@ -28,16 +28,16 @@ fn phone(text: &str) -> Result<Phone, ApiError> {
     tag = "preferences",
     description = "A recipient's preferences (a user: their own phone).",
     params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$")),
-    responses((status = 200, description = "Success", body = Preferences)),
+    responses((status = 200, description = "Success", body = PreferencesView)),
 )]
 async fn read(
     caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,
-) -> Result<Json<Preferences>, ApiError> {
+) -> Result<Json<PreferencesView>, ApiError> {
     let phone = phone(&text)?;
     caller.may_access(phone.as_str())?;
-    Ok(Json(state.store.preferences(phone.as_str()).await?))
+    Ok(Json(state.store.preferences(phone.as_str()).await?.into()))
 }
 
 /// Replaces the preferences; fields left out take their defaults (opted
@@ -51,14 +51,14 @@ async fn read(
     request_body(content = PreferencesEdit, example = json!({
         "opt_out_marketing": true, "language": "hi", "timezone": "Asia/Kolkata"
     })),
-    responses((status = 200, description = "Success", body = Preferences)),
+    responses((status = 200, description = "Success", body = PreferencesView)),
 )]
 async fn replace(
     caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Preferences>, ApiError> {
+) -> Result<Json<PreferencesView>, ApiError> {
     let phone = phone(&text)?;
     // Users edit their own preferences; an admin edits anyone's.
     caller.may_access(phone.as_str())?;
@@ -103,7 +103,7 @@ async fn replace(
             "timezone is an IANA name such as Asia/Kolkata",
         ));
     }
-    Ok(Json(state.store.save_preferences(prefs).await?))
+    Ok(Json(state.store.save_preferences(prefs).await?.into()))
 }
 
 /// The body of a preferences edit, as the OpenAPI document shows it; the
@@ -120,4 +120,35 @@ struct PreferencesEdit {
     language: Option<String>,
     /// IANA time zone, e.g. `Asia/Kolkata`.
     timezone: Option<String>,
+}
+
+/// A recipient's preferences as the API shows them.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = Preferences)]
+struct PreferencesView {
+    phone: String,
+    /// Opted out of every message.
+    opt_out_all: bool,
+    /// Opted out of marketing (`category = "marketing"` templates).
+    opt_out_marketing: bool,
+    /// Opted out of these templates.
+    opt_out_templates: Vec<String>,
+    language: Option<String>,
+    timezone: Option<String>,
+    /// Milliseconds since the Unix epoch; `null` until first saved.
+    updated_at: Option<i64>,
+}
+
+impl From<Preferences> for PreferencesView {
+    fn from(p: Preferences) -> PreferencesView {
+        PreferencesView {
+            phone: p.phone,
+            opt_out_all: p.opt_out_all,
+            opt_out_marketing: p.opt_out_marketing,
+            opt_out_templates: p.opt_out_templates,
+            language: p.language,
+            timezone: p.timezone,
+            updated_at: p.updated_at,
+        }
+    }
 }

@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,6 +12,7 @@ use super::auth::Caller;
 use super::extract::{QueryParams, parse_time};
 use super::{ApiError, AppState};
 use crate::message::Millis;
+use crate::store::{Count, ProviderOutcomes, Statistics};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(statistics))
@@ -37,13 +38,13 @@ struct RangeParams {
     path = "/api/notifications/statistics",
     tag = "notifications",
     params(RangeParams),
-    responses((status = 200, description = "Success", body = crate::store::Statistics)),
+    responses((status = 200, description = "Success", body = StatisticsView)),
 )]
 async fn statistics(
     _caller: Caller,
     State(state): State<AppState>,
     QueryParams(range): QueryParams<RangeParams>,
-) -> Result<Json<crate::store::Statistics>, ApiError> {
+) -> Result<Json<StatisticsView>, ApiError> {
     let from = range
         .from
         .map(|t| parse_time("from", &t))
@@ -61,5 +62,80 @@ async fn statistics(
             "to must be after from",
         ));
     }
-    Ok(Json(state.store.statistics(from, to).await?))
+    Ok(Json(state.store.statistics(from, to).await?.into()))
+}
+
+/// One count of a group.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Count)]
+struct CountView {
+    key: String,
+    count: u64,
+}
+
+/// Outcomes of a provider's attempts.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProviderOutcomes)]
+struct ProviderOutcomesView {
+    provider: String,
+    outcome: String,
+    count: u64,
+}
+
+/// Statistics of the messages accepted in the range.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Statistics)]
+struct StatisticsView {
+    total: u64,
+    by_status: Vec<CountView>,
+    by_template: Vec<CountView>,
+    /// Days as `YYYY-MM-DD` (UTC).
+    by_day: Vec<CountView>,
+    /// sent / (sent + failed); `null` when nothing has finished.
+    success_rate: Option<f64>,
+    /// Mean attempts of finished (sent or failed) messages.
+    average_attempts: Option<f64>,
+    /// Time from acceptance to `sent`, in milliseconds.
+    accept_to_sent_p50_ms: Option<i64>,
+    accept_to_sent_p95_ms: Option<i64>,
+    /// Queued now (any time range), and the age of the oldest of them.
+    queue_depth: u64,
+    oldest_queued_age_ms: Option<i64>,
+    provider_outcomes: Vec<ProviderOutcomesView>,
+}
+
+fn counts(counts: Vec<Count>) -> Vec<CountView> {
+    counts
+        .into_iter()
+        .map(|c| CountView {
+            key: c.key,
+            count: c.count,
+        })
+        .collect()
+}
+
+impl From<Statistics> for StatisticsView {
+    fn from(s: Statistics) -> StatisticsView {
+        StatisticsView {
+            total: s.total,
+            by_status: counts(s.by_status),
+            by_template: counts(s.by_template),
+            by_day: counts(s.by_day),
+            success_rate: s.success_rate,
+            average_attempts: s.average_attempts,
+            accept_to_sent_p50_ms: s.accept_to_sent_p50_ms,
+            accept_to_sent_p95_ms: s.accept_to_sent_p95_ms,
+            queue_depth: s.queue_depth,
+            oldest_queued_age_ms: s.oldest_queued_age_ms,
+            provider_outcomes: s
+                .provider_outcomes
+                .into_iter()
+                .map(|p: ProviderOutcomes| ProviderOutcomesView {
+                    provider: p.provider,
+                    outcome: p.outcome,
+                    count: p.count,
+                })
+                .collect(),
+        }
+    }
 }

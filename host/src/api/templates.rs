@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Every template in force.
 #[derive(Serialize, ToSchema)]
 struct TemplateList {
-    items: Vec<TemplateDef>,
+    items: Vec<TemplateView>,
 }
 
 #[utoipa::path(
@@ -44,7 +44,7 @@ struct TemplateList {
 async fn list(_caller: Caller, State(state): State<AppState>) -> Json<TemplateList> {
     let catalog = state.templates.current();
     Json(TemplateList {
-        items: catalog.all().cloned().collect(),
+        items: catalog.all().cloned().map(TemplateView::from).collect(),
     })
 }
 
@@ -63,7 +63,7 @@ fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
     tag = "templates",
     params(("name" = String, Path, description = "The template")),
     responses(
-        (status = 200, description = "Success", body = TemplateDef),
+        (status = 200, description = "Success", body = TemplateView),
         (status = 404, description = "No such template", body = super::error::ErrorBody),
     ),
 )]
@@ -71,8 +71,8 @@ async fn one(
     _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<TemplateDef>, ApiError> {
-    current(&state, &name).map(Json)
+) -> Result<Json<TemplateView>, ApiError> {
+    current(&state, &name).map(|def| Json(def.into()))
 }
 
 /// `PUT`: any of `text` (an object of language -> text, or a string for
@@ -90,7 +90,7 @@ async fn one(
         "text": {"en": "Order {{ order_id }} is confirmed: ₹{{ total_amount }}, arriving {{ delivery_date }}."}
     })),
     responses(
-        (status = 200, description = "The new version", body = TemplateDef),
+        (status = 200, description = "The new version", body = TemplateView),
         (status = 404, description = "No such template", body = super::error::ErrorBody),
     ),
 )]
@@ -99,7 +99,7 @@ async fn update(
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<TemplateDef>, ApiError> {
+) -> Result<Json<TemplateView>, ApiError> {
     let mut def = current(&state, &name)?;
     let mut fields = Fields::new(body);
     match fields.value("text") {
@@ -163,7 +163,7 @@ async fn update(
         def.sample = sample.into_iter().collect();
     }
     fields.finish()?;
-    save(&state, def).await.map(Json)
+    save(&state, def).await.map(|def| Json(def.into()))
 }
 
 /// The body of a template edit, as the OpenAPI document shows it; every
@@ -179,7 +179,7 @@ struct TemplateEdit {
     variables: Option<Vec<String>>,
     description: Option<String>,
     category: Option<Category>,
-    whatsapp: Option<crate::templates::WhatsappTemplate>,
+    whatsapp: Option<WhatsappTemplateView>,
     /// Example values of the variables, for previews.
     #[schema(value_type = Option<Object>)]
     sample: Option<Map<String, Value>>,
@@ -275,7 +275,7 @@ async fn versions(
         ("version" = u32, Path, description = "The version to restore"),
     ),
     responses(
-        (status = 200, description = "The new version", body = TemplateDef),
+        (status = 200, description = "The new version", body = TemplateView),
         (status = 404, description = "No such template or version", body = super::error::ErrorBody),
     ),
 )]
@@ -283,7 +283,7 @@ async fn rollback(
     _admin: Admin,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> Result<Json<TemplateDef>, ApiError> {
+) -> Result<Json<TemplateView>, ApiError> {
     current(&state, &name)?;
     let wanted: u32 = version.parse().map_err(|_| {
         ApiError::invalid("version", "invalid_version", "version is a whole number")
@@ -295,7 +295,7 @@ async fn rollback(
         .into_iter()
         .find(|v| v.version == wanted)
         .ok_or_else(|| ApiError::not_found("version", &format!("{name}@{wanted}")))?;
-    save(&state, old.def).await.map(Json)
+    save(&state, old.def).await.map(|def| Json(def.into()))
 }
 
 /// Renders with the given `variables` (or the template's samples) and
@@ -348,7 +348,7 @@ async fn preview(
         version: rendered.version,
         language: rendered.language,
         text: rendered.text,
-        provider_template: rendered.provider_template,
+        provider_template: rendered.provider_template.into(),
         variables,
     }))
 }
@@ -371,8 +371,58 @@ struct Preview {
     /// The language rendered (English when the one asked for is missing).
     language: String,
     text: String,
-    provider_template: crate::message::ProviderTemplate,
+    provider_template: super::views::ProviderTemplateView,
     /// The variables used.
     #[schema(value_type = Object)]
     variables: Map<String, Value>,
+}
+
+/// A template as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TemplateDef)]
+struct TemplateView {
+    name: String,
+    category: Category,
+    description: String,
+    /// Every variable a caller must give.
+    variables: Vec<String>,
+    enabled: bool,
+    whatsapp: WhatsappTemplateView,
+    /// Text per language code; `en` is always there.
+    text: std::collections::BTreeMap<String, String>,
+    /// Example values of the variables, for previews.
+    #[schema(value_type = Object)]
+    sample: std::collections::BTreeMap<String, Value>,
+    /// The saved version in force.
+    version: u32,
+}
+
+/// The WhatsApp-approved template a chirp template maps to.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = WhatsappTemplate)]
+struct WhatsappTemplateView {
+    /// The name WhatsApp approved.
+    template: String,
+    /// chirp variables in the order of the approved placeholders.
+    parameters: Vec<String>,
+}
+
+impl From<TemplateDef> for TemplateView {
+    fn from(def: TemplateDef) -> TemplateView {
+        TemplateView {
+            name: def.name,
+            category: def.category,
+            description: def.description,
+            variables: def.variables,
+            enabled: def.enabled,
+            whatsapp: WhatsappTemplateView {
+                template: def.whatsapp.template,
+                parameters: def.whatsapp.parameters,
+            },
+            text: def.text,
+            sample: def.sample,
+            version: def.version,
+        }
+    }
 }

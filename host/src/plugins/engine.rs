@@ -24,11 +24,23 @@ pub const MAX_PLUGIN_MEMORY: usize = 256 * 1024 * 1024;
 const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Whether instances come from a pool or from the operating system.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocator {
     Pooling,
     OnDemand,
+}
+
+impl Allocator {
+    /// Both ways.
+    pub const ALL: [Allocator; 2] = [Allocator::Pooling, Allocator::OnDemand];
+
+    /// Its name, as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Allocator::Pooling => "pooling",
+            Allocator::OnDemand => "on-demand",
+        }
+    }
 }
 
 /// Builds the engine: pooling sized for `instances` concurrent plugin
@@ -109,13 +121,25 @@ pub fn spawn_epoch_ticker(engine: &Engine) {
 }
 
 /// Where a component came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Compiled from the `.wasm` now.
     Compiled,
     /// Read from the on-disk cache.
     Cache,
+}
+
+impl Origin {
+    /// Both origins.
+    pub const ALL: [Origin; 2] = [Origin::Compiled, Origin::Cache];
+
+    /// Its name, as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Compiled => "compiled",
+            Origin::Cache => "cache",
+        }
+    }
 }
 
 /// Gives back to the operating system the memory a compile used and freed.

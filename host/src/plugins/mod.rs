@@ -44,13 +44,12 @@ pub mod watcher;
 
 pub use call::{CallError, NotLoaded, SendAnswer};
 use registry::Registry;
-pub use registry::{PluginStatus, Rejection};
+pub use registry::{PluginFile, Rejection};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
@@ -93,32 +92,37 @@ pub enum LoadError {
 }
 
 /// The worlds chirp knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
     Provider,
     Rules,
 }
 
+impl World {
+    /// Every world.
+    pub const ALL: [World; 2] = [World::Provider, World::Rules];
+
+    /// The world's name, as WIT and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Provider => "provider",
+            World::Rules => "rules",
+        }
+    }
+}
+
 /// What is known of a loaded plugin, whatever its world.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Meta {
     pub name: String,
     pub world: World,
     pub version: String,
     pub sha256: String,
-    #[schema(value_type = String)]
     pub file: PathBuf,
-    #[serde(serialize_with = "serialize_time")]
-    #[schema(value_type = String, format = DateTime)]
     pub loaded_at: SystemTime,
     /// Whether the machine code came from the cache.
     pub origin: Origin,
     pub hosts: Vec<String>,
-}
-
-fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
 }
 
 /// A provider ready to be called.

@@ -11,19 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde::Serialize;
-
-use super::engine::Origin;
-use super::{
-    LoadError, Loaded, LoadedProvider, LoadedRules, Meta, Plugins, World, files, serialize_time,
-};
+use super::{LoadError, Loaded, LoadedProvider, LoadedRules, Meta, Plugins, World, files};
 
 /// A file that was offered and refused.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Rejection {
     pub sha256: String,
     pub error: String,
-    #[serde(serialize_with = "serialize_time")]
     pub at: SystemTime,
 }
 
@@ -37,22 +31,14 @@ pub(super) struct FileEntry {
     pub(super) rejected: Option<Rejection>,
 }
 
-/// One row of `GET /api/plugins`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct PluginStatus {
-    pub file: String,
-    /// `active`: the file's current content serves. `rejected`: it was
-    /// refused (`error` says why); `serving`, if present, is the earlier
-    /// version that keeps serving.
-    pub state: &'static str,
-    pub name: Option<String>,
-    pub world: Option<World>,
-    pub version: Option<String>,
-    pub sha256: Option<String>,
-    pub loaded_at: Option<String>,
-    pub origin: Option<Origin>,
-    pub error: Option<String>,
-    pub serving: Option<Meta>,
+/// One file of the plugins directory and what became of it.
+#[derive(Debug, Clone)]
+pub struct PluginFile {
+    pub file: PathBuf,
+    /// The plugin this file serves, if any.
+    pub active: Option<Meta>,
+    /// Its current content, if that was refused.
+    pub rejected: Option<Rejection>,
 }
 
 /// Files -> their state; names -> the plugin loaded under it.
@@ -217,38 +203,14 @@ impl Plugins {
     }
 
     /// Every file chirp has seen, with its state.
-    pub fn status(&self) -> Vec<PluginStatus> {
+    pub fn files(&self) -> Vec<PluginFile> {
         self.read()
             .files
             .iter()
-            .map(|(file, entry)| {
-                let file = file.display().to_string();
-                match (&entry.rejected, &entry.active) {
-                    (None, Some(m)) => PluginStatus {
-                        file,
-                        state: "active",
-                        name: Some(m.name.clone()),
-                        world: Some(m.world),
-                        version: Some(m.version.clone()),
-                        sha256: Some(m.sha256.clone()),
-                        loaded_at: Some(humantime::format_rfc3339_millis(m.loaded_at).to_string()),
-                        origin: Some(m.origin),
-                        error: None,
-                        serving: None,
-                    },
-                    (rejected, serving) => PluginStatus {
-                        file,
-                        state: "rejected",
-                        name: serving.as_ref().map(|m| m.name.clone()),
-                        world: serving.as_ref().map(|m| m.world),
-                        version: None,
-                        sha256: rejected.as_ref().map(|r| r.sha256.clone()),
-                        loaded_at: None,
-                        origin: None,
-                        error: rejected.as_ref().map(|r| r.error.clone()),
-                        serving: serving.clone(),
-                    },
-                }
+            .map(|(file, entry)| PluginFile {
+                file: file.clone(),
+                active: entry.active.clone(),
+                rejected: entry.rejected.clone(),
             })
             .collect()
     }

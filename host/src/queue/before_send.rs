@@ -13,7 +13,8 @@ use super::scheduler::Scheduler;
 use crate::delivery::Providers;
 use crate::gate::{self, Verdict};
 use crate::message::{Leased, Millis, Status, after, now_millis};
-use crate::store::{Completion, MessagePatch, Preferences};
+use crate::preferences::Preferences;
+use crate::store::{Completion, MessagePatch};
 
 /// How long messages are held when the preferences they must be checked
 /// against cannot be read.

@@ -19,8 +19,7 @@ mod templates;
 pub use database::EmbeddedMemory;
 pub use link::ServerAccess;
 pub use messages::{Completion, DueCounts, HistoryFilter, Inserted, MessagePatch};
-pub use preferences::Preferences;
-pub use statistics::Statistics;
+pub use statistics::{Count, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
 
 /// A plain message with the caller key `key-{n}`, and an empty store in

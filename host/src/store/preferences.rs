@@ -7,48 +7,45 @@ use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{Store, StoreError, checked};
 use crate::message::{Millis, now_millis};
+use crate::preferences::Preferences;
 
-/// A recipient's settings. The default (no row) is: opted into everything,
-/// language and time zone unknown.
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, SurrealValue, serde::Serialize, utoipa::ToSchema,
-)]
-pub struct Preferences {
-    pub phone: String,
-    /// Opted out of every message.
-    pub opt_out_all: bool,
-    /// Opted out of marketing (`category = "marketing"` templates).
-    pub opt_out_marketing: bool,
-    /// Opted out of these templates.
-    pub opt_out_templates: Vec<String>,
-    pub language: Option<String>,
-    pub timezone: Option<String>,
-    /// Milliseconds since the Unix epoch; `null` until first saved.
-    #[schema(value_type = Option<i64>)]
-    pub updated_at: Option<Millis>,
+/// A `preference` row.
+#[derive(Debug, Clone, SurrealValue)]
+struct PreferenceRow {
+    phone: String,
+    opt_out_all: bool,
+    opt_out_marketing: bool,
+    opt_out_templates: Vec<String>,
+    language: Option<String>,
+    timezone: Option<String>,
+    updated_at: Option<Millis>,
 }
 
-impl Preferences {
-    /// The preferences of a recipient who never saved any.
-    pub fn defaults_for(phone: &str) -> Preferences {
+impl From<PreferenceRow> for Preferences {
+    fn from(row: PreferenceRow) -> Preferences {
         Preferences {
-            phone: phone.into(),
-            ..Preferences::default()
+            phone: row.phone,
+            opt_out_all: row.opt_out_all,
+            opt_out_marketing: row.opt_out_marketing,
+            opt_out_templates: row.opt_out_templates,
+            language: row.language,
+            timezone: row.timezone,
+            updated_at: row.updated_at,
         }
     }
+}
 
-    /// The opt-outs as the rules component sees them: `all`, `marketing`,
-    /// template names.
-    pub fn opt_outs(&self) -> Vec<String> {
-        let mut list = Vec::new();
-        if self.opt_out_all {
-            list.push("all".to_string());
+impl From<Preferences> for PreferenceRow {
+    fn from(p: Preferences) -> PreferenceRow {
+        PreferenceRow {
+            phone: p.phone,
+            opt_out_all: p.opt_out_all,
+            opt_out_marketing: p.opt_out_marketing,
+            opt_out_templates: p.opt_out_templates,
+            language: p.language,
+            timezone: p.timezone,
+            updated_at: p.updated_at,
         }
-        if self.opt_out_marketing {
-            list.push("marketing".to_string());
-        }
-        list.extend(self.opt_out_templates.iter().cloned());
-        list
     }
 }
 
@@ -71,7 +68,7 @@ impl Store {
             .iter()
             .map(|phone| RecordId::new("preference", phone.as_str()))
             .collect();
-        let rows: Vec<Preferences> = self
+        let rows: Vec<PreferenceRow> = self
             .db
             .query(
                 "SELECT phone, opt_out_all, opt_out_marketing, opt_out_templates, language, \
@@ -80,7 +77,10 @@ impl Store {
             .bind(("ids", ids))
             .await?
             .take(0)?;
-        Ok(rows.into_iter().map(|p| (p.phone.clone(), p)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.phone.clone(), Preferences::from(row)))
+            .collect())
     }
 
     /// Replaces the preferences of `prefs.phone`.
@@ -93,7 +93,7 @@ impl Store {
             checked(
                 self.db
                     .query("UPSERT type::record('preference', $p.phone) CONTENT $p RETURN NONE")
-                    .bind(("p", prefs.clone()))
+                    .bind(("p", PreferenceRow::from(prefs.clone())))
                     .await?,
             )?;
             Ok(prefs)

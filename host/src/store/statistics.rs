@@ -1,21 +1,21 @@
 //! Aggregates over the `message` and `attempt` tables for
 //! `GET /api/notifications/statistics`.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{Store, StoreError};
 use crate::message::{Millis, now_millis};
+use crate::status::Status;
 
 /// One count of a group.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Count {
     pub key: String,
     pub count: u64,
 }
 
 /// Outcomes of a provider's attempts.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct ProviderOutcomes {
     pub provider: String,
     pub outcome: String,
@@ -23,7 +23,7 @@ pub struct ProviderOutcomes {
 }
 
 /// Statistics of messages accepted in `[from, to)`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone)]
 pub struct Statistics {
     pub total: u64,
     pub by_status: Vec<Count>,
@@ -100,7 +100,10 @@ impl Store {
                 .find(|c| c.key == status)
                 .map_or(0, |c| c.count)
         };
-        let (sent, failed) = (count_of("sent"), count_of("failed"));
+        let (sent, failed) = (
+            count_of(Status::Sent.as_str()),
+            count_of(Status::Failed.as_str()),
+        );
         let queue_depth = queue.first().and_then(|q| q["n"].as_u64()).unwrap_or(0);
         let oldest = queue.first().and_then(|q| q["oldest"].as_i64());
         Ok(Statistics {

@@ -26,15 +26,28 @@ pub const DEFAULT_LANGUAGE: &str = "en";
 
 /// Whether a message is a service message or promotion (opt-outs and quiet
 /// hours apply to marketing only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Transactional,
     Marketing,
 }
 
+impl Category {
+    /// Both categories.
+    pub const ALL: [Category; 2] = [Category::Transactional, Category::Marketing];
+
+    /// Its name, as files, the store and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transactional => "transactional",
+            Category::Marketing => "marketing",
+        }
+    }
+}
+
 /// The WhatsApp-approved template a chirp template maps to.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsappTemplate {
     /// The name WhatsApp approved.
@@ -43,8 +56,9 @@ pub struct WhatsappTemplate {
     pub parameters: Vec<String>,
 }
 
-/// One template file, as written in `templates/NAME.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+/// One template file, as written in `templates/NAME.toml`; the store keeps
+/// each saved version in the same shape.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDef {
     pub name: String,
