@@ -1,10 +1,9 @@
-//! What `chirp-bench` and `chirp-reliability` share: a mock MyOperator
-//! that can misbehave, the chirp process under test, the load generator
-//! and a SurrealDB server to run it against; and the in-process scenarios of `chirp-bench` (the store
+//! What `chirp-bench` and `chirp-reliability` share beyond
+//! `chirp_harness` (the chirp process, the mocks, tokens): how they start
+//! chirp, the load generator and a SurrealDB server to run it against; and the in-process scenarios of `chirp-bench` (the store
 //! alone, and the drain through the component against native).
 
 pub mod load;
-pub mod mock;
 pub mod native_provider;
 pub mod process;
 pub mod sandbox_drain;

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::process::SECRET;
-
 /// What to send.
 #[derive(Clone)]
 pub struct Spec {
@@ -89,19 +87,9 @@ impl Report {
 }
 
 /// A client that carries an admin token for chirp runs started with
-/// [`SECRET`].
+/// [`crate::process::SECRET`].
 pub fn admin_client(connections: usize) -> reqwest::Client {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + 24 * 3600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "chirp-bench", "role": "admin", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("token");
+    let token = crate::process::admin_token("chirp-bench");
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,

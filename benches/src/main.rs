@@ -34,10 +34,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chirp_bench::load::{self, Spec, admin_client};
-use chirp_bench::mock::{Mock, Plan};
 use chirp_bench::process::{ChirpProcess, Setup, dir_size, free_port};
 use chirp_bench::sha256_hex;
 use chirp_bench::surreal_server::SurrealServer;
+use chirp_harness::mock::faulty::{Mock, Plan};
 use serde_json::json;
 
 /// chirp's allocator, so that scenario 7 (the component host run in this
@@ -45,19 +45,37 @@ use serde_json::json;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// chirp-bench: accept and drain rates on loopback against a mock
+/// MyOperator (BENCHMARKS.md).
+#[derive(clap::Parser)]
 struct Options {
+    /// The chirp binary to measure.
+    #[arg(long, default_value = "target/release/chirp")]
     chirp: PathBuf,
+    /// The MyOperator component.
+    #[arg(long, default_value = "target/wasm32-wasip2/release/myoperator.wasm")]
     plugin: PathBuf,
+    /// Messages queued before the drain scenarios start.
+    #[arg(long, default_value_t = 100_000)]
     backlog: usize,
+    /// Messages per accept scenario.
+    #[arg(long, default_value_t = 20_000)]
     messages: usize,
+    /// Client connections.
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// The offered rate of the open-loop scenario, messages per second.
+    #[arg(long, default_value_t = 2_000.0)]
     rate: f64,
+    /// Skip the comparison with Apprise.
+    #[arg(long = "no-apprise", action = clap::ArgAction::SetFalse)]
     apprise: bool,
-    /// Scenario numbers to run (all when empty).
+    /// Scenario numbers to run, e.g. 1,5,7 (all when not given).
+    #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
-    /// `--surreal PATH`: run chirp on a SurrealDB server (`ws://`) started
-    /// from this binary, one per scenario, instead of on its embedded
-    /// store.
+    /// Run chirp on a SurrealDB server (`ws://`) started from this binary,
+    /// one per scenario, instead of on its embedded store.
+    #[arg(long)]
     surreal: Option<PathBuf>,
 }
 
@@ -69,50 +87,8 @@ impl Options {
     }
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: chirp-bench [--chirp PATH] [--plugin PATH] [--backlog N] [--messages N] [--connections N] [--rate N] [--no-apprise] [--only 1,5,7] [--surreal PATH]"
-    );
-    std::process::exit(2)
-}
-
 fn parse_args() -> Options {
-    let mut options = Options {
-        chirp: PathBuf::from("target/release/chirp"),
-        plugin: PathBuf::from("target/wasm32-wasip2/release/myoperator.wasm"),
-        backlog: 100_000,
-        messages: 20_000,
-        connections: 64,
-        rate: 2_000.0,
-        apprise: true,
-        only: Vec::new(),
-        surreal: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--no-apprise" {
-            options.apprise = false;
-            continue;
-        }
-        let value = args.next().unwrap_or_else(|| usage());
-        let number = || value.parse::<usize>().unwrap_or_else(|_| usage());
-        match flag.as_str() {
-            "--chirp" => options.chirp = value.clone().into(),
-            "--plugin" => options.plugin = value.clone().into(),
-            "--surreal" => options.surreal = Some(value.clone().into()),
-            "--backlog" => options.backlog = number(),
-            "--messages" => options.messages = number(),
-            "--connections" => options.connections = number(),
-            "--rate" => options.rate = number() as f64,
-            "--only" => {
-                options.only = value
-                    .split(',')
-                    .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
-                    .collect()
-            }
-            _ => usage(),
-        }
-    }
+    let options = <Options as clap::Parser>::parse();
     for path in [&options.chirp, &options.plugin] {
         if !path.exists() {
             eprintln!(
@@ -184,7 +160,7 @@ impl Stage {
 }
 
 fn start(setup: &Setup) -> ChirpProcess {
-    ChirpProcess::start(setup).unwrap_or_else(|e| panic!("{e}"))
+    setup.start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn spec(messages: usize, options: &Options, tag: &str, rate: Option<f64>) -> Spec {

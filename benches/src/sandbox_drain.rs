@@ -23,10 +23,10 @@ use chirp::store::{ServerAccess, Store};
 use chirp::templates::{Catalog, Templates};
 use tokio::sync::{Notify, watch};
 
-use crate::mock::Mock;
 use crate::native_provider::NativeMyOperator;
 use crate::store_path::{new_message, store_memory};
 use crate::{ACCOUNT_ID, API_KEY, PHONE_NUMBER_ID, load_component};
+use chirp_harness::mock::faulty::Mock;
 
 /// Rounds per provider, taken in turns (component, native, component ...)
 /// so that the VM's swings in speed fall on both.

@@ -26,7 +26,13 @@ pub enum PhoneError {
     IndianMobile,
 }
 
+/// What [`Phone::parse`] accepts, as a regular expression (for the API's
+/// document): `+` and 8 to 15 digits not starting with 0; after `+91`,
+/// ten digits starting 6-9.
+pub const PATTERN: &str = r"^\+([1-8][0-9]{7,14}|9[02-9][0-9]{6,13}|91[6-9][0-9]{9})$";
+
 impl Phone {
+    /// The number `text` names, if chirp can send to it.
     pub fn parse(text: &str) -> Result<Phone, PhoneError> {
         let digits = text.strip_prefix('+').ok_or(PhoneError::MissingPlus)?;
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -113,6 +119,18 @@ mod tests {
         ];
         for (text, expected) in cases {
             assert_eq!(Phone::parse(text), Err(expected), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The pattern the API's document states and the parser agree on
+        /// every string, near-misses included.
+        #[test]
+        fn the_documented_pattern_is_the_parser(
+            text in r"\+?(91|9|[0-9])?[0-9 -]{0,16}",
+        ) {
+            let pattern = regex::Regex::new(PATTERN).unwrap();
+            proptest::prop_assert_eq!(pattern.is_match(&text), Phone::parse(&text).is_ok(), "{:?}", text);
         }
     }
 

@@ -3,25 +3,20 @@
 //! MyOperator API on 127.0.0.1 that records every request and answers from
 //! a script.
 
-#![allow(dead_code)]
+// Each test crate uses some of this module.
+#![allow(dead_code, unused_imports)]
 
 pub mod openapi;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde_json::{Value, json};
+use chirp_harness::Launch;
+pub use chirp_harness::events::{EARLYBIRD_EVENTS, earlybird_event_data};
+pub use chirp_harness::mock::scripted::{MockMyOperator, Received, Reply};
+use serde_json::Value;
 
 pub const API_KEY: &str = "test-token-secret";
 pub const ACCOUNT_ID: &str = "company-42";
@@ -32,20 +27,7 @@ pub const JWT_SECRET: &str = "test-secret-of-at-least-32-bytes!!";
 /// A token for `role` (and `phone`, for users), valid for `ttl_secs`
 /// (negative: already expired), signed with `secret`.
 pub fn token_with(secret: &str, role: &str, phone: Option<&str>, ttl_secs: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut claims = json!({"sub": format!("test-{role}"), "role": role, "exp": now + ttl_secs});
-    if let Some(phone) = phone {
-        claims["phone"] = json!(phone);
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+    chirp_harness::token::token(secret, &format!("test-{role}"), role, phone, ttl_secs)
 }
 
 /// A valid admin token for test instances.
@@ -104,137 +86,6 @@ pub fn build_plugin_variant(package: &str, env: &[(&str, &str)]) -> PathBuf {
     wasm
 }
 
-/// One scripted answer of the mock.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-    pub delay: Duration,
-}
-
-impl Reply {
-    pub fn success(message_id: &str) -> Reply {
-        Reply::json(
-            200,
-            json!({"status": "success", "data": {"message_id": message_id}}),
-        )
-    }
-
-    pub fn json(status: u16, body: Value) -> Reply {
-        Reply {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
-    }
-
-    pub fn status(status: u16) -> Reply {
-        Reply::json(
-            status,
-            json!({"status": "error", "message": format!("HTTP {status}")}),
-        )
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn after(mut self, delay: Duration) -> Reply {
-        self.delay = delay;
-        self
-    }
-}
-
-/// A request the mock received.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Value,
-    pub at: Instant,
-}
-
-#[derive(Default)]
-struct MockState {
-    script: VecDeque<Reply>,
-    received: Vec<Received>,
-    served: u64,
-}
-
-/// A mock MyOperator API. Answers from its script, then with success.
-#[derive(Clone)]
-pub struct MockMyOperator {
-    pub addr: SocketAddr,
-    state: Arc<Mutex<MockState>>,
-}
-
-impl MockMyOperator {
-    pub async fn start() -> MockMyOperator {
-        let state = Arc::new(Mutex::new(MockState::default()));
-        let app = Router::new()
-            .route("/chat/messages", post(mock_send))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        MockMyOperator { addr, state }
-    }
-
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Answers the next requests with `replies`, in order.
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.state.lock().unwrap().script.extend(replies);
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
-    }
-}
-
-async fn mock_send(
-    State(state): State<Arc<Mutex<MockState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let reply = {
-        let mut s = state.lock().unwrap();
-        s.served += 1;
-        s.received.push(Received {
-            path: "/chat/messages".into(),
-            headers,
-            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-            at: Instant::now(),
-        });
-        let n = s.served;
-        s.script
-            .pop_front()
-            .unwrap_or_else(|| Reply::success(&format!("wamid.{n}")))
-    };
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap(),
-        reply.body.clone(),
-    )
-        .into_response();
-    for (k, v) in reply.headers {
-        response.headers_mut().insert(
-            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            v.parse().unwrap(),
-        );
-    }
-    response
-}
-
 /// How a test chirp is set up.
 #[derive(Clone)]
 pub struct ChirpOptions {
@@ -245,12 +96,12 @@ pub struct ChirpOptions {
     pub capture_logs: bool,
 }
 
-/// A running `chirp` process; killed when dropped.
+/// A running `chirp` process and an admin's HTTP client for it; killed
+/// when dropped.
 pub struct ChirpProcess {
-    child: Child,
+    process: chirp_harness::Process,
     pub base: String,
     pub http: reqwest::Client,
-    logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// A fresh plugins directory holding the MyOperator component.
@@ -307,36 +158,24 @@ impl ChirpOptions {
     /// with short backoffs so that retries happen within a test.
     pub fn new(db: &str, plugins_dir: PathBuf, mock: &MockMyOperator) -> ChirpOptions {
         let cache = plugins_dir.with_file_name("plugin-cache");
+        let mut env = vec![
+            ("CHIRP_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+            ("CHIRP_JWT_SECRET".into(), JWT_SECRET.into()),
+            ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
+            // Tests run at any hour: marketing may go out at all of
+            // them, unless a test about marketing hours sets its own.
+            ("CHIRP_MARKETING_HOURS".into(), "00:00-00:00".into()),
+        ];
+        env.extend(chirp_harness::myoperator_env(
+            &mock.base_url(),
+            API_KEY,
+            ACCOUNT_ID,
+            PHONE_NUMBER_ID,
+        ));
         ChirpOptions {
             db: db.into(),
             plugins_dir,
-            env: vec![
-                ("CHIRP_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
-                ("CHIRP_JWT_SECRET".into(), JWT_SECRET.into()),
-                // The mock listens on loopback, which plugins may reach only
-                // when the operator allows it.
-                (
-                    "CHIRP_SANDBOX__MYOPERATOR__ALLOW_PRIVATE".into(),
-                    "true".into(),
-                ),
-                ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
-                // Tests run at any hour: marketing may go out at all of
-                // them, unless a test about marketing hours sets its own.
-                ("CHIRP_MARKETING_HOURS".into(), "00:00-00:00".into()),
-                ("CHIRP_PLUGINS__MYOPERATOR__API_KEY".into(), API_KEY.into()),
-                (
-                    "CHIRP_PLUGINS__MYOPERATOR__ACCOUNT_ID".into(),
-                    ACCOUNT_ID.into(),
-                ),
-                (
-                    "CHIRP_PLUGINS__MYOPERATOR__PHONE_NUMBER_ID".into(),
-                    PHONE_NUMBER_ID.into(),
-                ),
-                (
-                    "CHIRP_PLUGINS__MYOPERATOR__BASE_URL".into(),
-                    mock.base_url(),
-                ),
-            ],
+            env,
             capture_logs: false,
         }
     }
@@ -352,67 +191,28 @@ impl ChirpOptions {
         self
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chirp"));
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
-        cmd.env_clear()
-            .env("CHIRP_LISTEN", "127.0.0.1:0")
-            .env("CHIRP_DB", &self.db)
-            .env("CHIRP_PLUGINS_DIR", &self.plugins_dir)
-            .env("CHIRP_TEMPLATES_DIR", templates)
-            .env(
-                "CHIRP_LOG",
-                std::env::var("CHIRP_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        cmd
+    /// The launch of the test build of chirp with these options.
+    fn launch(&self) -> Launch {
+        let mut launch = Launch::new(Path::new(env!("CARGO_BIN_EXE_chirp")))
+            .set("CHIRP_DB", &self.db)
+            .set("CHIRP_PLUGINS_DIR", &self.plugins_dir.display().to_string())
+            .set_all(self.env.clone());
+        launch.capture_logs = self.capture_logs;
+        launch.startup = Duration::from_secs(60);
+        launch
     }
 
     /// Starts chirp and waits until it listens.
     pub fn start(&self) -> ChirpProcess {
-        let mut command = self.command();
-        if self.capture_logs {
-            command.stderr(Stdio::piped());
-        }
-        let mut child = command.spawn().expect("start chirp");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("chirp listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!("chirp did not start listening (exit: {status:?})");
-            }
-        };
+        let process = self.launch().start().unwrap_or_else(|e| panic!("{e}"));
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
             format!("Bearer {}", admin_token()).parse().unwrap(),
         );
         ChirpProcess {
-            child,
-            base,
-            logs,
+            base: process.base.clone(),
+            process,
             // Requests are an admin's unless a test says otherwise.
             http: reqwest::Client::builder()
                 .default_headers(headers)
@@ -423,23 +223,16 @@ impl ChirpOptions {
 
     /// Runs chirp expecting it to refuse to start; returns its stderr.
     pub fn start_failure(&self) -> String {
-        let output = self
-            .command()
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run chirp");
-        assert!(
-            !output.status.success(),
-            "chirp started but should not have"
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        self.launch()
+            .start_failure()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
 impl ChirpProcess {
     /// chirp's log lines so far (with `capture_logs`).
     pub fn logs(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
+        self.process.logs()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -534,31 +327,18 @@ impl ChirpProcess {
 
     /// The chirp binary's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// SIGTERM, then waits for the process to exit; returns whether it
     /// exited cleanly and how long it took.
-    pub fn terminate(mut self) -> (bool, Duration) {
-        let started = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().expect("wait for chirp");
-        (status.success(), started.elapsed())
+    pub fn terminate(self) -> (bool, Duration) {
+        self.process.stop()
     }
 
     /// SIGKILL: the process gets no chance to clean up.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChirpProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill(self) {
+        self.process.kill()
     }
 }
 
@@ -569,29 +349,3 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     (status, body)
 }
-
-/// Event data with every field any EarlyBird event needs.
-pub fn earlybird_event_data(delivery_date: &str) -> Value {
-    json!({
-        "order_id": "A-1", "delivery_date": delivery_date, "total_amount": 240,
-        "product": "Toned milk 1L", "start_date": "1 Dec", "amount": 1200, "month": "November",
-        "payment_method": "UPI", "resume_date": "5 Dec", "eta_time": "8:30 AM",
-        "availability_date": "1 Dec", "period": "November"
-    })
-}
-
-/// Each EarlyBird event type and the templates it must lead to.
-pub const EARLYBIRD_EVENTS: [(&str, &[&str]); 9] = [
-    (
-        "order.created",
-        &["order_confirmation", "delivery_reminder"],
-    ),
-    ("subscription.created", &["subscription_confirmation"]),
-    ("delivery.confirmed", &["delivery_confirmed"]),
-    ("payment.recorded", &["payment_confirmation"]),
-    ("subscription.paused", &["pause_confirmation"]),
-    ("delivery.delayed", &["delivery_delayed"]),
-    ("product.launched", &["new_product"]),
-    ("payment.due", &["payment_reminder"]),
-    ("customer.churn_risk", &["churn_risk"]),
-];

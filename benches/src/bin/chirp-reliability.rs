@@ -37,78 +37,73 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chirp_bench::load::{self, Spec, admin_client};
-use chirp_bench::mock::{Fault, Mock, Plan};
 use chirp_bench::process::{ChirpProcess, Setup, free_port};
 use chirp_bench::surreal_server::{self, SurrealServer};
-use serde_json::{Value, json};
+use chirp_harness::mock::faulty::{Fault, Mock, Plan};
+use serde_json::Value;
+
+/// chirp-reliability: crash, fault and hostile-input proof
+/// (RELIABILITY.md).
+#[derive(clap::Parser)]
+struct Arguments {
+    /// The chirp binary under test.
+    #[arg(long, default_value = "target/release/chirp")]
+    chirp: PathBuf,
+    /// The MyOperator component.
+    #[arg(long, default_value = "target/wasm32-wasip2/release/myoperator.wasm")]
+    plugin: PathBuf,
+    /// EarlyBird's rules component.
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip2/release/rules_earlybird.wasm"
+    )]
+    rules_plugin: PathBuf,
+    /// Run only this part.
+    #[arg(long, value_parser = ["crash", "faults", "store", "schemathesis", "server"])]
+    only: Option<String>,
+    /// SIGKILLs under load in part 1 (default 10, or 3 with --short).
+    #[arg(long)]
+    kills: Option<u32>,
+    /// Outages of the SurrealDB server in part 5, kills and freezes in
+    /// turn (default 5, or 2 with --short).
+    #[arg(long)]
+    outages: Option<u32>,
+    /// A `surreal` binary for part 5; built from `tests/surreal-server`
+    /// when not given.
+    #[arg(long)]
+    surreal: Option<PathBuf>,
+    /// The short version CI runs: fewer kills and outages, 20 schemathesis
+    /// examples per operation instead of 100.
+    #[arg(long)]
+    short: bool,
+}
 
 struct Options {
     chirp: PathBuf,
     plugin: PathBuf,
     rules_plugin: PathBuf,
-    /// Run only this part (`crash`, `faults`, `store`, `schemathesis`,
-    /// `server`).
     only: Option<String>,
     kills: u32,
-    /// How many outages part 5 makes of the SurrealDB server (kills and
-    /// freezes in turn).
     outages: u32,
-    /// A `surreal` binary for part 5; built from `tests/surreal-server`
-    /// when not given.
     surreal: Option<PathBuf>,
+    /// The load during part 1's kills, messages per second.
     rate: f64,
     schemathesis_examples: u32,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: chirp-reliability [--chirp PATH] [--plugin PATH] [--rules-plugin PATH] [--kills N] [--outages N] [--surreal PATH] [--only crash|faults|store|schemathesis|server] [--short]"
-    );
-    std::process::exit(2)
-}
-
 fn parse_args() -> Options {
-    let mut options = Options {
-        chirp: PathBuf::from("target/release/chirp"),
-        plugin: PathBuf::from("target/wasm32-wasip2/release/myoperator.wasm"),
-        rules_plugin: PathBuf::from("target/wasm32-wasip2/release/rules_earlybird.wasm"),
-        kills: 10,
-        outages: 5,
-        surreal: None,
-        only: None,
+    let args = <Arguments as clap::Parser>::parse();
+    let options = Options {
+        kills: args.kills.unwrap_or(if args.short { 3 } else { 10 }),
+        outages: args.outages.unwrap_or(if args.short { 2 } else { 5 }),
+        schemathesis_examples: if args.short { 20 } else { 100 },
         rate: 300.0,
-        schemathesis_examples: 100,
+        chirp: args.chirp,
+        plugin: args.plugin,
+        rules_plugin: args.rules_plugin,
+        only: args.only,
+        surreal: args.surreal,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        match flag.as_str() {
-            "--short" => {
-                options.kills = 3;
-                options.outages = 2;
-                options.schemathesis_examples = 20;
-            }
-            "--chirp" => options.chirp = args.next().unwrap_or_else(|| usage()).into(),
-            "--plugin" => options.plugin = args.next().unwrap_or_else(|| usage()).into(),
-            "--surreal" => options.surreal = Some(args.next().unwrap_or_else(|| usage()).into()),
-            "--outages" => {
-                options.outages = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            "--only" => options.only = Some(args.next().unwrap_or_else(|| usage())),
-            "--rules-plugin" => {
-                options.rules_plugin = args.next().unwrap_or_else(|| usage()).into()
-            }
-            "--kills" => {
-                options.kills = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_else(|| usage())
-            }
-            _ => usage(),
-        }
-    }
     for path in [&options.chirp, &options.plugin, &options.rules_plugin] {
         if !path.exists() {
             eprintln!(
@@ -130,7 +125,7 @@ fn plugins_dir(options: &Options, dir: &Path) -> PathBuf {
 }
 
 fn start(setup: &Setup) -> ChirpProcess {
-    ChirpProcess::start(setup).unwrap_or_else(|e| panic!("{e}"))
+    setup.start().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A small pseudo-random generator (the kill moments need no more).
@@ -970,13 +965,16 @@ async fn schemathesis(options: &Options) -> bool {
     let mock = Mock::start(Plan::success()).await;
     let setup = Setup::new(&options.chirp, &plugins, "mem://".into(), &mock.base);
     let chirp = start(&setup);
-    let token = admin_token();
+    let token = chirp_bench::process::admin_token("chirp-reliability");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis.toml");
     let output = Command::new(&st)
         .args([
+            "--config-file",
+            &config.display().to_string(),
             "run",
             &format!("{}/api/openapi.json", chirp.base),
             "--checks",
-            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+            "all",
             "--max-examples",
             &options.schemathesis_examples.to_string(),
             "--header",
@@ -1286,20 +1284,6 @@ fn print_duplicates_against_outages(
     for (first, key, n) in duplicates {
         eprintln!("duplicate {key} x{n}, first delivered at {first:.2}");
     }
-}
-
-fn admin_token() -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        + 3600;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": "chirp-reliability", "role": "admin", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(chirp_bench::process::SECRET.as_bytes()),
-    )
-    .expect("token")
 }
 
 #[tokio::main]

@@ -27,12 +27,14 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A business event, as the OpenAPI document shows it; the handler reads
 /// exactly these fields.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct EventRequest {
     /// The event type, e.g. `order.created` (see the rules plugin).
     #[schema(rename = "type")]
     kind: String,
     /// EarlyBird's id of the thing the event is about (order, payment).
+    #[schema(max_length = 200)]
     reference_id: String,
     customer: Customer,
     /// The event's facts, as the templates it leads to need them.
@@ -42,6 +44,7 @@ struct EventRequest {
 
 /// Who the event is about.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct Customer {
     phone: String,
@@ -110,11 +113,11 @@ async fn accept(
         .ok_or_else(|| ApiError::invalid("customer", "missing_field", "customer is required"))?;
     let data = fields.object("data")?.unwrap_or_default();
     fields.finish()?;
-    if reference_id.len() > 200 {
+    if reference_id.chars().count() > 200 {
         return Err(ApiError::invalid(
             "reference_id",
             "invalid_length",
-            "reference_id must be at most 200 bytes",
+            "reference_id must be at most 200 characters",
         ));
     }
 

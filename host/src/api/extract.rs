@@ -174,15 +174,21 @@ impl Fields {
 /// An RFC 3339 time in a request (a query parameter or a body field), as
 /// chirp stores time; anything else is a `422` naming the field.
 pub fn parse_time(field: &'static str, text: &str) -> Result<Millis, ApiError> {
-    humantime::parse_rfc3339_weak(text)
+    chrono::DateTime::parse_from_rfc3339(text)
         .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as Millis)
+        .map(|t| t.timestamp_millis())
+        .filter(|at| crate::message::in_range(*at))
         .ok_or_else(|| {
             ApiError::invalid(
                 field,
                 "invalid_time",
-                format!("{field} must be an RFC 3339 time, e.g. 2026-11-24T00:00:00Z"),
+                format!(
+                    "{field} must be an RFC 3339 time from 1970 to 9999, e.g. 2026-11-24T00:00:00Z"
+                ),
             )
         })
 }
+
+/// The RFC 3339 times [`parse_time`] takes, for the API's document: from
+/// 1970 (a time in 1970 with an offset east of UTC is still refused).
+pub const TIME_PATTERN: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-";

@@ -162,6 +162,7 @@ struct HistoryParams {
     #[param(format = DateTime)]
     to: Option<String>,
     /// `next_cursor` of the page before.
+    #[param(pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
@@ -262,8 +263,13 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
             }
         },
     };
+    // A message id: 26 characters of Crockford's base 32, upper case,
+    // within 128 bits (the documented pattern).
+    let crockford = |c: char| c.is_ascii_digit() || c.is_ascii_uppercase() && !"ILOU".contains(c);
     if let Some(cursor) = &p.cursor
-        && ulid::Ulid::from_string(cursor).is_err()
+        && !(cursor.len() == 26
+            && cursor.starts_with(|c: char| ('0'..='7').contains(&c))
+            && cursor.chars().all(crockford))
     {
         return Err(ApiError::invalid(
             "cursor",

@@ -5,6 +5,7 @@
 //! shape the answer; they hold no business rules of their own.
 
 mod auth;
+mod constraints;
 mod error;
 mod events;
 mod extract;

@@ -34,9 +34,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The body of `send-message`, as the OpenAPI document shows it. The
 /// handler reads exactly these fields (and refuses any other).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct SendMessageRequest {
-    /// The recipient, E.164 or a 10-digit Indian mobile number.
+    /// The recipient, E.164.
     #[schema(example = "+919876543210")]
     phone: String,
     /// A template name; give `template` (with `variables`) or `text`.
@@ -44,19 +45,25 @@ struct SendMessageRequest {
     /// The template's variables.
     #[schema(value_type = Option<Object>)]
     variables: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Free text (1 to 4096 characters) instead of a template.
+    /// Free text (1 to 4096 characters, not only spaces) instead of a
+    /// template.
+    #[schema(min_length = 1, max_length = 4096, pattern = r"\S")]
     text: Option<String>,
     /// Language code, e.g. `hi`; defaults to the recipient's preference,
     /// then English.
+    #[schema(min_length = 1, max_length = 200)]
     language: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     reference_id: Option<String>,
     /// The same key sends once: a repeat answers the first message.
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
     /// The provider plugin to send through (default: the configured one).
+    #[schema(min_length = 1, max_length = 200)]
     provider: Option<String>,
     /// Send a transactional message to a recipient who opted out.
     override_opt_out: Option<bool>,
-    /// Hold the message until this RFC 3339 time.
+    /// Hold the message until this RFC 3339 time (1970 to 9999).
     #[schema(format = DateTime)]
     send_at: Option<String>,
 }
@@ -283,12 +290,14 @@ impl SendRequest {
     }
 }
 
+/// A short text field: 1 to [`MAX_KEY_LEN`] characters (at most four
+/// times as many bytes).
 fn bounded(value: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
     match value {
-        Some(v) if v.is_empty() || v.len() > MAX_KEY_LEN => Err(ApiError::invalid(
+        Some(v) if v.is_empty() || v.chars().count() > MAX_KEY_LEN => Err(ApiError::invalid(
             field,
             "invalid_length",
-            format!("{field} must be 1 to {MAX_KEY_LEN} bytes"),
+            format!("{field} must be 1 to {MAX_KEY_LEN} characters"),
         )),
         other => Ok(other),
     }

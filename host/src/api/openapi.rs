@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::{Json, Router};
 use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
@@ -17,7 +18,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{Content, HttpMethod, Ref, RefOr, Response};
 use utoipa_scalar::{Scalar, Servable};
 
-use super::AppState;
+use super::{AppState, constraints};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/openapi.json";
@@ -158,16 +159,23 @@ fn add_error(operation: &mut Operation, status: &str, description: &str) {
         });
 }
 
-/// `GET /api/openapi.json` and the interactive page at `/api/docs`.
+/// `GET /api/openapi.json` and the interactive page at `/api/docs`. The
+/// document is served with the names that exist at the time of the
+/// request (`constraints::live`).
 pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
+    let mut document = serde_json::to_value(&document).unwrap_or_default();
+    constraints::fixed(&mut document);
+    let page = Scalar::with_url(DOCS_PATH, document.clone()).title("chirp API");
     let document = Arc::new(document);
-    let page = Scalar::with_url(DOCS_PATH, (*document).clone()).title("chirp API");
     Router::new()
         .route(
             DOCUMENT_PATH,
-            axum::routing::get(move || {
-                let document = document.clone();
-                async move { Json(document) }
+            axum::routing::get(move |State(state): State<AppState>| {
+                let mut document = (*document).clone();
+                async move {
+                    constraints::live(&mut document, &state);
+                    Json(document)
+                }
             }),
         )
         .merge(page)

@@ -86,7 +86,7 @@ async fn replace(
         ));
     }
     if let Some(language) = &prefs.language
-        && !(2..=8).contains(&language.len())
+        && !(2..=8).contains(&language.chars().count())
     {
         return Err(ApiError::invalid(
             "language",
@@ -95,7 +95,7 @@ async fn replace(
         ));
     }
     if let Some(tz) = &prefs.timezone
-        && (tz.len() > 64 || !tz.contains('/') && tz != "UTC")
+        && (tz.chars().count() > 64 || !tz.contains('/') && tz != "UTC")
     {
         return Err(ApiError::invalid(
             "timezone",
@@ -109,6 +109,7 @@ async fn replace(
 /// The body of a preferences edit, as the OpenAPI document shows it; the
 /// handler reads exactly these fields.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct PreferencesEdit {
     opt_out_all: Option<bool>,
@@ -117,8 +118,10 @@ struct PreferencesEdit {
     /// Template names to opt out of.
     opt_out_templates: Option<Vec<String>>,
     /// Language code, e.g. `hi`.
+    #[schema(min_length = 2, max_length = 8)]
     language: Option<String>,
     /// IANA time zone, e.g. `Asia/Kolkata`.
+    #[schema(max_length = 64, pattern = "^(UTC|[^/]*/.*)$")]
     timezone: Option<String>,
 }
 

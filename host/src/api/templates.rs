@@ -169,11 +169,11 @@ async fn update(
 /// The body of a template edit, as the OpenAPI document shows it; every
 /// field is optional and the handler reads exactly these.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct TemplateEdit {
     /// Language code -> text (minijinja), or one string for English.
-    #[schema(value_type = Option<Object>)]
-    text: Option<Value>,
+    text: Option<TemplateTexts>,
     enabled: Option<bool>,
     /// Every variable a caller must give.
     variables: Option<Vec<String>>,
@@ -183,6 +183,16 @@ struct TemplateEdit {
     /// Example values of the variables, for previews.
     #[schema(value_type = Option<Object>)]
     sample: Option<Map<String, Value>>,
+}
+
+/// A template's text: one string (English), or language code -> text.
+#[derive(ToSchema)]
+#[allow(dead_code)] // the schema of what the handler reads
+#[serde(untagged)]
+enum TemplateTexts {
+    English(String),
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    ByLanguage(std::collections::BTreeMap<String, String>),
 }
 
 /// Checks `def`, stores it as the next version and puts it in force.
@@ -326,6 +336,8 @@ async fn preview(
     if !body.is_empty() {
         let body = match serde_json::from_slice(&body) {
             Ok(Value::Object(map)) => map,
+            // `null` is no body: the samples.
+            Ok(Value::Null) => Map::new(),
             _ => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -355,6 +367,7 @@ async fn preview(
 
 /// What to preview with; both fields are optional.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
 struct PreviewRequest {
     /// Values laid over the template's samples.
