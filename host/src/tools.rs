@@ -136,9 +136,18 @@ pub async fn send(
         crate::phone::Phone::parse(to).map_err(|e| ToolError::Usage(format!("--to {e}")))?;
     let mut env: HashMap<String, String> = std::env::vars().collect();
     // Learn the plugin's name, then load it again with the URL settings.
-    let (_, meta, _) = load(file, env.clone(), true).await?;
+    let (plugins, meta, _) = load(file, env.clone(), true).await?;
     if meta.world != World::Provider {
         return Err(ToolError::Usage(format!("{} is not a provider", meta.name)));
+    }
+    let declares_base_url = plugins
+        .provider(&meta.name)
+        .is_some_and(|p| p.descriptor.settings.iter().any(|s| s.name == "base-url"));
+    if url.is_some() && !declares_base_url {
+        return Err(ToolError::Usage(format!(
+            "--url sets the plugin's base-url setting, and {} declares none",
+            meta.name
+        )));
     }
     if let Some(url) = url {
         env.insert(PluginSettings::variable(&meta.name, "base-url"), url.into());
