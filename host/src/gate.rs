@@ -24,7 +24,9 @@ pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Kolkata;
 /// default `09:00-21:00`): from `start` up to, not including, `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MarketingHours {
+    /// When marketing may start going out, local time.
     pub start: NaiveTime,
+    /// When it stops (before `start`: the hours cross midnight).
     pub end: NaiveTime,
 }
 
@@ -85,6 +87,7 @@ impl MarketingHours {
 /// What to do with a claimed message now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Nothing stands in the way.
     Send,
     /// It must not be sent: stored as `skipped`, with why.
     Skip(ErrorNote),

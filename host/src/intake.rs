@@ -20,23 +20,40 @@ use crate::templates::{Catalog, Category, RenderError};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IntakeError {
     #[error(transparent)]
+    /// The template cannot be rendered with what was given.
     Render(#[from] RenderError),
     /// `override_opt_out` on a marketing template.
     #[error("{template} is a marketing template; opt-outs of marketing cannot be overridden")]
-    OverrideNotAllowed { template: String },
+    OverrideNotAllowed {
+        /// The marketing template.
+        template: String,
+    },
     /// The rules component found the event's data wrong: its words
     /// (bounded), and the field they name (`data` when they name none).
     #[error("{problem}")]
-    EventRefused { field: String, problem: String },
+    EventRefused {
+        /// The field the rules name, e.g. `data.order_id`.
+        field: String,
+        /// What the rules said.
+        problem: String,
+    },
     /// A template an event leads to needs a variable its data lacks.
     #[error("data.{variable} is required by template {template}")]
-    MissingEventData { variable: String, template: String },
+    MissingEventData {
+        /// The variable, which the event's `data` should carry.
+        variable: String,
+        /// The template that needs it.
+        template: String,
+    },
     /// The rules hold a message until after the last time chirp keeps
     /// (they read it from the event's dates).
     #[error(
         "the rules hold {template} until after 9999-12-31T23:59:59.999Z, the last time chirp keeps; check the dates in data"
     )]
-    HoldOutOfRange { template: String },
+    HoldOutOfRange {
+        /// The template held.
+        template: String,
+    },
     /// The rules component is not loaded.
     #[error("rules plugin {0:?} is not loaded")]
     RulesNotLoaded(String),
@@ -51,27 +68,48 @@ pub enum IntakeError {
 /// What is wrong with a rules component's answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RulesAnswerError {
+    /// More decisions than one event may lead to.
     #[error("{given} decisions for one event; chirp takes at most {MAX_DECISIONS}")]
-    TooManyDecisions { given: usize },
+    TooManyDecisions {
+        /// How many the rules gave.
+        given: usize,
+    },
+    /// A send whose variables are not a JSON object.
     #[error("variables for {template} are not a JSON object")]
-    VariablesNotAnObject { template: String },
+    VariablesNotAnObject {
+        /// The template of that send.
+        template: String,
+    },
+    /// A skip of a template chirp does not have (its name is not
+    /// repeated: it could be anything).
     #[error("a skip of a template chirp does not have ({name_bytes} bytes of name)")]
-    UnknownSkippedTemplate { name_bytes: usize },
+    UnknownSkippedTemplate {
+        /// The length of the name given.
+        name_bytes: usize,
+    },
 }
 
 /// Who a message is for and how to address them.
 pub struct Recipient<'a> {
+    /// The recipient.
     pub phone: &'a Phone,
+    /// Their saved preferences (defaults if none).
     pub preferences: &'a Preferences,
 }
 
 /// What a message is made of before it is rendered.
 pub struct Draft<'a> {
+    /// The template's name.
     pub template: &'a str,
+    /// The language asked for; else the recipient's, else English.
     pub language: Option<&'a str>,
+    /// The template's variables.
     pub variables: &'a Map<String, Value>,
+    /// The caller's reference, if any.
     pub reference_id: Option<String>,
+    /// The caller's key; none: the message's id.
     pub idempotency_key: Option<String>,
+    /// Not before this time (never before acceptance).
     pub not_before: Option<Millis>,
     /// Send even if the recipient opted out of all messages or of this
     /// template. Only for transactional templates.
@@ -139,10 +177,15 @@ pub fn template_message(
 
 /// A free-text message before it is stored.
 pub struct TextDraft {
+    /// The text.
     pub text: String,
+    /// The caller's reference, if any.
     pub reference_id: Option<String>,
+    /// The caller's key; none: the message's id.
     pub idempotency_key: Option<String>,
+    /// Not before this time (never before acceptance).
     pub not_before: Option<Millis>,
+    /// Send despite an opt-out of everything.
     pub override_opt_out: bool,
 }
 
@@ -219,19 +262,28 @@ pub fn opted_out(
 
 /// A business event as EarlyBird reports it.
 pub struct Event<'a> {
+    /// The event type, e.g. `order.created`.
     pub kind: &'a str,
+    /// What the event is about (an order, a payment).
     pub reference_id: &'a str,
+    /// Who it is about.
     pub phone: &'a Phone,
+    /// Their name, if given.
     pub name: Option<&'a str>,
+    /// Their language, if given (a saved preference wins).
     pub language: Option<&'a str>,
+    /// Their time zone, if given (a saved preference wins).
     pub timezone: Option<&'a str>,
+    /// The event's facts.
     pub data: &'a Map<String, Value>,
 }
 
 /// A decision of the rules not to send a template.
 #[derive(Debug, Clone)]
 pub struct Skipped {
+    /// The template not sent.
     pub template: String,
+    /// Why, in the rules' words (bounded).
     pub reason: String,
 }
 

@@ -31,6 +31,8 @@
 //! [`start`] wires the parts together; [`Chirp::serve`] runs them until
 //! shutdown.
 
+#![warn(missing_docs)]
+
 pub mod allocator;
 pub mod api;
 pub mod config;
@@ -69,18 +71,26 @@ use crate::templates::{Catalog, Templates};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    /// A setting cannot be used.
     Config(#[from] config::ConfigError),
     #[error(transparent)]
+    /// The store cannot be opened or prepared.
     Store(#[from] store::StoreError),
     #[error(transparent)]
+    /// The template files cannot be read.
     Templates(#[from] templates::CatalogError),
     #[error(transparent)]
+    /// A plugin cannot work as configured.
     Plugin(#[from] plugins::LoadError),
-    #[error("cannot start the WebAssembly engine: {0}")]
-    Engine(String),
+    /// wasmtime refused the engine's configuration.
+    #[error("cannot start the WebAssembly engine: {0:#}")]
+    Engine(wasmtime::Error),
     #[error("cannot listen on {addr}: {source}")]
+    /// The API's address cannot be bound.
     Listen {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -130,7 +140,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
             concurrency: config.delivery.send_concurrency,
             max_file_bytes: config.plugins.max_file_bytes,
         })
-        .map_err(|e| StartError::Engine(format!("{e:#}")))?,
+        .map_err(StartError::Engine)?,
     );
     std::fs::create_dir_all(&config.plugins.dir).map_err(|e| {
         StartError::Plugin(plugins::LoadError::Read {

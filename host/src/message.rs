@@ -49,6 +49,7 @@ pub use crate::status::Status;
 pub struct ProviderTemplate {
     /// The name WhatsApp approved.
     pub name: String,
+    /// The language of the approved template.
     pub language: String,
     /// Placeholder values in the approved order.
     pub parameters: Vec<String>,
@@ -59,6 +60,7 @@ pub struct ProviderTemplate {
 pub struct NewMessage {
     /// A ULID: unique, and sorts by time of acceptance.
     pub id: String,
+    /// The recipient.
     pub phone: Phone,
     /// chirp's template (`order_confirmation`), if the message came from one.
     pub template: Option<String>,
@@ -68,11 +70,13 @@ pub struct NewMessage {
     pub text: String,
     /// How the provider should send it, for template messages.
     pub provider_template: Option<ProviderTemplate>,
+    /// The caller's reference (an order id), if any.
     pub reference_id: Option<String>,
     /// The caller's key, or the message id when the caller gave none.
     pub idempotency_key: String,
     /// The provider plugin that will deliver it.
     pub provider: String,
+    /// When it was accepted.
     pub created_at: Millis,
     /// When it may first be sent (now, or later for scheduled sends).
     pub not_before: Millis,
@@ -116,27 +120,42 @@ impl NewMessage {
 /// A message as stored, with where it is in its life.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// A ULID.
     pub id: String,
+    /// Where it is in the queue.
     pub status: Status,
+    /// The recipient, E.164.
     pub phone: String,
+    /// chirp's template, if it came from one.
     pub template: Option<String>,
+    /// The version of the template it was rendered from.
     pub template_version: Option<u32>,
+    /// The rendered text.
     pub text: String,
+    /// The approved template it goes out as, if any.
     pub provider_template: Option<ProviderTemplate>,
+    /// The caller's reference, if any.
     pub reference_id: Option<String>,
+    /// The caller's key, or the message's id.
     pub idempotency_key: String,
+    /// The provider it goes through.
     pub provider: String,
     /// Attempts made so far, over the message's whole life.
     pub attempts: u32,
     /// Attempts made before the last resend; the retry budget counts from
     /// here.
     pub retry_base: u32,
+    /// When it was accepted.
     pub created_at: Millis,
+    /// When it last changed.
     pub updated_at: Millis,
     /// When the next attempt is due, while `queued`.
     pub due_at: Option<Millis>,
+    /// When the provider accepted it.
     pub sent_at: Option<Millis>,
+    /// The platform's id of it, if the provider gave one.
     pub provider_message_id: Option<String>,
+    /// The last attempt's error (or a hold's reason), if any.
     pub last_error: Option<ErrorNote>,
     /// The caller let this transactional message through an opt-out.
     pub override_opt_out: bool,
@@ -146,14 +165,18 @@ pub struct Message {
 /// message waiting for its provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorNote {
+    /// A stable code, e.g. `HTTP_500`, `marketing_hours`.
     pub code: String,
+    /// What happened, for a human.
     pub message: String,
 }
 
 /// A message claimed by a worker, with the token that proves the lease.
 #[derive(Debug, Clone)]
 pub struct Leased {
+    /// The message, as it was claimed.
     pub message: Message,
+    /// The token only the holder of the lease has.
     pub lease: String,
     /// An earlier lease of this message ran out (its worker died or hung)
     /// and this claim took the message back.
@@ -163,20 +186,27 @@ pub struct Leased {
 /// What one provider call came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The provider accepted it.
     Sent {
+        /// The platform's id of the message, if given.
         provider_message_id: Option<String>,
     },
     /// Worth another attempt, no sooner than `retry_after` if given.
     Retryable {
+        /// What went wrong.
         error: ErrorNote,
+        /// The provider's wish for a wait, if any.
         retry_after: Option<Duration>,
     },
+    /// Never worth another attempt.
     Permanent {
+        /// What went wrong.
         error: ErrorNote,
     },
 }
 
 impl Outcome {
+    /// `sent`, `retryable` or `permanent`: for the audit trail and metrics.
     pub fn label(&self) -> &'static str {
         match self {
             Outcome::Sent { .. } => "sent",
@@ -206,6 +236,7 @@ impl Outcome {
         }
     }
 
+    /// The error, unless it was sent.
     pub fn error(&self) -> Option<&ErrorNote> {
         match self {
             Outcome::Sent { .. } => None,
@@ -217,13 +248,19 @@ impl Outcome {
 /// One provider call, as the audit trail keeps it.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// The message.
     pub message_id: String,
     /// 1 for the first attempt.
     pub number: u32,
+    /// When the attempt began.
     pub started_at: Millis,
+    /// The provider called.
     pub provider: String,
+    /// Its version at the time of the call.
     pub provider_version: String,
+    /// What came of it.
     pub outcome: Outcome,
+    /// How long the call took.
     pub latency_ms: u64,
 }
 

@@ -15,14 +15,19 @@ pub struct Phone(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
     #[error("must start with + and the country code (E.164), e.g. +919876543210")]
+    /// It does not start with `+`.
     MissingPlus,
     #[error("may contain only digits after the +")]
+    /// Something other than digits follows the `+`.
     NotDigits,
     #[error("must have 8 to 15 digits after the + (E.164)")]
+    /// Fewer than 8 or more than 15 digits.
     Length,
     #[error("a country code cannot start with 0")]
+    /// The country code starts with 0.
     LeadingZero,
     #[error("an Indian (+91) number has ten digits starting with 6, 7, 8 or 9")]
+    /// A `+91` number that is not a ten-digit mobile.
     IndianMobile,
 }
 
@@ -53,6 +58,7 @@ impl Phone {
         Ok(Phone(text.to_string()))
     }
 
+    /// The number, `+` and digits.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -8,6 +8,7 @@ use crate::message::Millis;
 /// language and time zone unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Preferences {
+    /// The recipient, E.164.
     pub phone: String,
     /// Opted out of every message.
     pub opt_out_all: bool,
@@ -15,7 +16,9 @@ pub struct Preferences {
     pub opt_out_marketing: bool,
     /// Opted out of these templates.
     pub opt_out_templates: Vec<String>,
+    /// Their language, e.g. `hi`, if known.
     pub language: Option<String>,
+    /// Their IANA time zone, if known.
     pub timezone: Option<String>,
     /// When they were last saved; `None` until then.
     pub updated_at: Option<Millis>,

@@ -34,6 +34,7 @@ struct Lookup {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
     #[error(transparent)]
+    /// The store did not answer.
     Store(#[from] StoreError),
     /// chirp is shutting down.
     #[error("chirp is shutting down")]

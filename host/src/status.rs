@@ -200,7 +200,9 @@ impl Transition {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a {from} message cannot take the {transition:?} transition")]
 pub struct NotAllowed {
+    /// The state the message was in.
     pub from: Status,
+    /// The transition asked of it.
     pub transition: Transition,
 }
 
@@ -211,7 +213,9 @@ pub struct NotAllowed {
 /// same [`Delivery`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Delivery {
+    /// When the platform first reported it delivered (or read).
     pub delivered_at: Option<Millis>,
+    /// When it first reported it read.
     pub read_at: Option<Millis>,
     /// When the platform gave up, with its code. Kept even after a read,
     /// but it does not hide the read.
@@ -221,9 +225,23 @@ pub struct Delivery {
 /// One receipt's fact.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Receipt {
-    Delivered { at: Millis },
-    Read { at: Millis },
-    Failed { at: Millis, code: String },
+    /// The recipient's phone has the message.
+    Delivered {
+        /// When, by the platform's clock.
+        at: Millis,
+    },
+    /// The recipient opened it.
+    Read {
+        /// When, by the platform's clock.
+        at: Millis,
+    },
+    /// The platform gave up on it.
+    Failed {
+        /// When, by the platform's clock.
+        at: Millis,
+        /// The platform's error code.
+        code: String,
+    },
 }
 
 /// What [`Delivery`] says, most advanced first.
@@ -231,7 +249,9 @@ pub enum Receipt {
 pub enum DeliveryStatus {
     /// Sent, no receipt yet.
     Sent,
+    /// On the recipient's phone.
     Delivered,
+    /// Opened by the recipient.
     Read,
     /// The platform gave up after the send (and nothing says it was
     /// delivered).

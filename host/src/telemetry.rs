@@ -77,35 +77,43 @@ fn describe() {
     );
 }
 
+/// `n` messages accepted.
 pub fn accepted(n: u64) {
     metrics::counter!("chirp_messages_accepted_total").increment(n);
 }
 
+/// `n` messages skipped.
 pub fn skipped(n: u64) {
     metrics::counter!("chirp_messages_skipped_total").increment(n);
 }
 
+/// A message sent.
 pub fn sent() {
     metrics::counter!("chirp_messages_sent_total").increment(1);
 }
 
+/// A message failed for good.
 pub fn failed() {
     metrics::counter!("chirp_messages_failed_total").increment(1);
 }
 
+/// A message queued for another attempt.
 pub fn retry() {
     metrics::counter!("chirp_retries_total").increment(1);
 }
 
+/// Messages due now.
 pub fn queue_depth(n: u64) {
     metrics::gauge!("chirp_queue_depth").set(n as f64);
 }
 
+/// One provider call, its outcome and time.
 pub fn provider_call(provider: &str, outcome: &'static str, took: Duration) {
     metrics::histogram!("chirp_provider_latency_seconds", "provider" => provider.to_string(), "outcome" => outcome)
         .record(took.as_secs_f64());
 }
 
+/// A plugin call that failed in the sandbox (trap, timeout, ...).
 pub fn plugin_fault(plugin: &str, kind: &'static str) {
     metrics::counter!("chirp_plugin_faults_total", "plugin" => plugin.to_string(), "kind" => kind)
         .increment(1);
@@ -117,6 +125,7 @@ pub fn commit_batch(messages: usize, took: Duration) {
     metrics::histogram!("chirp_commit_duration_seconds").record(took.as_secs_f64());
 }
 
+/// A plugin file loaded, refused or removed.
 pub fn plugin_reload(outcome: &'static str) {
     metrics::counter!("chirp_plugin_reloads_total", "outcome" => outcome).increment(1);
 }

@@ -20,12 +20,16 @@ use crate::plugins::{self, LoadError, Plugins, Sync, World, bindings};
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
     #[error(transparent)]
+    /// The file cannot be loaded.
     Load(#[from] LoadError),
-    #[error("cannot start the WebAssembly engine: {0}")]
-    Engine(String),
+    /// wasmtime refused the engine's configuration.
+    #[error("cannot start the WebAssembly engine: {0:#}")]
+    Engine(wasmtime::Error),
     #[error("{0}")]
+    /// The command line is not usable.
     Usage(String),
     #[error("the plugin did not answer: {0}")]
+    /// The plugin's call failed.
     Call(#[from] plugins::CallError),
 }
 
@@ -45,7 +49,7 @@ async fn load(
         let settings = PluginSettings::new(&env, HashMap::new(), HashMap::new())
             .map_err(|e| ToolError::Usage(e.to_string()))?;
         let plugins = Plugins::new(plugins::Setup::new(settings, &cache))
-            .map_err(|e| ToolError::Engine(format!("{e:#}")))?;
+            .map_err(ToolError::Engine)?;
         match plugins.sync_file(file).await {
             Ok(Sync::Loaded(meta)) => return Ok((plugins, meta, filled)),
             Ok(other) => {

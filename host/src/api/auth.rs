@@ -28,6 +28,7 @@ pub(super) const LEEWAY_SECS: u64 = 5;
 
 /// How tokens are checked.
 pub enum Auth {
+    /// HS256 tokens, checked as [`Jwt`] says.
     Jwt(Box<Jwt>),
     /// Development only (`CHIRP_INSECURE_NO_AUTH`): everyone is an admin.
     Disabled,
@@ -146,7 +147,9 @@ impl Jwt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Everything: sending, templates, plugins, every phone's data.
     Admin,
+    /// Reading templates, and their own phone's history and preferences.
     User,
 }
 

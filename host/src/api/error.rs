@@ -19,9 +19,13 @@ use crate::templates::RenderError;
 /// request field at fault when there is one.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// The stable machine code, e.g. `invalid_phone`.
     pub code: &'static str,
+    /// What went wrong, for a human.
     pub message: String,
+    /// The request field at fault (`customer.phone`), if one is.
     pub field: Option<String>,
 }
 
@@ -38,6 +42,7 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// An error that names no field.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -59,6 +64,7 @@ impl ApiError {
         }
     }
 
+    /// A `404` for the `what` named `id`.
     pub fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

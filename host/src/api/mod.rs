@@ -47,11 +47,15 @@ use crate::templates::Templates;
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// The store, for reads and edits outside the queue.
     pub store: Store,
+    /// Where accepted messages are committed.
     pub queue: Queue,
     /// Reads recipients' preferences, many requests to a query.
     pub recipients: Recipients,
+    /// The loaded plugins.
     pub plugins: Arc<Plugins>,
+    /// The templates in force.
     pub templates: Arc<Templates>,
     /// The provider new messages go through.
     pub provider: String,

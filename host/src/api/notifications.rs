@@ -198,10 +198,14 @@ fn key_reused(key: &str) -> ApiError {
 /// What a message is made of.
 #[derive(Debug)]
 pub enum Content {
+    /// A template and its variables.
     Template {
+        /// The template's name.
         name: String,
+        /// Its variables, as given.
         variables: serde_json::Map<String, serde_json::Value>,
     },
+    /// Free text.
     Text(String),
 }
 
@@ -210,17 +214,26 @@ pub enum Content {
 /// `template` and `text` is given. Pure, so that it can be fuzzed.
 #[derive(Debug)]
 pub struct SendRequest {
+    /// The recipient.
     pub phone: Phone,
+    /// What to send.
     pub content: Content,
+    /// The language asked for, if any.
     pub language: Option<String>,
+    /// The caller's reference, if any.
     pub reference_id: Option<String>,
+    /// The caller's key, if any.
     pub idempotency_key: Option<String>,
+    /// The provider asked for, if not the configured one.
     pub provider: Option<String>,
+    /// Send a transactional message despite an opt-out.
     pub override_opt_out: bool,
+    /// Not before this time.
     pub send_at: Option<Millis>,
 }
 
 impl SendRequest {
+    /// Reads a body; the first problem, naming its field, is the error.
     pub fn read(body: serde_json::Map<String, serde_json::Value>) -> Result<SendRequest, ApiError> {
         let mut fields = Fields::new(body);
         let phone_text = fields.required_string("phone")?;

@@ -20,10 +20,13 @@ pub const MAX_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// What to mint.
 #[derive(Debug, Clone)]
 pub struct TokenRequest {
+    /// `admin` or `user`.
     pub role: Role,
+    /// Who the token is for (its `sub`).
     pub subject: String,
     /// A user's own phone (required for `user`, refused for `admin`).
     pub phone: Option<String>,
+    /// How long the token lives.
     pub ttl: Duration,
 }
 
@@ -31,18 +34,25 @@ pub struct TokenRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum MintError {
     #[error("authentication is off (CHIRP_INSECURE_NO_AUTH): there is no secret to sign with")]
+    /// Authentication is off.
     NoSecret,
     #[error("--sub must be 1 to 128 printable characters")]
+    /// The subject is empty, too long or has control characters.
     Subject,
     #[error("a user token needs --phone (the user sees only that phone's data)")]
+    /// A user token without a phone.
     UserWithoutPhone,
     #[error("an admin token carries no phone")]
+    /// An admin token with a phone.
     AdminWithPhone,
     #[error("--phone: {0}")]
+    /// The phone is not one chirp sends to.
     Phone(#[from] crate::phone::PhoneError),
     #[error("--ttl must be from 1s to {}", humantime::format_duration(*.0))]
+    /// The lifetime is outside what chirp accepts (the longest named).
     Lifetime(Duration),
     #[error("cannot sign the token: {0}")]
+    /// Signing failed.
     Sign(#[from] jsonwebtoken::errors::Error),
 }
 

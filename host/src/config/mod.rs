@@ -27,29 +27,54 @@ use settings::Settings;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{var}={value:?} is not valid: {reason}")]
+    /// A setting's value cannot be used.
     Invalid {
+        /// The variable.
         var: &'static str,
+        /// Its value (`<hidden>` for secrets).
         value: String,
+        /// Why, and what it takes.
         reason: String,
     },
     #[error("cannot read {path}: {source}")]
+    /// `chirp.toml` (or `CHIRP_CONFIG`) cannot be read.
     ReadFile {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
     /// A plugin setting or sandbox variable (or `chirp.toml` entry) that
     /// names no valid (plugin, setting) pair; never shows the value.
     #[error("{var} is not valid: {reason}")]
-    Plugin { var: String, reason: String },
+    Plugin {
+        /// The variable, or `[table.plugin] key` of the file.
+        var: String,
+        /// What is wrong with its name.
+        reason: String,
+    },
     /// Settings each valid alone that cannot hold together.
     #[error("{vars} contradict each other: {reason}")]
-    Contradiction { vars: String, reason: String },
+    Contradiction {
+        /// The settings that clash.
+        vars: String,
+        /// Why they cannot hold together, and what to change.
+        reason: String,
+    },
     /// A key of `chirp.toml` that is no setting of chirp's.
     #[error("{key} in chirp.toml is not a setting; the settings are {known}")]
-    UnknownKey { key: String, known: String },
+    UnknownKey {
+        /// The key as written.
+        key: String,
+        /// Every key chirp reads, comma-separated.
+        known: String,
+    },
     #[error("{path} is not valid TOML for chirp: {source}")]
+    /// The file is not TOML of chirp's shape.
     ParseFile {
+        /// The file.
         path: PathBuf,
+        /// What the TOML reader said.
         source: Box<toml::de::Error>,
     },
 }
@@ -101,17 +126,24 @@ pub struct TokenRules {
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Lines for people.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
 /// The validated configuration chirp runs on, one part per section.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The REST API.
     pub api: ApiConfig,
+    /// Who may call it.
     pub auth: AuthConfig,
+    /// Where messages are kept.
     pub store: StoreConfig,
+    /// How and when messages go out.
     pub delivery: DeliveryConfig,
+    /// The plugins and what each is granted.
     pub plugins: PluginsConfig,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
     pub templates_dir: PathBuf,
@@ -171,6 +203,7 @@ impl Config {
 }
 
 impl RawConfig {
+    /// Reads and parses `path`.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
             path: path.into(),

@@ -13,14 +13,29 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Why a setting's text cannot be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ValueError {
+    /// Not one of the boolean spellings.
     #[error("expected true or false")]
     NotABoolean,
+    /// Not a whole number in the range.
     #[error("expected a whole number from {min} to {max}")]
-    NotAWholeNumber { min: u64, max: u64 },
+    NotAWholeNumber {
+        /// The smallest taken.
+        min: u64,
+        /// The largest taken.
+        max: u64,
+    },
+    /// Not a duration humantime reads.
     #[error("{0}; expected e.g. 30s, 5m, 250ms")]
     NotADuration(humantime::DurationError),
     #[error("expected between {} and {}", humantime::format_duration(*.min), humantime::format_duration(*.max))]
-    DurationOutOfRange { min: Duration, max: Duration },
+    /// A duration outside the range.
+    DurationOutOfRange {
+        /// The shortest taken.
+        min: Duration,
+        /// The longest taken.
+        max: Duration,
+    },
+    /// Not of the shape the setting takes, which this names.
     #[error("expected {0}")]
     Expected(&'static str),
 }

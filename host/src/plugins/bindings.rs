@@ -4,7 +4,8 @@
 //! once.
 
 /// The `provider` world: `delivery` exported; `http`, `config`, `log`
-/// imported.
+/// imported. Generated: its items are documented in `wit/provider.wit`.
+#[allow(missing_docs)]
 pub mod provider {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -14,7 +15,9 @@ pub mod provider {
     });
 }
 
-/// The `rules` world: `selection` exported; `log` imported.
+/// The `rules` world: `selection` exported; `log` imported. Generated:
+/// its items are documented in `wit/rules.wit`.
+#[allow(missing_docs)]
 pub mod rules {
     wasmtime::component::bindgen!({
         path: "../wit",

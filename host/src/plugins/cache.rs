@@ -39,8 +39,14 @@ const MAX_CACHE_FILE_BYTES: u64 = 1024 * 1024 * 1024;
 /// Why the cache cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The key file cannot be read, made, or trusted.
     #[error("cannot use the cache key {path}: {reason}")]
-    Key { path: PathBuf, reason: String },
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
 }
 
 /// Where compiled plugins are kept, and the key that proves them.

@@ -21,12 +21,16 @@ const MAX_FIELD_LEN: usize = 4096;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     #[error("plugin trapped: {0}")]
+    /// The plugin trapped (or ran out of memory).
     Trap(String),
     #[error("plugin exceeded its time limit of {0:?}")]
+    /// The call ran past its wall time.
     Timeout(Duration),
     #[error("plugin answered something chirp cannot use: {0}")]
+    /// The plugin answered what chirp does not take.
     Garbage(String),
     #[error("plugin tried to reach what it may not: {0}")]
+    /// The plugin asked the host for what it may not have.
     Denied(String),
 }
 

@@ -26,7 +26,9 @@ const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
 /// Whether instances come from a pool or from the operating system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Allocator {
+    /// Instances come from a pool of reserved slots.
     Pooling,
+    /// Instances get memory from the operating system as they start.
     OnDemand,
 }
 

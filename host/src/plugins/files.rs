@@ -26,12 +26,21 @@ pub const MAX_FILES: usize = 64;
 /// Why a file in the plugins directory was not read.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
+    /// A FIFO, device, socket or directory.
     #[error("not a regular file (a FIFO, device or directory is never read)")]
     NotRegular,
+    /// A link whose target is outside the directory (named here).
     #[error("a symlink that leads out of the plugins directory, to {0}")]
     OutsideDirectory(PathBuf),
+    /// Larger than `CHIRP_PLUGIN_MAX_MB`.
     #[error("{size} bytes, over the cap of {cap} bytes (CHIRP_PLUGIN_MAX_MB)")]
-    TooLarge { size: u64, cap: u64 },
+    TooLarge {
+        /// The file's size.
+        size: u64,
+        /// The most chirp reads.
+        cap: u64,
+    },
+    /// Opening or reading failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -67,6 +67,7 @@ pub struct MemoryMeter {
 }
 
 impl MemoryMeter {
+    /// A meter that refuses growth past `limit` bytes in all.
     pub fn new(limit: usize) -> MemoryMeter {
         MemoryMeter { limit, used: 0 }
     }

@@ -65,28 +65,53 @@ use network::Clients;
 /// Why a plugin file could not be loaded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LoadError {
+    /// The file (or directory) could not be read.
     #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// The file was read and refused: it failed to compile, link,
+    /// describe itself or pass its self-test, or breaks a naming rule.
     #[error("{path} was not loaded: {reason}")]
-    Rejected { path: PathBuf, reason: String },
+    Rejected {
+        /// The file.
+        path: PathBuf,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A setting the plugin requires is not set.
     #[error("plugin {plugin} needs setting {setting}: set {variable}")]
     MissingSetting {
+        /// The plugin.
         plugin: String,
+        /// Its setting.
         setting: String,
+        /// The variable that sets it.
         variable: String,
     },
     #[error(
         "plugin {plugin}: {old} is no longer read (plugin settings are CHIRP_PLUGINS__<PLUGIN>__<SETTING>); set {variable} for setting {setting} instead"
     )]
+    /// A setting still given under the variable chirp read before.
     RenamedSetting {
+        /// The plugin.
         plugin: String,
+        /// Its setting.
         setting: String,
+        /// The variable given, no longer read.
         old: String,
+        /// The variable to set instead.
         variable: String,
     },
+    /// The operator's sandbox policy for the plugin cannot be read.
     #[error("plugin {plugin}: {source}")]
     Policy {
+        /// The plugin.
         plugin: String,
+        /// What is wrong with the policy.
         source: policy::PolicyError,
     },
 }
@@ -94,7 +119,9 @@ pub enum LoadError {
 /// The worlds chirp knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
+    /// Sends messages (`delivery`).
     Provider,
+    /// Decides events (`selection`).
     Rules,
 }
 
@@ -114,20 +141,29 @@ impl World {
 /// What is known of a loaded plugin, whatever its world.
 #[derive(Debug, Clone)]
 pub struct Meta {
+    /// The plugin's name, its file's.
     pub name: String,
+    /// What it does.
     pub world: World,
+    /// The version it gave.
     pub version: String,
+    /// The file's sha256, hex.
     pub sha256: String,
+    /// The file.
     pub file: PathBuf,
+    /// When this version was loaded.
     pub loaded_at: SystemTime,
     /// Whether the machine code came from the cache.
     pub origin: Origin,
+    /// The hosts it may reach.
     pub hosts: Vec<String>,
 }
 
 /// A provider ready to be called.
 pub struct LoadedProvider {
+    /// What is known of it.
     pub meta: Meta,
+    /// What it said of itself.
     pub descriptor: Descriptor,
     grant: Arc<Grant>,
     pre: ProviderPre<HostState>,
@@ -135,7 +171,9 @@ pub struct LoadedProvider {
 
 /// A rules plugin ready to be called.
 pub struct LoadedRules {
+    /// What is known of it.
     pub meta: Meta,
+    /// The event kinds it takes.
     pub kinds: Vec<String>,
     grant: Arc<Grant>,
     pre: RulesPre<HostState>,
@@ -158,8 +196,11 @@ impl Loaded {
 /// What became of a file offered to [`Plugins::sync_file`].
 #[derive(Debug, Clone)]
 pub enum Sync {
+    /// A new version serves.
     Loaded(Meta),
+    /// The file did not change.
     Unchanged,
+    /// The file is gone; the plugin it served, if any, is unloaded.
     Removed(Option<String>),
 }
 
@@ -242,6 +283,7 @@ impl Plugins {
         })
     }
 
+    /// How plugin instances get their memory.
     pub fn allocator(&self) -> Allocator {
         self.allocator
     }

@@ -106,11 +106,14 @@ impl Resolve for PublicOnly {
 /// only, one (for plugins the operator allowed) that reaches any.
 #[derive(Clone)]
 pub struct Clients {
+    /// Connects to public addresses only.
     pub public_only: reqwest::Client,
+    /// Connects anywhere (for plugins allowed private addresses).
     pub any_address: reqwest::Client,
 }
 
 impl Clients {
+    /// Both clients: no proxy, no redirects.
     pub fn new() -> Result<Clients, reqwest::Error> {
         // Never follow redirects: a redirect could leave the declared hosts.
         // Never use a proxy (reqwest reads HTTP(S)_PROXY from the

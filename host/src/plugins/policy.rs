@@ -40,8 +40,11 @@ pub const KEYS: [&str; 10] = [
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{variable}={value:?} is not valid: {reason}")]
 pub struct PolicyError {
+    /// The variable (`CHIRP_SANDBOX__<PLUGIN>__<KEY>`).
     pub variable: String,
+    /// Its value.
     pub value: String,
+    /// What is wrong with it.
     pub reason: ValueError,
 }
 
@@ -74,7 +77,9 @@ fn read<T>(
 pub struct Policy {
     /// `None`: every declared host.
     pub allow_hosts: Option<Vec<String>>,
+    /// Whether loopback and private addresses may be reached.
     pub allow_private: bool,
+    /// What one call may use.
     pub limits: Limits,
 }
 

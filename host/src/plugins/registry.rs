@@ -16,8 +16,11 @@ use super::{LoadError, Loaded, LoadedProvider, LoadedRules, Meta, Plugins, World
 /// A file that was offered and refused.
 #[derive(Debug, Clone)]
 pub struct Rejection {
+    /// The refused content's sha256.
     pub sha256: String,
+    /// Why it was refused.
     pub error: String,
+    /// When.
     pub at: SystemTime,
 }
 
@@ -34,6 +37,7 @@ pub(super) struct FileEntry {
 /// One file of the plugins directory and what became of it.
 #[derive(Debug, Clone)]
 pub struct PluginFile {
+    /// The file.
     pub file: PathBuf,
     /// The plugin this file serves, if any.
     pub active: Option<Meta>,

@@ -14,6 +14,7 @@ use crate::message::{Millis, Outcome, after};
 /// How many attempts and how far apart.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
+    /// Attempts per round (a resend starts a new round).
     pub max_attempts: u32,
     /// Wait after the 1st, 2nd, ... failed attempt; the last entry repeats.
     pub backoff: Vec<Duration>,
@@ -24,8 +25,11 @@ pub struct RetryPolicy {
 /// Where a message goes after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
+    /// It went; nothing more.
     Sent,
+    /// It fails for good.
     Failed,
+    /// Another attempt at this time.
     RetryAt(Millis),
 }
 

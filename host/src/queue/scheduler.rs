@@ -53,11 +53,17 @@ const CLOCK_STEP_TOLERANCE: Millis = 1_000;
 /// Everything the scheduler needs. It sends through chirp's plugins; the
 /// benchmark gives it a native provider instead (see [`Providers`]).
 pub struct Scheduler<P: Providers = Plugins> {
+    /// Where messages are claimed and completed.
     pub store: Store,
+    /// Who sends.
     pub providers: Arc<P>,
+    /// The retry rule.
     pub policy: RetryPolicy,
+    /// Woken when something may be due sooner.
     pub wake: Arc<Notify>,
+    /// How long a claim holds a message.
     pub lease: Duration,
+    /// Provider calls in flight at once.
     pub concurrency: usize,
     /// Sends per second per provider; attempts wait for their turn.
     pub provider_rate: std::num::NonZeroU32,

@@ -39,13 +39,18 @@ use surrealdb::types::QueryError;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {url}: {source}")]
+    /// The store could not be opened.
     Connect {
+        /// The store's URL.
         url: String,
+        /// Why.
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot close the store: {0}")]
+    /// The store could not be closed cleanly.
     Close(Arc<dyn std::error::Error + Send + Sync>),
     #[error("store query failed: {0}")]
+    /// A query failed, for a reason none of the kinds above names.
     Query(Box<surrealdb::Error>),
     /// Another transaction wrote one of the same records first (SurrealDB's
     /// transactions are optimistic). Nothing of this one was written; run
@@ -53,6 +58,7 @@ pub enum StoreError {
     #[error("another write changed the same records first: {0}")]
     Conflict(Box<surrealdb::Error>),
     #[error("the store returned a record chirp cannot read: {0}")]
+    /// A stored value chirp cannot read.
     Corrupt(String),
     /// The storage engine failed under a write: its log could not be
     /// written (disk full, file system read-only, I/O error), or it failed

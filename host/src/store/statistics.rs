@@ -10,23 +10,31 @@ use crate::status::Status;
 /// One count of a group.
 #[derive(Debug, Clone)]
 pub struct Count {
+    /// The group (a status, a template, a day).
     pub key: String,
+    /// How many.
     pub count: u64,
 }
 
 /// Outcomes of a provider's attempts.
 #[derive(Debug, Clone)]
 pub struct ProviderOutcomes {
+    /// The provider.
     pub provider: String,
+    /// `sent`, `retryable` or `permanent`.
     pub outcome: String,
+    /// How many attempts.
     pub count: u64,
 }
 
 /// Statistics of messages accepted in `[from, to)`.
 #[derive(Debug, Clone)]
 pub struct Statistics {
+    /// Messages accepted in the range.
     pub total: u64,
+    /// By status.
     pub by_status: Vec<Count>,
+    /// By template (`none` for free text).
     pub by_template: Vec<Count>,
     /// Days as `YYYY-MM-DD` (UTC).
     pub by_day: Vec<Count>,
@@ -36,10 +44,13 @@ pub struct Statistics {
     pub average_attempts: Option<f64>,
     /// Time from acceptance to `sent`, in milliseconds.
     pub accept_to_sent_p50_ms: Option<i64>,
+    /// The 95th percentile of the same.
     pub accept_to_sent_p95_ms: Option<i64>,
     /// Queued now (any time range), and the age of the oldest of them.
     pub queue_depth: u64,
+    /// How long the oldest of them has waited, in milliseconds.
     pub oldest_queued_age_ms: Option<i64>,
+    /// Attempts in the range by provider and outcome.
     pub provider_outcomes: Vec<ProviderOutcomes>,
 }
 

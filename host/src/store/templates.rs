@@ -22,8 +22,11 @@ struct TemplateRow {
 /// One saved version of a template.
 #[derive(Debug, Clone)]
 pub struct TemplateVersion {
+    /// Its number, from 1.
     pub version: u32,
+    /// When it was saved.
     pub saved_at: Millis,
+    /// What was saved.
     pub def: TemplateDef,
 }
 

@@ -58,14 +58,18 @@ pub const FILTERS: [&str; 14] = [
 /// how many bytes it writes of its own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shape {
+    /// How many times the text reads a variable.
     pub variable_reads: usize,
+    /// The bytes the text writes of its own.
     pub own_bytes: usize,
 }
 
 /// Why a text is not a chirp template, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The line of the text, if the problem is on one.
     pub line: Option<usize>,
+    /// What is not allowed.
     pub reason: String,
 }
 
@@ -233,7 +237,9 @@ impl Budget {
 /// fails and the render stops.
 #[derive(Default)]
 pub struct CappedOutput {
+    /// What was written, up to the cap.
     pub text: String,
+    /// Whether more was cut.
     pub overflowed: bool,
 }
 

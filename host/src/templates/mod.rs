@@ -29,7 +29,9 @@ pub const DEFAULT_LANGUAGE: &str = "en";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
+    /// A service message: orders, deliveries, payments.
     Transactional,
+    /// A promotion.
     Marketing,
 }
 
@@ -61,14 +63,19 @@ pub struct WhatsappTemplate {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDef {
+    /// The template's name, e.g. `order_confirmation`.
     pub name: String,
+    /// Service or promotion.
     pub category: Category,
     #[serde(default)]
+    /// What it is for, for operators.
     pub description: String,
     /// Every variable a caller must give.
     pub variables: Vec<String>,
     #[serde(default = "enabled_by_default")]
+    /// Whether messages may use it.
     pub enabled: bool,
+    /// The approved template it maps to.
     pub whatsapp: WhatsappTemplate,
     /// Text per language code; `en` is required.
     pub text: BTreeMap<String, String>,
@@ -87,13 +94,22 @@ fn enabled_by_default() -> bool {
 /// Why the catalog cannot be loaded. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// The directory or a file in it could not be read.
     #[error("cannot read templates from {path}: {source}")]
     Read {
+        /// What could not be read.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file is not a valid template.
     #[error("{path}: {reason}")]
-    Invalid { path: PathBuf, reason: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What is wrong with a template definition: the field (`text.hi`,
@@ -101,8 +117,11 @@ pub enum CatalogError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
 pub struct TemplateProblem {
+    /// The field at fault, e.g. `text.hi`.
     pub field: String,
+    /// The line of the text, if the problem is on one.
     pub line: Option<usize>,
+    /// Why.
     pub reason: String,
 }
 
@@ -119,14 +138,23 @@ impl TemplateProblem {
 /// Why a message cannot be rendered. `field` names what the caller must fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
+    /// No template has this name.
     #[error("unknown template {0:?}")]
     UnknownTemplate(String),
+    /// The template is disabled (or its stored text fails this chirp's
+    /// checks).
     #[error("template {0:?} is disabled")]
     Disabled(String),
+    /// A declared variable was not given (or given as null).
     #[error("variable {0:?} is required by this template")]
     MissingVariable(String),
+    /// A variable given as an array or object.
     #[error("variable {name:?} must be a string, number or boolean")]
-    InvalidVariable { name: String },
+    InvalidVariable {
+        /// The variable.
+        name: String,
+    },
+    /// minijinja failed (its words).
     #[error("rendering failed: {0}")]
     Render(String),
     /// The render would cost more than a render may ([`budget`]).
@@ -148,8 +176,11 @@ impl RenderError {
 /// template with its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// The rendered text.
     pub text: String,
+    /// The language rendered.
     pub language: String,
+    /// The approved template with its parameters.
     pub provider_template: ProviderTemplate,
     /// The template version it was rendered from.
     pub version: u32,
@@ -280,10 +311,12 @@ impl Catalog {
         )
     }
 
+    /// The template named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&TemplateDef> {
         self.defs.get(name)
     }
 
+    /// Every template, by name.
     pub fn all(&self) -> impl Iterator<Item = &TemplateDef> {
         self.defs.values()
     }
@@ -482,6 +515,7 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// `catalog` in force.
     pub fn new(catalog: Catalog) -> Templates {
         Templates {
             current: std::sync::RwLock::new(std::sync::Arc::new(catalog)),

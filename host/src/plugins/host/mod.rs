@@ -28,12 +28,15 @@ use super::network::Clients;
 /// reach (declared by it and allowed by the operator) and its limits.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
+    /// The plugin's name.
     pub plugin: String,
+    /// The settings it declared, with the operator's values.
     pub settings: HashMap<String, String>,
     /// `host` or `host:port`, lower case. Empty: no HTTP at all.
     pub hosts: Vec<String>,
     /// Whether the operator lets it reach private and loopback addresses.
     pub allow_private: bool,
+    /// What one call may use.
     pub limits: Limits,
 }
 
@@ -67,6 +70,7 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// The state of one call under `grant`.
     pub fn new(grant: Arc<Grant>, outbound: Outbound) -> HostState {
         let wasi = WasiCtx::builder()
             .allow_tcp(false)

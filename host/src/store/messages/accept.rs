@@ -19,7 +19,9 @@ const INSERT_CONFLICT_RETRIES: u32 = 8;
 /// What became of one message offered to [`Store::insert_batch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inserted {
+    /// The message's id (the first message's, for a key seen before).
     pub id: String,
+    /// Its status as stored.
     pub status: Status,
     /// The idempotency key was already known: nothing new was stored.
     pub replayed: bool,

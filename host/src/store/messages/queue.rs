@@ -13,13 +13,21 @@ use crate::store::{Store, StoreError, checked};
 /// The state a message moves to after an attempt (or a deferral).
 #[derive(Debug, Clone)]
 pub struct MessagePatch {
+    /// The new status.
     pub status: Status,
+    /// Attempts made so far.
     pub attempts: i64,
+    /// Now.
     pub updated_at: i64,
+    /// When it is due again, if it is.
     pub due_at: Option<i64>,
+    /// When it was sent, if it was.
     pub sent_at: Option<i64>,
+    /// The platform's id, if sent with one.
     pub provider_message_id: Option<String>,
+    /// The last error's code, if any.
     pub error_code: Option<String>,
+    /// The last error's message, if any.
     pub error_message: Option<String>,
     /// The provider the message waits for, when it is not loaded.
     pub waiting_for: Option<String>,
@@ -30,9 +38,13 @@ pub struct MessagePatch {
 /// for the audit trail, recorded in any case.
 #[derive(Debug, Clone)]
 pub struct Completion {
+    /// The message.
     pub message_id: String,
+    /// The lease the worker holds.
     pub lease: String,
+    /// The message's new state.
     pub patch: MessagePatch,
+    /// The attempt, if a provider was called.
     pub attempt: Option<Attempt>,
 }
 
@@ -325,7 +337,9 @@ impl Store {
 /// What [`Store::count_due`] found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DueCounts {
+    /// Queued messages due now.
     pub queued: usize,
+    /// Leased messages whose lease ran out.
     pub lease_expired: usize,
 }
 

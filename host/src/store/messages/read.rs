@@ -8,13 +8,21 @@ use crate::store::{Store, StoreError};
 /// `before` is the cursor (the id of the last message of the previous page).
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
+    /// Only this recipient.
     pub phone: Option<String>,
+    /// Only in this state.
     pub status: Option<Status>,
+    /// Only of this template.
     pub template: Option<String>,
+    /// Only with this reference.
     pub reference_id: Option<String>,
+    /// Accepted at or after.
     pub from: Option<Millis>,
+    /// Accepted before.
     pub to: Option<Millis>,
+    /// Older than this message id (the page before's last).
     pub before: Option<String>,
+    /// At most this many.
     pub limit: usize,
 }
 
