@@ -48,8 +48,8 @@ async fn load(
     loop {
         let settings = PluginSettings::new(&env, HashMap::new(), HashMap::new())
             .map_err(|e| ToolError::Usage(e.to_string()))?;
-        let plugins = Plugins::new(plugins::Setup::new(settings, &cache))
-            .map_err(ToolError::Engine)?;
+        let plugins =
+            Plugins::new(plugins::Setup::new(settings, &cache)).map_err(ToolError::Engine)?;
         match plugins.sync_file(file).await {
             Ok(Sync::Loaded(meta)) => return Ok((plugins, meta, filled)),
             Ok(other) => {

@@ -86,8 +86,7 @@ struct PluginStatus {
     /// `active`: the file's current content serves. `rejected`: it was
     /// refused (`error` says why); `serving`, if present, is the earlier
     /// version that keeps serving.
-    #[schema(pattern = "^(active|rejected)$")]
-    state: &'static str,
+    state: FileState,
     name: Option<String>,
     world: Option<World>,
     version: Option<String>,
@@ -97,6 +96,16 @@ struct PluginStatus {
     origin: Option<Origin>,
     error: Option<String>,
     serving: Option<Serving>,
+}
+
+/// What became of a plugin file's current content.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum FileState {
+    /// It serves.
+    Active,
+    /// It was refused.
+    Rejected,
 }
 
 /// The version of a plugin that serves.
@@ -140,7 +149,7 @@ impl From<PluginFile> for PluginStatus {
         match (f.rejected, f.active) {
             (None, Some(m)) => PluginStatus {
                 file,
-                state: "active",
+                state: FileState::Active,
                 name: Some(m.name),
                 world: Some(m.world),
                 version: Some(m.version),
@@ -152,7 +161,7 @@ impl From<PluginFile> for PluginStatus {
             },
             (rejected, serving) => PluginStatus {
                 file,
-                state: "rejected",
+                state: FileState::Rejected,
                 name: serving.as_ref().map(|m| m.name.clone()),
                 world: serving.as_ref().map(|m| m.world),
                 version: None,

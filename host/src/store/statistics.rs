@@ -83,12 +83,15 @@ impl Store {
             .query("SELECT status, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY status")
             .query("SELECT template, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY template")
             .query("SELECT math::floor(created_at / 86400000) AS day, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY day")
-            .query("SELECT VALUE sent_at - created_at FROM message WHERE status = 'sent' AND created_at >= $from AND created_at < $to")
-            .query("SELECT math::mean(attempts) AS mean FROM message WHERE status IN ['sent', 'failed'] AND created_at >= $from AND created_at < $to GROUP ALL")
-            .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = 'queued' GROUP ALL")
+            .query("SELECT VALUE sent_at - created_at FROM message WHERE status = $sent AND created_at >= $from AND created_at < $to")
+            .query("SELECT math::mean(attempts) AS mean FROM message WHERE (status = $sent OR status = $failed) AND created_at >= $from AND created_at < $to GROUP ALL")
+            .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = $queued GROUP ALL")
             .query("SELECT provider, outcome, count() AS n FROM attempt WHERE started_at >= $from AND started_at < $to GROUP BY provider, outcome")
             .bind(("from", from))
             .bind(("to", to))
+            .bind(("sent", Status::Sent.as_str()))
+            .bind(("failed", Status::Failed.as_str()))
+            .bind(("queued", Status::Queued.as_str()))
             .await?;
         let by_status = counts(response.take::<Vec<Value>>(0)?, "status");
         let by_template = counts(response.take::<Vec<Value>>(1)?, "template");

@@ -295,12 +295,13 @@ impl Store {
                        DELETE waiting WHERE provider = $provider; \
                        RETURN UPDATE $listed SET due_at = $now, waiting_for = NONE, \
                          updated_at = $now \
-                         WHERE status = 'queued' AND waiting_for = $provider \
+                         WHERE status = $queued AND waiting_for = $provider \
                          RETURN VALUE record::id(id); \
                      }",
                 )
                 .bind(("provider", provider.to_string()))
                 .bind(("now", now))
+                .bind(("queued", Status::Queued.as_str()))
                 .await?
                 .take(0)?;
             Ok(ids.len())
@@ -324,9 +325,9 @@ impl Store {
         let mut counts = DueCounts::default();
         for row in rows {
             let n = row.n.max(0) as usize;
-            match row.status.as_str() {
-                "queued" => counts.queued = n,
-                "sending" => counts.lease_expired = n,
+            match row.status.parse() {
+                Ok(Status::Queued) => counts.queued = n,
+                Ok(Status::Sending) => counts.lease_expired = n,
                 _ => {}
             }
         }

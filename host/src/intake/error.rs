@@ -1,0 +1,81 @@
+//! Why a request or an event cannot become messages, as types: the API
+//! chooses how each is answered.
+
+use crate::plugins::CallError;
+use crate::templates::RenderError;
+
+use super::events::MAX_DECISIONS;
+
+/// Why a request or event cannot become messages. The API chooses how
+/// each is answered (`api/error.rs`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    /// The template cannot be rendered with what was given.
+    Render(#[from] RenderError),
+    /// `override_opt_out` on a marketing template.
+    #[error("{template} is a marketing template; opt-outs of marketing cannot be overridden")]
+    OverrideNotAllowed {
+        /// The marketing template.
+        template: String,
+    },
+    /// The rules component found the event's data wrong: its words
+    /// (bounded), and the field they name (`data` when they name none).
+    #[error("{problem}")]
+    EventRefused {
+        /// The field the rules name, e.g. `data.order_id`.
+        field: String,
+        /// What the rules said.
+        problem: String,
+    },
+    /// A template an event leads to needs a variable its data lacks.
+    #[error("data.{variable} is required by template {template}")]
+    MissingEventData {
+        /// The variable, which the event's `data` should carry.
+        variable: String,
+        /// The template that needs it.
+        template: String,
+    },
+    /// The rules hold a message until after the last time chirp keeps
+    /// (they read it from the event's dates).
+    #[error(
+        "the rules hold {template} until after 9999-12-31T23:59:59.999Z, the last time chirp keeps; check the dates in data"
+    )]
+    HoldOutOfRange {
+        /// The template held.
+        template: String,
+    },
+    /// The rules component is not loaded.
+    #[error("rules plugin {0:?} is not loaded")]
+    RulesNotLoaded(String),
+    /// The call to the rules component failed.
+    #[error("the rules component failed: {0}")]
+    RulesFailed(#[source] CallError),
+    /// The rules component answered something chirp does not take.
+    #[error("the rules component answered out of bounds: {0}")]
+    RulesOutOfBounds(RulesAnswerError),
+}
+
+/// What is wrong with a rules component's answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RulesAnswerError {
+    /// More decisions than one event may lead to.
+    #[error("{given} decisions for one event; chirp takes at most {MAX_DECISIONS}")]
+    TooManyDecisions {
+        /// How many the rules gave.
+        given: usize,
+    },
+    /// A send whose variables are not a JSON object.
+    #[error("variables for {template} are not a JSON object")]
+    VariablesNotAnObject {
+        /// The template of that send.
+        template: String,
+    },
+    /// A skip of a template chirp does not have (its name is not
+    /// repeated: it could be anything).
+    #[error("a skip of a template chirp does not have ({name_bytes} bytes of name)")]
+    UnknownSkippedTemplate {
+        /// The length of the name given.
+        name_bytes: usize,
+    },
+}

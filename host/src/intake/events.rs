@@ -1,0 +1,221 @@
+//! A business event -> the messages it leads to: the rules component
+//! decides which templates, and when; every message is rendered before
+//! anything is stored, and the rules' answer is bounded (decisions, texts,
+//! times) whatever the plugin gives.
+
+use serde_json::{Map, Value};
+
+use super::{Draft, IntakeError, Recipient, RulesAnswerError, note, template_message};
+use crate::message::{Millis, NewMessage, fingerprint, in_range};
+use crate::phone::Phone;
+use crate::plugins::{NotLoaded, Plugins, bindings};
+use crate::preferences::Preferences;
+use crate::templates::{Catalog, RenderError};
+
+/// A business event as EarlyBird reports it.
+pub struct Event<'a> {
+    /// The event type, e.g. `order.created`.
+    pub kind: &'a str,
+    /// What the event is about (an order, a payment).
+    pub reference_id: &'a str,
+    /// Who it is about.
+    pub phone: &'a Phone,
+    /// Their name, if given.
+    pub name: Option<&'a str>,
+    /// Their language, if given (a saved preference wins).
+    pub language: Option<&'a str>,
+    /// Their time zone, if given (a saved preference wins).
+    pub timezone: Option<&'a str>,
+    /// The event's facts.
+    pub data: &'a Map<String, Value>,
+}
+
+/// A decision of the rules not to send a template.
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    /// The template not sent.
+    pub template: String,
+    /// Why, in the rules' words (bounded).
+    pub reason: String,
+}
+
+/// The most decisions a rules plugin may give for one event.
+pub(super) const MAX_DECISIONS: usize = 32;
+/// The longest text of a rules plugin's that chirp keeps (an error or a
+/// reason to skip), in characters.
+const MAX_RULES_TEXT: usize = 1024;
+
+/// A rules plugin's text (an error, a reason to skip) as chirp keeps it.
+fn rules_text(text: &str) -> String {
+    text.chars().take(MAX_RULES_TEXT).collect()
+}
+
+/// Asks rules component `rules` what `event` should send, renders every
+/// message, and returns them all (skipped ones included) or the first
+/// problem: nothing is half-made. The idempotency key of each message is
+/// derived from the event, so the same event posted twice stores nothing
+/// new.
+pub async fn event_messages(
+    plugins: &Plugins,
+    rules: &str,
+    catalog: &Catalog,
+    event: &Event<'_>,
+    preferences: &Preferences,
+    provider: &str,
+    now: Millis,
+) -> Result<(Vec<NewMessage>, Vec<Skipped>), IntakeError> {
+    let call = bindings::Event {
+        kind: event.kind.into(),
+        reference_id: event.reference_id.into(),
+        payload: serde_json::to_string(event.data).unwrap_or_default(),
+        recipient: bindings::Profile {
+            phone: event.phone.as_str().into(),
+            name: event.name.map(Into::into),
+            language: event
+                .language
+                .map(Into::into)
+                .or(preferences.language.clone()),
+            timezone: event
+                .timezone
+                .map(Into::into)
+                .or(preferences.timezone.clone()),
+            opt_outs: preferences.opt_outs(),
+        },
+        now_ms: now.max(0) as u64,
+    };
+    let (_, answer) = plugins
+        .decide(rules, &call)
+        .await
+        .map_err(|NotLoaded(name)| IntakeError::RulesNotLoaded(name.to_string()))?;
+    let decisions = answer
+        .map_err(IntakeError::RulesFailed)?
+        .map_err(|problem| {
+            // The rules name the field (`data.order_id`) in their message,
+            // which is the caller's to read: a plugin's words, bounded.
+            let problem = rules_text(&problem);
+            let field = problem
+                .split_whitespace()
+                .find(|w| w.starts_with("data.") || w.starts_with("customer."))
+                .unwrap_or("data")
+                .trim_matches(|c: char| !c.is_alphanumeric() && c != '.' && c != '_')
+                .chars()
+                .take(64)
+                .collect::<String>();
+            IntakeError::EventRefused { field, problem }
+        })?;
+    // An event leads to a few messages; a plugin that answers thousands
+    // would have chirp store them all in one transaction.
+    if decisions.len() > MAX_DECISIONS {
+        return Err(IntakeError::RulesOutOfBounds(
+            RulesAnswerError::TooManyDecisions {
+                given: decisions.len(),
+            },
+        ));
+    }
+
+    let recipient = Recipient {
+        phone: event.phone,
+        preferences,
+    };
+    let key = |template: &str| format!("event:{}:{}:{template}", event.kind, event.reference_id);
+    // Every message of the event carries what the event said, so posting
+    // the same (type, reference_id) again with other facts is refused
+    // rather than answered with the first event's messages.
+    let event_fingerprint =
+        fingerprint(&["event", event.kind, event.phone.as_str(), &call.payload]);
+    let mut messages = Vec::new();
+    let mut skipped = Vec::new();
+    for decision in decisions {
+        match decision {
+            bindings::Decision::Send(send) => {
+                let variables = match serde_json::from_str(&send.variables) {
+                    Ok(Value::Object(map)) => map,
+                    _ => {
+                        return Err(IntakeError::RulesOutOfBounds(
+                            RulesAnswerError::VariablesNotAnObject {
+                                template: send.template.clone(),
+                            },
+                        ));
+                    }
+                };
+                let not_before = match send.not_before_ms.map(Millis::try_from) {
+                    None => None,
+                    Some(Ok(at)) if in_range(at) => Some(at),
+                    // The rules read the time from the event's data (a
+                    // delivery date): the caller's to fix.
+                    Some(_) => {
+                        return Err(IntakeError::HoldOutOfRange {
+                            template: send.template.clone(),
+                        });
+                    }
+                };
+                let draft = Draft {
+                    template: &send.template,
+                    language: Some(&send.language),
+                    variables: &variables,
+                    reference_id: Some(event.reference_id.into()),
+                    idempotency_key: Some(key(&send.template)),
+                    not_before,
+                    override_opt_out: false,
+                    fingerprint: Some(event_fingerprint.clone()),
+                };
+                let message = template_message(catalog, &recipient, draft, provider, now).map_err(
+                    |e| match e {
+                        // A variable the template needs comes from the event's data.
+                        IntakeError::Render(RenderError::MissingVariable(variable)) => {
+                            IntakeError::MissingEventData {
+                                variable,
+                                template: send.template.clone(),
+                            }
+                        }
+                        other => other,
+                    },
+                )?;
+                if let Some(skip) = &message.skip {
+                    skipped.push(Skipped {
+                        template: send.template.clone(),
+                        reason: skip.message.clone(),
+                    });
+                }
+                messages.push(message);
+            }
+            bindings::Decision::Skip(skip) => {
+                let Some(def) = catalog.get(&skip.template) else {
+                    return Err(IntakeError::RulesOutOfBounds(
+                        RulesAnswerError::UnknownSkippedTemplate {
+                            name_bytes: skip.template.len(),
+                        },
+                    ));
+                };
+                let reason = rules_text(&skip.reason);
+                // Kept as a skipped message so history shows the decision.
+                let text = catalog
+                    .render(&skip.template, event.language, event.data)
+                    .map(|r| r.text)
+                    .unwrap_or_default();
+                let id = ulid::Ulid::new().to_string();
+                messages.push(NewMessage {
+                    id,
+                    phone: event.phone.clone(),
+                    template: Some(skip.template.clone()),
+                    template_version: Some(def.version),
+                    text,
+                    provider_template: None,
+                    reference_id: Some(event.reference_id.into()),
+                    idempotency_key: key(&skip.template),
+                    provider: provider.into(),
+                    created_at: now,
+                    not_before: now,
+                    skip: Some(note("skipped_by_rules", reason.clone())),
+                    override_opt_out: false,
+                    fingerprint: event_fingerprint.clone(),
+                });
+                skipped.push(Skipped {
+                    template: skip.template,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok((messages, skipped))
+}

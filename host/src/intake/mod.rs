@@ -1,0 +1,195 @@
+//! Intake: turning a request to send, or a business event, into the
+//! messages to store, with the recipient's preferences applied.
+//!
+//! It decides what the customer will see (rendering) and whether they will
+//! see it at all (opt-outs, disabled templates). A message that must not be
+//! sent is still stored, as `skipped` with the reason, so history shows
+//! what was decided and why. Nothing here does I/O but the call to the
+//! rules component; storing is the caller's.
+
+mod error;
+mod events;
+
+pub use error::{IntakeError, RulesAnswerError};
+pub use events::{Event, Skipped, event_messages};
+
+use serde_json::{Map, Value};
+
+use crate::message::{ErrorNote, Millis, NewMessage, fingerprint};
+use crate::phone::Phone;
+use crate::preferences::Preferences;
+use crate::templates::{Catalog, Category, RenderError};
+
+/// Who a message is for and how to address them.
+pub struct Recipient<'a> {
+    /// The recipient.
+    pub phone: &'a Phone,
+    /// Their saved preferences (defaults if none).
+    pub preferences: &'a Preferences,
+}
+
+/// What a message is made of before it is rendered.
+pub struct Draft<'a> {
+    /// The template's name.
+    pub template: &'a str,
+    /// The language asked for; else the recipient's, else English.
+    pub language: Option<&'a str>,
+    /// The template's variables.
+    pub variables: &'a Map<String, Value>,
+    /// The caller's reference, if any.
+    pub reference_id: Option<String>,
+    /// The caller's key; none: the message's id.
+    pub idempotency_key: Option<String>,
+    /// Not before this time (never before acceptance).
+    pub not_before: Option<Millis>,
+    /// Send even if the recipient opted out of all messages or of this
+    /// template. Only for transactional templates.
+    pub override_opt_out: bool,
+    /// What the request asked for, when it is not this draft alone (an
+    /// event's messages share the event's); `None`: the draft's phone,
+    /// template and variables.
+    pub fingerprint: Option<String>,
+}
+
+/// Builds the message for a template `draft`: rendered, and `skip`ped if
+/// the template is disabled or the recipient opted out.
+pub fn template_message(
+    catalog: &Catalog,
+    recipient: &Recipient<'_>,
+    draft: Draft<'_>,
+    provider: &str,
+    now: Millis,
+) -> Result<NewMessage, IntakeError> {
+    let def = catalog
+        .get(draft.template)
+        .ok_or_else(|| RenderError::UnknownTemplate(draft.template.into()))?;
+    if draft.override_opt_out && def.category == Category::Marketing {
+        return Err(IntakeError::OverrideNotAllowed {
+            template: def.name.clone(),
+        });
+    }
+    let language = draft.language.or(recipient.preferences.language.as_deref());
+    let rendered = catalog.render(draft.template, language, draft.variables)?;
+    let skip = if !def.enabled {
+        Some(note(
+            "template_disabled",
+            format!("template {} is disabled", def.name),
+        ))
+    } else {
+        opted_out(
+            recipient.preferences,
+            &def.name,
+            def.category,
+            draft.override_opt_out,
+        )
+    };
+    let id = ulid::Ulid::new().to_string();
+    let fingerprint = draft.fingerprint.unwrap_or_else(|| {
+        let variables = serde_json::to_string(draft.variables).unwrap_or_default();
+        fingerprint(&["template", recipient.phone.as_str(), &def.name, &variables])
+    });
+    Ok(NewMessage {
+        idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
+        id,
+        phone: recipient.phone.clone(),
+        template: Some(def.name.clone()),
+        template_version: Some(rendered.version),
+        text: rendered.text,
+        provider_template: Some(rendered.provider_template),
+        reference_id: draft.reference_id,
+        provider: provider.into(),
+        created_at: now,
+        not_before: draft.not_before.unwrap_or(now).max(now),
+        skip,
+        override_opt_out: draft.override_opt_out,
+        fingerprint,
+    })
+}
+
+/// A free-text message before it is stored.
+pub struct TextDraft {
+    /// The text.
+    pub text: String,
+    /// The caller's reference, if any.
+    pub reference_id: Option<String>,
+    /// The caller's key; none: the message's id.
+    pub idempotency_key: Option<String>,
+    /// Not before this time (never before acceptance).
+    pub not_before: Option<Millis>,
+    /// Send despite an opt-out of everything.
+    pub override_opt_out: bool,
+}
+
+/// Free text counts as transactional: a service reply inside the
+/// customer's conversation window.
+pub fn text_message(
+    recipient: &Recipient<'_>,
+    draft: TextDraft,
+    provider: &str,
+    now: Millis,
+) -> NewMessage {
+    let id = ulid::Ulid::new().to_string();
+    let skip = opted_out(
+        recipient.preferences,
+        "",
+        Category::Transactional,
+        draft.override_opt_out,
+    );
+    NewMessage {
+        idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
+        fingerprint: fingerprint(&["text", recipient.phone.as_str(), &draft.text]),
+        id,
+        phone: recipient.phone.clone(),
+        template: None,
+        template_version: None,
+        text: draft.text,
+        provider_template: None,
+        reference_id: draft.reference_id,
+        provider: provider.into(),
+        created_at: now,
+        not_before: draft.not_before.unwrap_or(now).max(now),
+        skip,
+        override_opt_out: draft.override_opt_out,
+    }
+}
+
+fn note(code: &str, message: String) -> ErrorNote {
+    ErrorNote {
+        code: code.into(),
+        message,
+    }
+}
+
+/// Whether `prefs` keep a message of `template` (`category`) from being
+/// sent, and why. Asked at intake and again just before each send
+/// ([`crate::gate`]).
+pub fn opted_out(
+    prefs: &Preferences,
+    template: &str,
+    category: Category,
+    override_opt_out: bool,
+) -> Option<ErrorNote> {
+    let overridden = override_opt_out && category == Category::Transactional;
+    if category == Category::Marketing && prefs.opt_out_marketing {
+        return Some(note("opted_out", "recipient opted out of marketing".into()));
+    }
+    if overridden {
+        return None;
+    }
+    if prefs.opt_out_all {
+        return Some(note(
+            "opted_out",
+            "recipient opted out of all messages".into(),
+        ));
+    }
+    if !template.is_empty() && prefs.opt_out_templates.iter().any(|t| t == template) {
+        return Some(note(
+            "opted_out",
+            format!("recipient opted out of {template}"),
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The intake's decisions, without a store or a plugin.
+
+use super::*;
+
+/// A retry may spell its variables in another order: it is the same
+/// request.
+#[test]
+fn a_requests_fingerprint_ignores_the_order_of_its_variables() {
+    let catalog =
+        Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates"))
+            .unwrap();
+    let phone = Phone::parse("+919876543210").unwrap();
+    let preferences = Preferences::defaults_for(phone.as_str());
+    let recipient = Recipient {
+        phone: &phone,
+        preferences: &preferences,
+    };
+    let print = |variables: &str| {
+        let variables: Map<String, Value> = serde_json::from_str(variables).unwrap();
+        let draft = Draft {
+            template: "order_confirmation",
+            language: None,
+            variables: &variables,
+            reference_id: None,
+            idempotency_key: Some("k".into()),
+            not_before: None,
+            override_opt_out: false,
+            fingerprint: None,
+        };
+        template_message(&catalog, &recipient, draft, "myoperator", 0)
+            .unwrap()
+            .fingerprint
+    };
+    let a = print(r#"{"order_id": "A", "delivery_date": "d", "total_amount": 1}"#);
+    let b = print(r#"{"total_amount": 1, "delivery_date": "d", "order_id": "A"}"#);
+    let c = print(r#"{"order_id": "B", "delivery_date": "d", "total_amount": 1}"#);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+fn catalog() -> Catalog {
+    Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")).unwrap()
+}
+
+fn draft<'a>(template: &'a str, variables: &'a Map<String, Value>) -> Draft<'a> {
+    Draft {
+        template,
+        language: None,
+        variables,
+        reference_id: None,
+        idempotency_key: None,
+        not_before: None,
+        override_opt_out: false,
+        fingerprint: None,
+    }
+}
+
+/// Who opted out of what decides, per category, whether a message is
+/// stored to be sent or stored as skipped with the reason; an override
+/// lets transactional messages through and is refused for marketing.
+#[test]
+fn opt_outs_skip_by_category_and_an_override_is_for_transactional_only() {
+    let catalog = catalog();
+    let phone = Phone::parse("+919876543210").unwrap();
+    let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
+    let none = Map::new();
+    let message = |prefs: &Preferences, template: &str, variables, override_opt_out| {
+        let recipient = Recipient {
+            phone: &phone,
+            preferences: prefs,
+        };
+        let draft = Draft {
+            override_opt_out,
+            ..draft(template, variables)
+        };
+        template_message(&catalog, &recipient, draft, "myoperator", 1_000)
+    };
+    let marketing_out = Preferences {
+        opt_out_marketing: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    let all_out = Preferences {
+        opt_out_all: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    // Marketing opt-out: marketing skipped, transactional sent.
+    let skipped = message(&marketing_out, "churn_risk", &none, false).unwrap();
+    assert!(skipped.skip.is_some(), "{skipped:?}");
+    let sent = message(&marketing_out, "delivery_delayed", &eta, false).unwrap();
+    assert!(sent.skip.is_none(), "{sent:?}");
+    // Everything opted out: transactional skipped too, unless overridden.
+    assert!(
+        message(&all_out, "delivery_delayed", &eta, false)
+            .unwrap()
+            .skip
+            .is_some()
+    );
+    assert!(
+        message(&all_out, "delivery_delayed", &eta, true)
+            .unwrap()
+            .skip
+            .is_none()
+    );
+    // Marketing is never overridden.
+    assert!(matches!(
+        message(&all_out, "churn_risk", &none, true),
+        Err(IntakeError::OverrideNotAllowed { .. })
+    ));
+}
+
+/// What the caller gave decides the key and the due time: no key is a
+/// key of its own, and a send time in the past is now.
+#[test]
+fn a_message_without_a_key_gets_its_own_and_is_never_due_before_it_was_accepted() {
+    let catalog = catalog();
+    let phone = Phone::parse("+919876543210").unwrap();
+    let preferences = Preferences::defaults_for(phone.as_str());
+    let recipient = Recipient {
+        phone: &phone,
+        preferences: &preferences,
+    };
+    let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
+    let early = Draft {
+        not_before: Some(10),
+        ..draft("delivery_delayed", &eta)
+    };
+    let message = template_message(&catalog, &recipient, early, "myoperator", 5_000).unwrap();
+    assert_eq!(message.idempotency_key, message.id);
+    assert_eq!(message.not_before, 5_000);
+    assert_eq!(message.text, "⏰ Delivery ETA: 9 AM. Sorry for the delay!");
+    // A missing variable or an unknown template is an error, not a
+    // message with a hole in it.
+    let none = Map::new();
+    assert!(matches!(
+        template_message(
+            &catalog,
+            &recipient,
+            draft("delivery_delayed", &none),
+            "m",
+            0
+        ),
+        Err(IntakeError::Render(RenderError::MissingVariable(_)))
+    ));
+    assert!(matches!(
+        template_message(&catalog, &recipient, draft("no_such", &none), "m", 0),
+        Err(IntakeError::Render(RenderError::UnknownTemplate(_)))
+    ));
+}
+
+/// Free text is transactional: an opt-out of marketing lets it
+/// through, an opt-out of everything skips it.
+#[test]
+fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
+    let phone = Phone::parse("+919876543210").unwrap();
+    let text = |prefs: &Preferences| {
+        let recipient = Recipient {
+            phone: &phone,
+            preferences: prefs,
+        };
+        let draft = TextDraft {
+            text: "your milk is coming".into(),
+            reference_id: None,
+            idempotency_key: Some("k".into()),
+            not_before: None,
+            override_opt_out: false,
+        };
+        text_message(&recipient, draft, "myoperator", 0)
+    };
+    let marketing_out = Preferences {
+        opt_out_marketing: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    let all_out = Preferences {
+        opt_out_all: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    assert!(text(&marketing_out).skip.is_none());
+    assert!(text(&all_out).skip.is_some());
+}

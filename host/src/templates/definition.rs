@@ -1,0 +1,147 @@
+//! A template as an operator writes it (`templates/NAME.toml`, and each
+//! saved version in the store): its name, category, variables, WhatsApp
+//! mapping and texts, and the checks a definition must pass before any
+//! text is compiled.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::DEFAULT_LANGUAGE;
+
+/// Whether a message is a service message or promotion (opt-outs and quiet
+/// hours apply to marketing only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    /// A service message: orders, deliveries, payments.
+    Transactional,
+    /// A promotion.
+    Marketing,
+}
+
+impl Category {
+    /// Both categories.
+    pub const ALL: [Category; 2] = [Category::Transactional, Category::Marketing];
+
+    /// Its name, as files, the store and the API spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Transactional => "transactional",
+            Category::Marketing => "marketing",
+        }
+    }
+}
+
+/// The WhatsApp-approved template a chirp template maps to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappTemplate {
+    /// The name WhatsApp approved.
+    pub template: String,
+    /// chirp variables in the order of the approved placeholders.
+    pub parameters: Vec<String>,
+}
+
+/// One template file, as written in `templates/NAME.toml`; the store keeps
+/// each saved version in the same shape.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateDef {
+    /// The template's name, e.g. `order_confirmation`.
+    pub name: String,
+    /// Service or promotion.
+    pub category: Category,
+    #[serde(default)]
+    /// What it is for, for operators.
+    pub description: String,
+    /// Every variable a caller must give.
+    pub variables: Vec<String>,
+    #[serde(default = "enabled_by_default")]
+    /// Whether messages may use it.
+    pub enabled: bool,
+    /// The approved template it maps to.
+    pub whatsapp: WhatsappTemplate,
+    /// Text per language code; `en` is required.
+    pub text: BTreeMap<String, String>,
+    /// Example values of the variables, for previews.
+    #[serde(default)]
+    pub sample: BTreeMap<String, Value>,
+    /// The saved version this definition is (1 for the seed from the file).
+    #[serde(default)]
+    pub version: u32,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// What is wrong with a template definition: the field (`text.hi`,
+/// `variables`), the line of the text if the problem is in one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct TemplateProblem {
+    /// The field at fault, e.g. `text.hi`.
+    pub field: String,
+    /// The line of the text, if the problem is on one.
+    pub line: Option<usize>,
+    /// Why.
+    pub reason: String,
+}
+
+impl TemplateProblem {
+    pub(super) fn new(field: impl Into<String>, reason: impl Into<String>) -> TemplateProblem {
+        TemplateProblem {
+            field: field.into(),
+            line: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+pub(super) fn valid_language(code: &str) -> bool {
+    (2..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+}
+
+pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem> {
+    let valid_name = !def.name.is_empty()
+        && def
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid_name {
+        return Err(TemplateProblem::new(
+            "name",
+            format!("{:?} must be lower case letters, digits and _", def.name),
+        ));
+    }
+    if !def.text.contains_key(DEFAULT_LANGUAGE) {
+        return Err(TemplateProblem::new(
+            format!("text.{DEFAULT_LANGUAGE}"),
+            "every template needs an English text",
+        ));
+    }
+    if let Some(v) = def
+        .variables
+        .iter()
+        .find(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(TemplateProblem::new(
+            "variables",
+            format!("{v:?} is not a variable name (letters, digits, _)"),
+        ));
+    }
+    if let Some(p) = def
+        .whatsapp
+        .parameters
+        .iter()
+        .find(|p| !def.variables.contains(p))
+    {
+        return Err(TemplateProblem::new(
+            "whatsapp.parameters",
+            format!("names {p:?}, which is not among the variables"),
+        ));
+    }
+    Ok(())
+}
