@@ -797,15 +797,7 @@ async fn apprise(count: usize) {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/tmp".into());
     let venv = Path::new(&home).join(".cache/chirp-bench/apprise-venv");
     let python = venv.join("bin/python");
-    let run = |program: &Path, args: &[&str]| {
-        std::process::Command::new(program)
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    let run = |program: &Path, args: &[&str]| chirp_bench::process::quietly(program, args);
     if !python.exists() {
         let venv_text = venv.display().to_string();
         if !run(Path::new("python3"), &["-m", "venv", &venv_text]) {

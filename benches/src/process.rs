@@ -103,3 +103,14 @@ pub fn dir_size(path: &Path) -> u64 {
         })
         .sum()
 }
+
+/// Runs `program` with `args`, its output thrown away; whether it
+/// succeeded.
+pub fn quietly(program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

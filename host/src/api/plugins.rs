@@ -44,12 +44,7 @@ struct Reloaded {
 )]
 async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> {
     Json(PluginList {
-        items: state
-            .plugins
-            .files()
-            .into_iter()
-            .map(PluginStatus::from)
-            .collect(),
+        items: rows(&state),
         allocator: state.plugins.allocator(),
     })
 }
@@ -69,14 +64,19 @@ async fn reload(_admin: Admin, State(state): State<AppState>) -> Result<Json<Rel
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(Reloaded {
-        items: state
-            .plugins
-            .files()
-            .into_iter()
-            .map(PluginStatus::from)
-            .collect(),
+        items: rows(&state),
         refused: refused.iter().map(|e| e.to_string()).collect(),
     }))
+}
+
+/// Every plugin file, as rows.
+fn rows(state: &AppState) -> Vec<PluginStatus> {
+    state
+        .plugins
+        .files()
+        .into_iter()
+        .map(PluginStatus::from)
+        .collect()
 }
 
 /// One row of `GET /api/plugins`.

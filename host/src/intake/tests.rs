@@ -42,6 +42,19 @@ fn catalog() -> Catalog {
     Catalog::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates")).unwrap()
 }
 
+/// Preferences opted out of marketing, and of everything.
+fn opted_out_of_marketing_and_of_all(phone: &Phone) -> (Preferences, Preferences) {
+    let marketing = Preferences {
+        opt_out_marketing: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    let all = Preferences {
+        opt_out_all: true,
+        ..Preferences::defaults_for(phone.as_str())
+    };
+    (marketing, all)
+}
+
 fn draft<'a>(template: &'a str, variables: &'a Map<String, Value>) -> Draft<'a> {
     Draft {
         template,
@@ -75,14 +88,7 @@ fn opt_outs_skip_by_category_and_an_override_is_for_transactional_only() {
         };
         template_message(&catalog, &recipient, draft, "myoperator", 1_000)
     };
-    let marketing_out = Preferences {
-        opt_out_marketing: true,
-        ..Preferences::defaults_for(phone.as_str())
-    };
-    let all_out = Preferences {
-        opt_out_all: true,
-        ..Preferences::defaults_for(phone.as_str())
-    };
+    let (marketing_out, all_out) = opted_out_of_marketing_and_of_all(&phone);
     // Marketing opt-out: marketing skipped, transactional sent.
     let skipped = message(&marketing_out, "churn_risk", &none, false).unwrap();
     assert!(skipped.skip.is_some(), "{skipped:?}");
@@ -166,14 +172,7 @@ fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
         };
         text_message(&recipient, draft, "myoperator", 0)
     };
-    let marketing_out = Preferences {
-        opt_out_marketing: true,
-        ..Preferences::defaults_for(phone.as_str())
-    };
-    let all_out = Preferences {
-        opt_out_all: true,
-        ..Preferences::defaults_for(phone.as_str())
-    };
+    let (marketing_out, all_out) = opted_out_of_marketing_and_of_all(&phone);
     assert!(text(&marketing_out).skip.is_none());
     assert!(text(&all_out).skip.is_some());
 }

@@ -201,15 +201,7 @@ pub(crate) async fn final_message(client: &reqwest::Client, base: &str, id: &str
     }
 }
 
-pub(crate) fn sh(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
+pub(crate) use chirp_bench::process::quietly as sh;
 
 /// What [`send_some`] saw.
 pub(crate) struct Sent {
