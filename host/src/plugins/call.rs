@@ -20,9 +20,10 @@ const MAX_FIELD_LEN: usize = 4096;
 /// Why a call into a plugin did not produce a usable answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
-    #[error("plugin trapped: {0}")]
-    /// The plugin trapped (or ran out of memory).
-    Trap(String),
+    #[error("plugin trapped: {0:#}")]
+    /// The plugin trapped (or ran out of memory): wasmtime's error, shared
+    /// by the clones of this one.
+    Trap(std::sync::Arc<wasmtime::Error>),
     #[error("plugin exceeded its time limit of {0:?}")]
     /// The call ran past its wall time.
     Timeout(Duration),
@@ -134,7 +135,7 @@ impl Plugins {
         match result {
             Err(_) => Err(CallError::Timeout(limit)),
             Ok(Err(_)) if Instant::now() >= deadline => Err(CallError::Timeout(limit)),
-            Ok(Err(trap)) => Err(CallError::Trap(format!("{trap:#}"))),
+            Ok(Err(trap)) => Err(CallError::Trap(std::sync::Arc::new(trap))),
             Ok(Ok(value)) => Ok(value),
         }
     }

@@ -54,13 +54,13 @@ const PENDING_CAPACITY: usize = 16 * 1024;
 pub enum QueueError {
     /// The store refused the write; nothing was accepted.
     #[error("the store cannot accept messages now: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] StoreError),
     /// The store was asked to write and did not say whether it did (a
     /// SurrealDB server that did not answer in time or dropped the
     /// connection, or a failed write of the store's log): the messages may
     /// have been stored.
     #[error("the store did not confirm the write: {0}")]
-    Unconfirmed(String),
+    Unconfirmed(#[source] StoreError),
     /// chirp is shutting down.
     #[error("chirp is shutting down")]
     Closed,
@@ -71,9 +71,9 @@ impl From<StoreError> for QueueError {
     /// carried it out, and refused otherwise.
     fn from(e: StoreError) -> QueueError {
         if e.outcome_unknown() {
-            QueueError::Unconfirmed(e.to_string())
+            QueueError::Unconfirmed(e)
         } else {
-            QueueError::Unavailable(e.to_string())
+            QueueError::Unavailable(e)
         }
     }
 }
