@@ -20,8 +20,10 @@
 //! Around it:
 //! - [`config`]: environment + `chirp.toml` -> validated [`Config`].
 //! - [`message`]: the domain types (message, attempt, outcome).
+//! - [`customers`]: a customer's personal data as a whole: access, erasure.
 //! - [`status`]: the message's state machine and its delivery receipts.
 //! - [`phone`]: E.164 phone numbers.
+//! - [`keyfile`]: secret keys kept in files outside the store.
 //! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //! - [`telemetry`]: the Prometheus series.
@@ -36,9 +38,11 @@
 pub mod allocator;
 pub mod api;
 pub mod config;
+pub mod customers;
 pub mod delivery;
 pub mod gate;
 pub mod intake;
+pub mod keyfile;
 pub mod message;
 pub mod phone;
 pub mod plugins;

@@ -20,7 +20,9 @@ mod settings;
 mod timing;
 pub mod value;
 pub use plugins::{PluginSettings, SANDBOX_PREFIX, SETTINGS_PREFIX};
-pub use sections::{ApiConfig, AuthConfig, DeliveryConfig, PluginsConfig, StoreConfig};
+pub use sections::{
+    ApiConfig, AuthConfig, DeliveryConfig, PluginsConfig, PrivacyConfig, StoreConfig,
+};
 use settings::Settings;
 
 /// Why the configuration cannot be used. Each variant names what to fix.
@@ -145,6 +147,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The plugins and what each is granted.
     pub plugins: PluginsConfig,
+    /// Customers' personal data.
+    pub privacy: PrivacyConfig,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
     pub templates_dir: PathBuf,
     /// `CHIRP_LOG_FORMAT`: `text` or `json`.
@@ -182,6 +186,7 @@ impl Config {
             store: sections::store(&s)?,
             delivery: sections::delivery(&s)?,
             plugins: sections::plugins(&s, plugin_settings)?,
+            privacy: sections::privacy(&s),
             templates_dir: s.path("CHIRP_TEMPLATES_DIR", "templates"),
             log_format: sections::log_format(&s)?,
         };

@@ -293,3 +293,18 @@ pub(super) fn log_format(s: &Settings) -> Result<LogFormat, ConfigError> {
         }
     })
 }
+
+/// Customers' personal data.
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// `CHIRP_ERASURE_KEY`: the file holding the key of the hashes that
+    /// name erased phones in the store (made on first start, mode 600;
+    /// keep it outside the store and its backups).
+    pub erasure_key: PathBuf,
+}
+
+pub(super) fn privacy(s: &Settings) -> PrivacyConfig {
+    PrivacyConfig {
+        erasure_key: s.path("CHIRP_ERASURE_KEY", "data/erasure.key"),
+    }
+}

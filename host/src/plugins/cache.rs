@@ -16,9 +16,7 @@
 //! is not used: chirp then runs without the cache and says so.
 
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{
-    DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _,
-};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,7 +30,7 @@ use super::files::{FileError, open_regular};
 /// The first bytes of every cache file chirp writes.
 const MAGIC: &[u8] = b"chirp-compiled-plugin-1\n";
 /// Length of the key and of the tag.
-const KEY_BYTES: usize = 32;
+use crate::keyfile::KEY_BYTES;
 /// The largest cache file chirp reads.
 const MAX_CACHE_FILE_BYTES: u64 = 1024 * 1024 * 1024;
 
@@ -60,7 +58,7 @@ impl Cache {
     /// The cache in `dir`, proven with the key in `key_file` (created if
     /// missing).
     pub fn open(dir: &Path, key_file: &Path) -> Result<Cache, CacheError> {
-        let key = read_or_create_key(key_file).map_err(|reason| CacheError::Key {
+        let key = crate::keyfile::read_or_create(key_file).map_err(|reason| CacheError::Key {
             path: key_file.into(),
             reason,
         })?;
@@ -193,60 +191,10 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     Ok(Some(bytes))
 }
 
-/// The key in `path`, or a new random one written there with owner-only
-/// permissions. An existing key must be a regular file of this user that
-/// no one else may read or write.
-fn read_or_create_key(path: &Path) -> Result<[u8; KEY_BYTES], String> {
-    match open_regular(path).map_err(|e| e.to_string())? {
-        Some((mut file, meta)) => {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let me = unsafe { libc::geteuid() };
-            if meta.uid() != me {
-                return Err(format!(
-                    "owned by user {}, not by chirp's ({me})",
-                    meta.uid()
-                ));
-            }
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(format!(
-                    "its permissions are {:o}; only its owner may read or write it (chmod 600)",
-                    meta.permissions().mode() & 0o777
-                ));
-            }
-            let mut key = [0u8; KEY_BYTES];
-            let mut rest = Vec::new();
-            file.read_exact(&mut key)
-                .and_then(|()| file.read_to_end(&mut rest))
-                .map_err(|e| format!("{e}; expected {KEY_BYTES} bytes"))?;
-            if !rest.is_empty() {
-                return Err(format!("expected {KEY_BYTES} bytes"));
-            }
-            Ok(key)
-        }
-        None => {
-            let mut key = [0u8; KEY_BYTES];
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut random| random.read_exact(&mut key))
-                .map_err(|e| format!("cannot read /dev/urandom: {e}"))?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-            }
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| e.to_string())?;
-            file.write_all(&key)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| e.to_string())?;
-            Ok(key)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn engine() -> Engine {

@@ -52,6 +52,7 @@ DEFINE INDEX IF NOT EXISTS template_version_name ON template_version FIELDS name
 DEFINE TABLE IF NOT EXISTS preference SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS store_layout SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS erasure SCHEMALESS;
 ";
 
 /// Layout 1 to 2, first step, run until it moves nothing: re-keys up to

@@ -3,9 +3,12 @@
 //! - [`accept`]: accepted messages in, one per caller key.
 //! - [`queue`]: claims with a lease, completions, resends, release.
 //! - [`read`]: a message and its audit trail, the history.
+//! - [`customers`]: one customer's data across the tables: read out,
+//!   erased.
 //! - [`rows`]: the rows as chirp writes and reads them.
 
 mod accept;
+mod customers;
 mod queue;
 mod read;
 mod rows;

@@ -1,0 +1,439 @@
+//! One customer's data across the tables: read out whole (access), or
+//! erased (every message's phone, text, variables, reference, errors and
+//! platform ids; their attempts' errors and platform ids; their saved
+//! preferences; the fingerprints of their caller keys), with a record of
+//! the erasure that names the phone only by a keyed hash.
+//!
+//! What stays of an erased message is what statistics and the audit trail
+//! need and what says nothing of the customer: its id, state, times,
+//! template and version, provider, attempt count and codes. Its attempts
+//! stay, numbered, so the trail has no holes.
+
+use surrealdb::types::{RecordId, SurrealValue};
+
+use super::rows::{MESSAGE_FIELDS, MessageRow, attempts_of};
+use crate::customers::{CustomerData, ERASED_PHONE, Erased};
+use crate::message::Millis;
+use crate::status::{Status, Transition};
+use crate::store::{Store, StoreError};
+
+/// The most messages one erasure transaction changes; a customer with more
+/// is erased in several.
+const ERASE_BATCH: usize = 500;
+
+/// An erased message's caller key and whether it was still to be sent.
+#[derive(Debug, SurrealValue)]
+struct ErasedRow {
+    id: RecordId,
+    status: String,
+    idempotency_key: String,
+}
+
+/// The record of an erasure.
+#[derive(Debug, SurrealValue)]
+struct ErasureRow {
+    at: i64,
+}
+
+impl Store {
+    /// Everything chirp holds for `phone`: saved preferences, and every
+    /// message with its attempts, newest first.
+    pub async fn customer_data(
+        &self,
+        phone: &str,
+        erased_name: &str,
+    ) -> Result<CustomerData, StoreError> {
+        let preferences = self
+            .saved_preferences(&[phone.to_string()])
+            .await?
+            .remove(phone);
+        let rows: Vec<MessageRow> = self
+            .db
+            .query(format!(
+                "SELECT {MESSAGE_FIELDS} FROM message WHERE phone = $phone ORDER BY id DESC"
+            ))
+            .bind(("phone", phone.to_string()))
+            .await?
+            .take(0)?;
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let message = row.into_message()?;
+            let attempts = self.attempts(&message.id).await?;
+            messages.push((message, attempts));
+        }
+        let erased: Vec<ErasureRow> = self
+            .db
+            .query("SELECT at FROM type::record('erasure', $name)")
+            .bind(("name", erased_name.to_string()))
+            .await?
+            .take(0)?;
+        Ok(CustomerData {
+            preferences,
+            messages,
+            erased_at: erased.first().map(|e| e.at),
+        })
+    }
+
+    /// Erases what chirp holds for `phone` (see the module's doc), at `now`,
+    /// and records the erasure under `erased_name`. Messages still queued
+    /// or scheduled are cancelled first. A message accepted while this runs
+    /// is erased too: the work goes on until no message has the phone.
+    pub async fn erase(
+        &self,
+        phone: &str,
+        erased_name: &str,
+        now: Millis,
+    ) -> Result<Erased, StoreError> {
+        let mut erased = Erased::default();
+        loop {
+            let batch: Vec<ErasedRow> = self
+                .db
+                .query("SELECT id, status, idempotency_key FROM message WHERE phone = $phone LIMIT $limit")
+                .bind(("phone", phone.to_string()))
+                .bind(("limit", ERASE_BATCH as i64))
+                .await?
+                .take(0)?;
+            if batch.is_empty() {
+                break;
+            }
+            let cancel_from = Transition::Cancel.from_names();
+            erased.messages += batch.len();
+            erased.cancelled += batch
+                .iter()
+                .filter(|m| cancel_from.contains(&m.status))
+                .count();
+            let ids: Vec<RecordId> = batch.iter().map(|m| m.id.clone()).collect();
+            let attempts: Vec<RecordId> = batch
+                .iter()
+                .map(|m| attempts_of(&record_key(&m.id)))
+                .collect();
+            // Caller keys (a key chirp made is the message's id, and has
+            // no record).
+            let keys: Vec<RecordId> = batch
+                .iter()
+                .filter(|m| m.idempotency_key != record_key(&m.id))
+                .map(|m| RecordId::new("idempotency", m.idempotency_key.as_str()))
+                .collect();
+            erased.keys += keys.len();
+            // One statement (a block), so one transaction.
+            let touched: Option<i64> = self
+                .write(async {
+                    Ok(self
+                        .db
+                        .query(
+                            "{
+                                UPDATE $ids SET status = $cancelled, due_at = NONE
+                                    WHERE status IN $cancel_from RETURN NONE;
+                                UPDATE $ids SET phone = $erased, text = '', wa_parameters = NONE,
+                                    reference_id = NONE, error_message = NONE,
+                                    provider_message_id = NONE, lease = NONE, updated_at = $now
+                                    RETURN NONE;
+                                FOR $key IN $keys {
+                                    UPDATE $key SET fingerprint = 'erased' RETURN NONE;
+                                };
+                                RETURN array::len(UPDATE $attempts SET error_message = NONE,
+                                    provider_message_id = NONE RETURN VALUE id);
+                            }",
+                        )
+                        .bind(("ids", ids))
+                        .bind(("attempts", attempts))
+                        .bind(("keys", keys))
+                        .bind(("cancelled", Status::Cancelled.as_str()))
+                        .bind(("cancel_from", cancel_from.clone()))
+                        .bind(("erased", ERASED_PHONE))
+                        .bind(("now", now))
+                        .await?
+                        .take(0)?)
+                })
+                .await?;
+            erased.attempts += touched.unwrap_or(0).max(0) as usize;
+        }
+        let had_preferences: Option<bool> = self
+            .write(async {
+                Ok(self
+                    .db
+                    .query(
+                        "{
+                            LET $saved = type::record('preference', $phone);
+                            LET $had = record::exists($saved);
+                            DELETE $saved RETURN NONE;
+                            UPSERT type::record('erasure', $name) SET at = $now RETURN NONE;
+                            RETURN $had;
+                        }",
+                    )
+                    .bind(("phone", phone.to_string()))
+                    .bind(("name", erased_name.to_string()))
+                    .bind(("now", now))
+                    .await?
+                    .take(0)?)
+            })
+            .await?;
+        erased.preferences = had_preferences.unwrap_or(false);
+        Ok(erased)
+    }
+}
+
+/// The string key of a message's record id.
+fn record_key(id: &RecordId) -> String {
+    match &id.key {
+        surrealdb::types::RecordIdKey::String(key) => key.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::super::tests::{memory_store, message};
+    use super::*;
+    use crate::message::{Attempt, ErrorNote, NewMessage, Outcome, ProviderTemplate};
+    use crate::phone::Phone;
+    use crate::preferences::Preferences;
+    use crate::store::{Completion, MessagePatch};
+
+    const ANA: &str = "+919876543210";
+    const BEN: &str = "+14155550100";
+
+    /// Every field the store keeps, by table, and whether it can hold a
+    /// phone number or what a message said. A field not listed here fails
+    /// [`every_field_is_classified_and_erasure_leaves_no_trace`]: a new one
+    /// must be erased, exported, or said to hold nothing personal.
+    const FIELDS: &[(&str, &[&str], &[&str])] = &[
+        // (table, personal fields, fields that hold nothing personal)
+        (
+            "message",
+            &[
+                "phone",
+                "text",
+                "wa_parameters",
+                "reference_id",
+                "error_message",
+                "provider_message_id",
+            ],
+            &[
+                "id", "status", "template", "template_version", "wa_template", "wa_language",
+                "idempotency_key", "provider", "attempts", "created_at", "updated_at", "due_at",
+                "sent_at", "error_code", "retry_base", "override_opt_out", "lease",
+            ],
+        ),
+        (
+            "attempt",
+            &["error_message", "provider_message_id"],
+            &[
+                "id", "message_id", "number", "started_at", "provider", "provider_version",
+                "outcome", "error_code", "retry_after_ms", "latency_ms",
+            ],
+        ),
+        (
+            "preference",
+            &[
+                "id", "phone", "opt_out_all", "opt_out_marketing", "opt_out_templates",
+                "language", "timezone", "updated_at",
+            ],
+            &[],
+        ),
+        // The key is the caller's (documented: keep personal data out of
+        // keys); the fingerprint hashes the phone with the request.
+        ("idempotency", &["fingerprint"], &["id", "message"]),
+        ("waiting", &[], &["id", "provider"]),
+        ("erasure", &[], &["id", "at"]),
+        ("template", &[], &["id", "name", "version", "def", "saved_at"]),
+        ("template_version", &[], &["id", "name", "version", "def", "saved_at"]),
+        ("store_layout", &[], &["id", "version"]),
+    ];
+
+    /// A message for `phone` with personal data in every field that can
+    /// hold it, under caller key `key`.
+    fn personal(phone: &str, key: &str, secret: &str) -> NewMessage {
+        NewMessage {
+            phone: Phone::parse(phone).unwrap(),
+            idempotency_key: key.into(),
+            template: Some("order_confirmation".into()),
+            template_version: Some(1),
+            text: format!("text of {secret}"),
+            provider_template: Some(ProviderTemplate {
+                name: "order_confirmation".into(),
+                language: "en".into(),
+                parameters: vec![format!("variable of {secret}")],
+            }),
+            reference_id: Some(format!("reference of {secret}")),
+            fingerprint: format!("fingerprint of {secret}"),
+            ..message(0, 1_000)
+        }
+    }
+
+    /// Every row of every table, as text, and the fields seen per table.
+    async fn dump(store: &Store) -> (String, BTreeMap<String, BTreeSet<String>>) {
+        let tables: Vec<String> = store
+            .db
+            .query("RETURN object::keys((INFO FOR DB).tables)")
+            .await
+            .unwrap()
+            .take(0)
+            .unwrap();
+        assert!(tables.contains(&"message".to_string()), "{tables:?}");
+        let mut text = String::new();
+        let mut fields = BTreeMap::new();
+        for table in tables {
+            let rows: Vec<surrealdb::types::Value> = store
+                .db
+                .query("SELECT * FROM type::table($t)")
+                .bind(("t", table.clone()))
+                .await
+                .unwrap()
+                .take(0)
+                .unwrap();
+            text.push_str(&format!("{table}: {rows:?}\n"));
+            let keys: Vec<Vec<String>> = store
+                .db
+                .query("SELECT VALUE object::keys($this) FROM type::table($t)")
+                .bind(("t", table.clone()))
+                .await
+                .unwrap()
+                .take(0)
+                .unwrap();
+            fields
+                .entry(table)
+                .or_insert_with(BTreeSet::new)
+                .extend(keys.into_iter().flatten());
+        }
+        (text, fields)
+    }
+
+    /// Every field the store holds is classified; erasing Ana leaves none
+    /// of her phone, texts, variables, references, errors or platform ids
+    /// anywhere in the store, and leaves Ben's. (Before the erasure the
+    /// same search finds each of them: the test can fail.)
+    #[tokio::test]
+    async fn every_field_is_classified_and_erasure_leaves_no_trace() {
+        let store = memory_store().await;
+        let scheduled = NewMessage {
+            not_before: 9_000_000,
+            ..personal(ANA, "ana-2", "ana-scheduled")
+        };
+        let ana = personal(ANA, "ana-1", "ana-secret");
+        let ben = personal(BEN, "ben-1", "ben-secret");
+        store
+            .insert_batch(&[ana.clone(), scheduled, ben.clone()])
+            .await
+            .unwrap();
+        // Ana's first message and Ben's go out, each with an attempt whose
+        // error is personal.
+        let claimed = store.claim_due(2_000, 0, 10, 60_000, "lease").await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let completions = claimed
+            .iter()
+            .map(|leased| {
+                let who = if leased.message.phone == ANA { "ana" } else { "ben" };
+                Completion {
+                    message_id: leased.message.id.clone(),
+                    lease: leased.lease.clone(),
+                    // Ana's was sent, with a platform id; Ben's waits for
+                    // a retry.
+                    patch: MessagePatch {
+                        status: if who == "ana" { Status::Sent } else { Status::Queued },
+                        attempts: 1,
+                        updated_at: 2_000,
+                        due_at: (who == "ben").then_some(3_000),
+                        sent_at: (who == "ana").then_some(2_000),
+                        provider_message_id: (who == "ana").then(|| "wamid.ana-secret".into()),
+                        error_code: Some("HTTP_500".into()),
+                        error_message: Some(format!("error of {who}-secret")),
+                        waiting_for: None,
+                    },
+                    attempt: Some(Attempt {
+                        message_id: leased.message.id.clone(),
+                        number: 1,
+                        started_at: 2_000,
+                        provider: "myoperator".into(),
+                        provider_version: "0.1.0".into(),
+                        outcome: Outcome::Retryable {
+                            error: ErrorNote {
+                                code: "HTTP_500".into(),
+                                message: format!("attempt error of {who}-secret"),
+                            },
+                            retry_after: None,
+                        },
+                        latency_ms: 5,
+                    }),
+                }
+            })
+            .collect();
+        store.complete(completions).await.unwrap();
+        for phone in [ANA, BEN] {
+            store
+                .save_preferences(Preferences {
+                    opt_out_marketing: true,
+                    language: Some("hi".into()),
+                    ..Preferences::defaults_for(phone)
+                })
+                .await
+                .unwrap();
+        }
+
+        let (before, fields) = dump(&store).await;
+        let ana_traces = [ANA, "ana-secret", "ana-scheduled", "error of ana", "wamid.ana"];
+        for trace in ana_traces {
+            assert!(before.contains(trace), "{trace} not found before erasure");
+        }
+        let mut unclassified = Vec::new();
+        for (table, seen) in &fields {
+            let known = FIELDS.iter().find(|(t, ..)| t == table);
+            for field in seen {
+                let classified = known.is_some_and(|(_, personal, other)| {
+                    personal.contains(&field.as_str()) || other.contains(&field.as_str())
+                });
+                if !classified {
+                    unclassified.push(format!("{table}.{field}"));
+                }
+            }
+        }
+        assert!(
+            unclassified.is_empty(),
+            "fields no one has said are erased, exported or not personal: {unclassified:?}"
+        );
+
+        let key = crate::customers::ErasureKey::from_bytes([7; 32]);
+        let name = key.name_of(ANA);
+        let erased = store.erase(ANA, &name, 5_000).await.unwrap();
+        assert_eq!(
+            erased,
+            Erased {
+                messages: 2,
+                cancelled: 1,
+                attempts: 1,
+                preferences: true,
+                keys: 2,
+            }
+        );
+        let (after, _) = dump(&store).await;
+        for trace in ana_traces {
+            assert!(!after.contains(trace), "{trace} survived the erasure:\n{after}");
+        }
+        for trace in [BEN, "ben-secret", "error of ben"] {
+            assert!(after.contains(trace), "{trace} was erased with Ana");
+        }
+        assert!(after.contains(&name), "the erasure is not recorded");
+
+        // What stays of Ana's messages is what the audit needs.
+        let data = store.customer_data(ERASED_PHONE, &name).await.unwrap();
+        assert_eq!(data.messages.len(), 2);
+        let statuses: BTreeSet<Status> = data.messages.iter().map(|(m, _)| m.status).collect();
+        assert_eq!(statuses, BTreeSet::from([Status::Sent, Status::Cancelled]));
+        assert!(data.messages.iter().all(|(m, _)| m.template.is_some()));
+        let trail: usize = data.messages.iter().map(|(_, a)| a.len()).sum();
+        assert_eq!(trail, 1, "the audit trail lost an attempt");
+
+        // Access: Ben's data, whole; Ana's, nothing but the erasure.
+        let ben_data = store.customer_data(BEN, &key.name_of(BEN)).await.unwrap();
+        assert_eq!(ben_data.messages.len(), 1);
+        assert_eq!(ben_data.messages[0].0.text, "text of ben-secret");
+        assert_eq!(ben_data.messages[0].1.len(), 1);
+        assert!(ben_data.preferences.is_some());
+        assert_eq!(ben_data.erased_at, None);
+        let ana_data = store.customer_data(ANA, &name).await.unwrap();
+        assert!(ana_data.messages.is_empty() && ana_data.preferences.is_none());
+        assert_eq!(ana_data.erased_at, Some(5_000));
+    }
+}
