@@ -66,6 +66,14 @@ impl Setup {
             .set("CHIRP_DB", &self.db)
             .set("CHIRP_PLUGINS_DIR", &self.plugins_dir.display().to_string())
             .set(
+                "CHIRP_ERASURE_KEY",
+                &self
+                    .plugins_dir
+                    .with_file_name("erasure.key")
+                    .display()
+                    .to_string(),
+            )
+            .set(
                 "CHIRP_PAUSE_DELIVERY",
                 if self.paused { "true" } else { "false" },
             )

@@ -89,8 +89,17 @@ pub enum StartError {
     /// wasmtime refused the engine's configuration.
     #[error("cannot start the WebAssembly engine: {0:#}")]
     Engine(wasmtime::Error),
-    #[error("cannot listen on {addr}: {source}")]
+    /// The erasure key (`CHIRP_ERASURE_KEY`) cannot be read, made or
+    /// trusted.
+    #[error("cannot use the erasure key {path}: {reason}")]
+    ErasureKey {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// Why not.
+        reason: String,
+    },
     /// The API's address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
     Listen {
         /// The address.
         addr: SocketAddr,
@@ -113,6 +122,13 @@ pub struct Chirp {
 /// Every configuration problem surfaces here, before anything is served.
 pub async fn start(config: Config) -> Result<Chirp, StartError> {
     let metrics = telemetry::install();
+    let erasure_key =
+        customers::ErasureKey::open(&config.privacy.erasure_key).map_err(|reason| {
+            StartError::ErasureKey {
+                path: config.privacy.erasure_key.clone(),
+                reason,
+            }
+        })?;
     // The files seed the store; from then on the store is the truth.
     let files = Catalog::load(&config.templates_dir)?;
     let store = Store::open(&config.store.url, &config.store.server, config.store.memory).await?;
@@ -199,6 +215,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
             }
         }),
         plugins_dir: config.plugins.dir.clone(),
+        erasure_key: Arc::new(erasure_key),
     };
     Ok(Chirp {
         config,

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod customers;
 mod durability;
 mod process;
 mod reading;

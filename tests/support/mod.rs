@@ -158,8 +158,13 @@ impl ChirpOptions {
     /// with short backoffs so that retries happen within a test.
     pub fn new(db: &str, plugins_dir: PathBuf, mock: &MockMyOperator) -> ChirpOptions {
         let cache = plugins_dir.with_file_name("plugin-cache");
+        let erasure_key = plugins_dir.with_file_name("erasure.key");
         let mut env = vec![
             ("CHIRP_PLUGIN_CACHE_DIR".into(), cache.display().to_string()),
+            (
+                "CHIRP_ERASURE_KEY".into(),
+                erasure_key.display().to_string(),
+            ),
             ("CHIRP_JWT_SECRET".into(), JWT_SECRET.into()),
             ("CHIRP_RETRY_BACKOFF".into(), "50ms".into()),
             // Tests run at any hour: marketing may go out at all of

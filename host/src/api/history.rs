@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A message as the API shows it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Message)]
-struct MessageView {
+pub(super) struct MessageView {
     id: String,
     status: Status,
     phone: String,
@@ -53,7 +53,7 @@ struct MessageView {
 }
 
 impl MessageView {
-    fn new(m: Message, attempts: Option<Vec<Attempt>>) -> MessageView {
+    pub(super) fn new(m: Message, attempts: Option<Vec<Attempt>>) -> MessageView {
         MessageView {
             id: m.id,
             status: m.status,
@@ -80,7 +80,7 @@ impl MessageView {
 /// One attempt as the API shows it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Attempt)]
-struct AttemptView {
+pub(super) struct AttemptView {
     number: u32,
     at: String,
     /// `at` in milliseconds since the Unix epoch.

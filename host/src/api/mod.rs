@@ -6,6 +6,7 @@
 
 mod auth;
 mod constraints;
+mod customers;
 mod error;
 mod events;
 mod extract;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub plugins_dir: std::path::PathBuf,
     /// How callers are authenticated.
     pub auth: SharedAuth,
+    /// The key of the hashes that name erased phones.
+    pub erasure_key: Arc<crate::customers::ErasureKey>,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -86,6 +89,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(plugins::router())
         .merge(preferences::router())
         .merge(events::router())
+        .merge(customers::router())
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))

@@ -49,6 +49,7 @@ pub const PUBLIC_PATHS: [&str; 5] = [
         (name = "events", description = "Business events in, messages out"),
         (name = "templates", description = "Templates, their versions and previews"),
         (name = "preferences", description = "Recipients' opt-outs, language and time zone"),
+        (name = "customers", description = "A customer's data: access and erasure"),
         (name = "plugins", description = "Provider and rules components"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),

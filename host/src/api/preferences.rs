@@ -17,7 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(read, replace))
 }
 
-fn phone(text: &str) -> Result<Phone, ApiError> {
+pub(super) fn phone(text: &str) -> Result<Phone, ApiError> {
     Phone::parse(text)
         .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))
 }
@@ -128,7 +128,7 @@ struct PreferencesEdit {
 /// A recipient's preferences as the API shows them.
 #[derive(serde::Serialize, ToSchema)]
 #[schema(as = Preferences)]
-struct PreferencesView {
+pub(super) struct PreferencesView {
     phone: String,
     /// Opted out of every message.
     opt_out_all: bool,

@@ -212,24 +212,52 @@ mod tests {
                 "provider_message_id",
             ],
             &[
-                "id", "status", "template", "template_version", "wa_template", "wa_language",
-                "idempotency_key", "provider", "attempts", "created_at", "updated_at", "due_at",
-                "sent_at", "error_code", "retry_base", "override_opt_out", "lease",
+                "id",
+                "status",
+                "template",
+                "template_version",
+                "wa_template",
+                "wa_language",
+                "idempotency_key",
+                "provider",
+                "attempts",
+                "created_at",
+                "updated_at",
+                "due_at",
+                "sent_at",
+                "error_code",
+                "retry_base",
+                "override_opt_out",
+                "lease",
             ],
         ),
         (
             "attempt",
             &["error_message", "provider_message_id"],
             &[
-                "id", "message_id", "number", "started_at", "provider", "provider_version",
-                "outcome", "error_code", "retry_after_ms", "latency_ms",
+                "id",
+                "message_id",
+                "number",
+                "started_at",
+                "provider",
+                "provider_version",
+                "outcome",
+                "error_code",
+                "retry_after_ms",
+                "latency_ms",
             ],
         ),
         (
             "preference",
             &[
-                "id", "phone", "opt_out_all", "opt_out_marketing", "opt_out_templates",
-                "language", "timezone", "updated_at",
+                "id",
+                "phone",
+                "opt_out_all",
+                "opt_out_marketing",
+                "opt_out_templates",
+                "language",
+                "timezone",
+                "updated_at",
             ],
             &[],
         ),
@@ -238,8 +266,16 @@ mod tests {
         ("idempotency", &["fingerprint"], &["id", "message"]),
         ("waiting", &[], &["id", "provider"]),
         ("erasure", &[], &["id", "at"]),
-        ("template", &[], &["id", "name", "version", "def", "saved_at"]),
-        ("template_version", &[], &["id", "name", "version", "def", "saved_at"]),
+        (
+            "template",
+            &[],
+            &["id", "name", "version", "def", "saved_at"],
+        ),
+        (
+            "template_version",
+            &[],
+            &["id", "name", "version", "def", "saved_at"],
+        ),
         ("store_layout", &[], &["id", "version"]),
     ];
 
@@ -320,19 +356,30 @@ mod tests {
             .unwrap();
         // Ana's first message and Ben's go out, each with an attempt whose
         // error is personal.
-        let claimed = store.claim_due(2_000, 0, 10, 60_000, "lease").await.unwrap();
+        let claimed = store
+            .claim_due(2_000, 0, 10, 60_000, "lease")
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 2);
         let completions = claimed
             .iter()
             .map(|leased| {
-                let who = if leased.message.phone == ANA { "ana" } else { "ben" };
+                let who = if leased.message.phone == ANA {
+                    "ana"
+                } else {
+                    "ben"
+                };
                 Completion {
                     message_id: leased.message.id.clone(),
                     lease: leased.lease.clone(),
                     // Ana's was sent, with a platform id; Ben's waits for
                     // a retry.
                     patch: MessagePatch {
-                        status: if who == "ana" { Status::Sent } else { Status::Queued },
+                        status: if who == "ana" {
+                            Status::Sent
+                        } else {
+                            Status::Queued
+                        },
                         attempts: 1,
                         updated_at: 2_000,
                         due_at: (who == "ben").then_some(3_000),
@@ -373,7 +420,13 @@ mod tests {
         }
 
         let (before, fields) = dump(&store).await;
-        let ana_traces = [ANA, "ana-secret", "ana-scheduled", "error of ana", "wamid.ana"];
+        let ana_traces = [
+            ANA,
+            "ana-secret",
+            "ana-scheduled",
+            "error of ana",
+            "wamid.ana",
+        ];
         for trace in ana_traces {
             assert!(before.contains(trace), "{trace} not found before erasure");
         }
@@ -409,7 +462,10 @@ mod tests {
         );
         let (after, _) = dump(&store).await;
         for trace in ana_traces {
-            assert!(!after.contains(trace), "{trace} survived the erasure:\n{after}");
+            assert!(
+                !after.contains(trace),
+                "{trace} survived the erasure:\n{after}"
+            );
         }
         for trace in [BEN, "ben-secret", "error of ben"] {
             assert!(after.contains(trace), "{trace} was erased with Ana");
