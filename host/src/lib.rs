@@ -26,6 +26,8 @@
 //! - [`keyfile`]: secret keys kept in files outside the store.
 //! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
+//! - [`retention`]: the job that redacts, then deletes, what was kept long
+//!   enough.
 //! - [`telemetry`]: the Prometheus series.
 //! - [`allocator`]: chirp's requests of mimalloc (purge delay, returning
 //!   freed pages).
@@ -49,6 +51,7 @@ pub mod plugins;
 pub mod preferences;
 pub mod queue;
 pub mod recipients;
+pub mod retention;
 pub mod status;
 pub mod store;
 pub mod telemetry;
@@ -273,6 +276,12 @@ impl Chirp {
         } else {
             tokio::spawn(scheduler.run(stop_rx))
         };
+        let retention_task = tokio::spawn(retention::run(
+            state.store.clone(),
+            config.privacy.clone(),
+            state.templates.clone(),
+            stop_tx.subscribe(),
+        ));
         let store = state.store.clone();
         let app = api::router(state, &config.api);
 
@@ -288,6 +297,7 @@ impl Chirp {
         let finished = tokio::time::timeout(shutdown_grace, async {
             let served = server_task.await;
             let _ = scheduler_task.await;
+            let _ = retention_task.await;
             served
         })
         .await;

@@ -186,7 +186,7 @@ impl Config {
             store: sections::store(&s)?,
             delivery: sections::delivery(&s)?,
             plugins: sections::plugins(&s, plugin_settings)?,
-            privacy: sections::privacy(&s),
+            privacy: sections::privacy(&s)?,
             templates_dir: s.path("CHIRP_TEMPLATES_DIR", "templates"),
             log_format: sections::log_format(&s)?,
         };

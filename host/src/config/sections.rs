@@ -301,10 +301,43 @@ pub struct PrivacyConfig {
     /// name erased phones in the store (made on first start, mode 600;
     /// keep it outside the store and its backups).
     pub erasure_key: PathBuf,
+    /// `CHIRP_REDACT_AFTER`: how long a finished transactional message
+    /// (and free text) keeps its text, variables, reference and errors.
+    pub redact_after: Duration,
+    /// `CHIRP_REDACT_MARKETING_AFTER`: the same for marketing messages.
+    pub redact_marketing_after: Duration,
+    /// `CHIRP_DELETE_AFTER`: how long a finished message is kept at all;
+    /// also how long saved preferences without an opt-out are kept.
+    pub delete_after: Duration,
+    /// `CHIRP_RETENTION_INTERVAL`: how often the retention job runs.
+    pub retention_interval: Duration,
 }
 
-pub(super) fn privacy(s: &Settings) -> PrivacyConfig {
-    PrivacyConfig {
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+pub(super) fn privacy(s: &Settings) -> Result<PrivacyConfig, ConfigError> {
+    let periods = DAY..=DAY * 3650;
+    let redact_after = s.duration("CHIRP_REDACT_AFTER", DAY * 90, periods.clone())?;
+    let config = PrivacyConfig {
         erasure_key: s.path("CHIRP_ERASURE_KEY", "data/erasure.key"),
+        redact_after,
+        redact_marketing_after: s.duration(
+            "CHIRP_REDACT_MARKETING_AFTER",
+            redact_after,
+            periods.clone(),
+        )?,
+        delete_after: s.duration("CHIRP_DELETE_AFTER", DAY * 400, periods)?,
+        retention_interval: s.duration(
+            "CHIRP_RETENTION_INTERVAL",
+            Duration::from_secs(3600),
+            Duration::from_secs(1)..=DAY,
+        )?,
+    };
+    if config.delete_after <= config.redact_after.max(config.redact_marketing_after) {
+        return Err(ConfigError::Contradiction {
+            vars: "CHIRP_DELETE_AFTER, CHIRP_REDACT_AFTER and CHIRP_REDACT_MARKETING_AFTER".into(),
+            reason: "messages must be redacted before they are deleted".into(),
+        });
     }
+    Ok(config)
 }

@@ -18,7 +18,7 @@ mod templates;
 
 pub use database::EmbeddedMemory;
 pub use link::ServerAccess;
-pub use messages::{Completion, DueCounts, HistoryFilter, Inserted, MessagePatch};
+pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
 pub use statistics::{Count, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
 

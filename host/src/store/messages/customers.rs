@@ -266,6 +266,7 @@ mod tests {
         ("idempotency", &["fingerprint"], &["id", "message"]),
         ("waiting", &[], &["id", "provider"]),
         ("erasure", &[], &["id", "at"]),
+        ("retention", &[], &["id", "last"]),
         (
             "template",
             &[],

@@ -5,17 +5,21 @@
 //! - [`read`]: a message and its audit trail, the history.
 //! - [`customers`]: one customer's data across the tables: read out,
 //!   erased.
+//! - [`retention`]: redacting, then deleting, what has been kept long
+//!   enough.
 //! - [`rows`]: the rows as chirp writes and reads them.
 
 mod accept;
 mod customers;
 mod queue;
 mod read;
+mod retention;
 mod rows;
 
 pub use accept::Inserted;
 pub use queue::{Completion, DueCounts, MessagePatch};
 pub use read::HistoryFilter;
+pub use retention::{Action, Pass};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -1,0 +1,119 @@
+//! The retention job: on a timer, redacts finished messages whose period
+//! is over (transactional and marketing each have theirs), deletes those
+//! kept long enough, and forgets saved preferences without an opt-out that
+//! no one has touched for as long. It works in small batches with a pause
+//! between them, so that it never holds the store for long.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::PrivacyConfig;
+use crate::message::{Millis, now_millis};
+use crate::store::{Action, Pass, Store};
+use crate::templates::{Category, Templates};
+
+/// Messages read per batch.
+const BATCH: usize = 500;
+/// The pause between two batches.
+const PAUSE: Duration = Duration::from_millis(50);
+
+/// The passes the periods in `config` give at `now`, given which templates
+/// are marketing.
+pub fn passes(config: &PrivacyConfig, marketing: &[String], now: Millis) -> Vec<Pass> {
+    let before = |period: Duration| now.saturating_sub(period.as_millis() as Millis);
+    vec![
+        Pass {
+            name: "redact-transactional",
+            action: Action::Redact,
+            before: before(config.redact_after),
+            only: None,
+            except: marketing.to_vec(),
+        },
+        Pass {
+            name: "redact-marketing",
+            action: Action::Redact,
+            before: before(config.redact_marketing_after),
+            only: Some(marketing.to_vec()),
+            except: Vec::new(),
+        },
+        Pass {
+            name: "delete",
+            action: Action::Delete,
+            before: before(config.delete_after),
+            only: None,
+            except: Vec::new(),
+        },
+    ]
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Messages redacted.
+    pub redacted: usize,
+    /// Messages deleted.
+    pub deleted: usize,
+    /// Saved preferences forgotten.
+    pub preferences: usize,
+}
+
+/// One run of every pass to its cutoff at `now`.
+pub async fn run_once(
+    store: &Store,
+    config: &PrivacyConfig,
+    templates: &Templates,
+    now: Millis,
+) -> Result<RunReport, crate::store::StoreError> {
+    let marketing: Vec<String> = templates
+        .current()
+        .all()
+        .filter(|t| t.category == Category::Marketing)
+        .map(|t| t.name.clone())
+        .collect();
+    let mut report = RunReport::default();
+    for pass in passes(config, &marketing, now) {
+        loop {
+            let (changed, done) = store.retention_batch(&pass, now, BATCH).await?;
+            match pass.action {
+                Action::Redact => report.redacted += changed,
+                Action::Delete => report.deleted += changed,
+            }
+            if done {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+    }
+    let idle_before = now.saturating_sub(config.delete_after.as_millis() as Millis);
+    report.preferences = store.forget_idle_preferences(idle_before).await?;
+    Ok(report)
+}
+
+/// Runs the job every `config.retention_interval` until `stop` turns true.
+pub async fn run(
+    store: Store,
+    config: PrivacyConfig,
+    templates: Arc<Templates>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match run_once(&store, &config, &templates, now_millis()).await {
+            Ok(report) if report != RunReport::default() => {
+                tracing::info!(
+                    redacted = report.redacted,
+                    deleted = report.deleted,
+                    preferences = report.preferences,
+                    "retention: kept no longer than needed"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention run failed; trying again later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(config.retention_interval) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
