@@ -26,6 +26,7 @@
 //! - [`keyfile`]: secret keys kept in files outside the store.
 //! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
+//! - [`admin`]: `chirp backup` and `chirp restore`.
 //! - [`retention`]: the job that redacts, then deletes, what was kept long
 //!   enough.
 //! - [`telemetry`]: the Prometheus series.
@@ -37,6 +38,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod allocator;
 pub mod api;
 pub mod config;

@@ -42,6 +42,12 @@ enum Command {
     /// The plugin author's tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Write a consistent copy of the running chirp's embedded store to
+    /// FILE (asks the chirp on CHIRP_LISTEN).
+    Backup { file: PathBuf },
+    /// Restore a backup into the store CHIRP_DB names, which must be new
+    /// (chirp stopped).
+    Restore { file: PathBuf },
     /// Mint an API token signed with CHIRP_JWT_SECRET (and the issuer and
     /// audience the configuration requires); prints it on stdout.
     Token {
@@ -93,6 +99,18 @@ fn main() -> ExitCode {
             text,
             url,
         }) => tool(chirp::tools::send(&file, &to, &text, url.as_deref())),
+        Command::Backup { file } => admin(|config| async move {
+            let size = chirp::admin::backup(&config, &file).await?;
+            Ok(format!("{} bytes written to {}\n", size, file.display()))
+        }),
+        Command::Restore { file } => admin(|config| async move {
+            chirp::admin::restore(&config, &file).await?;
+            Ok(format!(
+                "{} restored into {}\n",
+                file.display(),
+                config.store.url
+            ))
+        }),
         Command::Token {
             role,
             sub,
@@ -168,6 +186,34 @@ fn serve() -> ExitCode {
             }
         }
     })
+}
+
+/// Runs an operator's command on the configuration and prints its report.
+fn admin<F: std::future::Future<Output = Result<String, chirp::admin::AdminError>>>(
+    work: impl FnOnce(Config) -> F,
+) -> ExitCode {
+    let config = match configuration() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_logging(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chirp: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work(config)) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chirp: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Runs a plugin tool to completion and prints its report.

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod backup;
 mod customers;
 mod durability;
 mod process;

@@ -111,6 +111,13 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if matches!(e, StoreError::NotEmbedded) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_embedded",
+                e.to_string(),
+            );
+        }
         tracing::error!(error = %e, "store request failed");
         if e.outcome_unknown() {
             ApiError::new(

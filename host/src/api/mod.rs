@@ -5,6 +5,7 @@
 //! shape the answer; they hold no business rules of their own.
 
 mod auth;
+mod backup;
 mod constraints;
 mod customers;
 mod error;
@@ -90,6 +91,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(preferences::router())
         .merge(events::router())
         .merge(customers::router())
+        .merge(backup::router())
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))

@@ -137,6 +137,23 @@ impl Database {
         }
     }
 
+    /// The whole database as SurrealQL, streamed from one read of it; an
+    /// embedded store only (a server has its own export).
+    pub(super) async fn export(&self) -> Result<surrealdb::method::Backup, StoreError> {
+        match self {
+            Database::Embedded { db, .. } => Ok(db.export(()).await?),
+            Database::Server { .. } => Err(StoreError::NotEmbedded),
+        }
+    }
+
+    /// Runs the SurrealQL in `file` (a backup) against this database.
+    pub(super) async fn import(&self, file: &std::path::Path) -> Result<(), StoreError> {
+        match self {
+            Database::Embedded { db, .. } => Ok(db.import(file).await?),
+            Database::Server { .. } => Err(StoreError::NotEmbedded),
+        }
+    }
+
     /// Flushes and closes an embedded datastore (a server keeps running).
     /// Call it last: nothing can be written afterwards, and the SDK handle
     /// must not be dropped after it (see [`super::Store::close`]).

@@ -8,6 +8,7 @@
 //! a commit with fsync costs about as much as a few hundred rows.
 
 mod background;
+mod backup;
 mod database;
 mod link;
 mod messages;
@@ -60,6 +61,13 @@ pub enum StoreError {
     #[error("the store returned a record chirp cannot read: {0}")]
     /// A stored value chirp cannot read.
     Corrupt(String),
+    /// Backups and restores are of an embedded store; a SurrealDB server
+    /// has its own export and import.
+    #[error("backups and restores are of an embedded store; use the SurrealDB server's own export")]
+    NotEmbedded,
+    /// A restore was asked into a store that already holds data.
+    #[error("the store at {0} is not empty; restore into a new one")]
+    NotEmpty(String),
     /// The storage engine failed under a write: its log could not be
     /// written (disk full, file system read-only, I/O error), or it failed
     /// in some other way of its own. See [`Store::write`] and
