@@ -343,6 +343,7 @@ async fn every_route_admits_exactly_its_roles() {
                 Access::Admin,
                 false,
             ),
+            ("GET", "/api/backup".into(), None, Access::Admin, true),
         ])
         .collect();
     let (status, document) = chirp.get("/api/openapi.json").await;
