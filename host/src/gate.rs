@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 
 use crate::intake::opted_out;
 use crate::message::{ErrorNote, MAX_MILLIS, Message, Millis};
-use crate::preferences::Preferences;
+use crate::preferences::{Consent, Preferences};
 use crate::templates::{Catalog, Category};
 
 /// Where a recipient is when their preferences do not say.
@@ -102,6 +102,7 @@ pub fn verdict(
     preferences: &Preferences,
     catalog: &Catalog,
     hours: MarketingHours,
+    consent: Consent,
     now: Millis,
 ) -> Verdict {
     let template = message.template.as_ref().and_then(|name| catalog.get(name));
@@ -118,7 +119,13 @@ pub fn verdict(
     }
     let category = template.map_or(Category::Transactional, |def| def.category);
     let name = message.template.as_deref().unwrap_or("");
-    if let Some(mut note) = opted_out(preferences, name, category, message.override_opt_out) {
+    if let Some(mut note) = opted_out(
+        preferences,
+        name,
+        category,
+        message.override_opt_out,
+        consent,
+    ) {
         note.message = format!("{} before the message was sent", note.message);
         return Verdict::Skip(note);
     }
@@ -188,12 +195,19 @@ mod tests {
         let mut prefs = Preferences::defaults_for("+919876543210");
         let m = message("delivery_delayed");
         assert_eq!(
-            verdict(&m, &prefs, &catalog, MarketingHours::default(), ist(12, 0)),
+            verdict(
+                &m,
+                &prefs,
+                &catalog,
+                MarketingHours::default(),
+                Consent::default(),
+                ist(12, 0)
+            ),
             Verdict::Send
         );
         prefs.opt_out_all = true;
         assert!(matches!(
-            verdict(&m, &prefs, &catalog, MarketingHours::default(), ist(12, 0)),
+            verdict(&m, &prefs, &catalog, MarketingHours::default(), Consent::default(), ist(12, 0)),
             Verdict::Skip(note) if note.code == "opted_out"
         ));
         let overridden = Message {
@@ -206,6 +220,7 @@ mod tests {
                 &prefs,
                 &catalog,
                 MarketingHours::default(),
+                Consent::default(),
                 ist(12, 0)
             ),
             Verdict::Send
@@ -216,7 +231,7 @@ mod tests {
         let disabled = catalog.with(def).unwrap();
         let prefs = Preferences::defaults_for("+919876543210");
         assert!(matches!(
-            verdict(&m, &prefs, &disabled, MarketingHours::default(), ist(12, 0)),
+            verdict(&m, &prefs, &disabled, MarketingHours::default(), Consent::default(), ist(12, 0)),
             Verdict::Skip(note) if note.code == "template_disabled"
         ));
     }
@@ -228,7 +243,7 @@ mod tests {
         let m = message("churn_risk");
         let hours = MarketingHours::default();
         assert_eq!(
-            verdict(&m, &prefs, &catalog, hours, ist(20, 59)),
+            verdict(&m, &prefs, &catalog, hours, Consent::default(), ist(20, 59)),
             Verdict::Send
         );
         let next_nine = DEFAULT_TIMEZONE
@@ -237,11 +252,11 @@ mod tests {
             .unwrap()
             .timestamp_millis();
         assert_eq!(
-            verdict(&m, &prefs, &catalog, hours, ist(23, 0)),
+            verdict(&m, &prefs, &catalog, hours, Consent::default(), ist(23, 0)),
             Verdict::Hold(next_nine)
         );
         assert_eq!(
-            verdict(&m, &prefs, &catalog, hours, ist(6, 0)),
+            verdict(&m, &prefs, &catalog, hours, Consent::default(), ist(6, 0)),
             Verdict::Hold(ist(9, 0))
         );
         // 23:00 in India is 17:30 in London: inside London's hours.
@@ -250,7 +265,7 @@ mod tests {
             ..prefs.clone()
         };
         assert_eq!(
-            verdict(&m, &london, &catalog, hours, ist(23, 0)),
+            verdict(&m, &london, &catalog, hours, Consent::default(), ist(23, 0)),
             Verdict::Send
         );
         // Transactional messages go at any hour.
@@ -260,6 +275,7 @@ mod tests {
                 &prefs,
                 &catalog,
                 hours,
+                Consent::default(),
                 ist(3, 0)
             ),
             Verdict::Send

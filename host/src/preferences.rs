@@ -20,8 +20,29 @@ pub struct Preferences {
     pub language: Option<String>,
     /// Their IANA time zone, if known.
     pub timezone: Option<String>,
+    /// Their consent to marketing, if they gave it.
+    pub opt_in: Option<OptIn>,
     /// When they were last saved; `None` until then.
     pub updated_at: Option<Millis>,
+}
+
+/// A recipient's consent to marketing, as WhatsApp asks businesses to
+/// keep it: where it was given, when, and to which wording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptIn {
+    /// Where it was given, e.g. `app-signup`.
+    pub source: String,
+    /// When it was recorded.
+    pub at: Millis,
+    /// The version of the wording the recipient agreed to.
+    pub wording: String,
+}
+
+/// The operator's consent policy (`CHIRP_MARKETING_NEEDS_OPT_IN`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Consent {
+    /// Marketing goes only to recipients who opted in to it.
+    pub marketing_needs_opt_in: bool,
 }
 
 impl Preferences {

@@ -34,7 +34,7 @@ async fn a_customer_exports_her_data_and_an_erasure_removes_it_and_cancels_what_
     let (status, _) = chirp
         .put(
             &format!("/api/preferences/{ANA}"),
-            json!({"language": "hi"}),
+            json!({"language": "hi", "opt_in": {"source": "app-signup", "wording": "marketing-v3"}}),
         )
         .await;
     assert_eq!(status, 200);
@@ -51,6 +51,8 @@ async fn a_customer_exports_her_data_and_an_erasure_removes_it_and_cancels_what_
     assert_eq!(status, 200, "{data}");
     assert_eq!(data["messages"].as_array().unwrap().len(), 2, "{data:#}");
     assert_eq!(data["preferences"]["language"], "hi");
+    assert_eq!(data["preferences"]["opt_in"]["source"], "app-signup");
+    assert!(data["preferences"]["opt_in"]["at"].is_string(), "{data:#}");
     assert!(data.to_string().contains("ana's milk is coming"));
     assert!(data["messages"][1]["attempts"].as_array().is_some());
     let (status, _) = export(BEN, &ana_token).await;

@@ -179,7 +179,11 @@ async fn accept(
         &state.rules,
         &catalog,
         &event,
-        &preferences,
+        &intake::Recipient {
+            phone: &phone,
+            preferences: &preferences,
+            consent: state.consent,
+        },
         &state.provider,
         now_millis(),
     )

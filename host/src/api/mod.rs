@@ -67,6 +67,8 @@ pub struct AppState {
     pub plugins_dir: std::path::PathBuf,
     /// How callers are authenticated.
     pub auth: SharedAuth,
+    /// The operator's consent policy.
+    pub consent: crate::preferences::Consent,
     /// The key of the hashes that name erased phones.
     pub erasure_key: Arc<crate::customers::ErasureKey>,
     /// Renders `/metrics`; `None` if this process has no recorder.

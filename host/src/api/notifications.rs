@@ -108,6 +108,7 @@ async fn send_message(
     let recipient = Recipient {
         phone: &request.phone,
         preferences: &preferences,
+        consent: state.consent,
     };
     let provider = match request.provider {
         None => state.provider.clone(),

@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::phone::Phone;
-use crate::preferences::Preferences;
+use crate::preferences::{OptIn, Preferences};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(read, replace))
@@ -70,9 +70,45 @@ async fn replace(
         opt_out_templates: fields.strings("opt_out_templates")?.unwrap_or_default(),
         language: fields.string("language")?,
         timezone: fields.string("timezone")?,
+        opt_in: None,
         updated_at: None,
     };
+    let opt_in = fields.object("opt_in")?;
     fields.finish()?;
+    let mut prefs = prefs;
+    if let Some(opt_in) = opt_in {
+        let mut opt_in = Fields::new(opt_in);
+        let text = |name: &'static str, value: String| {
+            if (1..=MAX_OPT_IN_TEXT).contains(&value.chars().count()) {
+                Ok(value)
+            } else {
+                Err(ApiError::invalid(
+                    format!("opt_in.{name}"),
+                    "invalid_length",
+                    format!("opt_in.{name} must be 1 to {MAX_OPT_IN_TEXT} characters"),
+                ))
+            }
+        };
+        let source = text("source", opt_in.required_string("source")?)?;
+        let wording = text("wording", opt_in.required_string("wording")?)?;
+        opt_in.finish().map_err(|mut e| {
+            e.field = e.field.map(|f| format!("opt_in.{f}"));
+            e
+        })?;
+        // The same consent saved again keeps the time it was first given.
+        let given = state
+            .store
+            .preferences(phone.as_str())
+            .await?
+            .opt_in
+            .filter(|o| o.source == source && o.wording == wording)
+            .map_or_else(crate::message::now_millis, |o| o.at);
+        prefs.opt_in = Some(OptIn {
+            source,
+            at: given,
+            wording,
+        });
+    }
     let catalog = state.templates.current();
     if let Some(unknown) = prefs
         .opt_out_templates
@@ -123,7 +159,37 @@ struct PreferencesEdit {
     /// IANA time zone, e.g. `Asia/Kolkata`.
     #[schema(max_length = 64, pattern = "^(UTC|[^/]*/.*)$")]
     timezone: Option<String>,
+    /// Consent to marketing: where it was given and the version of the
+    /// wording agreed to (chirp records when). Left out: no consent.
+    opt_in: Option<OptInEdit>,
 }
+
+/// Consent to marketing, as given.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read field by field by the handler; this is its schema
+struct OptInEdit {
+    /// Where it was given, e.g. `app-signup`.
+    #[schema(min_length = 1, max_length = 64)]
+    source: String,
+    /// The version of the wording agreed to, e.g. `marketing-v3`.
+    #[schema(min_length = 1, max_length = 64)]
+    wording: String,
+}
+
+/// Consent to marketing, as recorded.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = OptIn)]
+pub(super) struct OptInView {
+    source: String,
+    /// When it was recorded.
+    #[schema(format = DateTime)]
+    at: String,
+    wording: String,
+}
+
+/// The longest opt-in source or wording version, in characters.
+const MAX_OPT_IN_TEXT: usize = 64;
 
 /// A recipient's preferences as the API shows them.
 #[derive(serde::Serialize, ToSchema)]
@@ -138,6 +204,8 @@ pub(super) struct PreferencesView {
     opt_out_templates: Vec<String>,
     language: Option<String>,
     timezone: Option<String>,
+    /// Consent to marketing, if given.
+    opt_in: Option<OptInView>,
     /// Milliseconds since the Unix epoch; `null` until first saved.
     updated_at: Option<i64>,
 }
@@ -151,6 +219,11 @@ impl From<Preferences> for PreferencesView {
             opt_out_templates: p.opt_out_templates,
             language: p.language,
             timezone: p.timezone,
+            opt_in: p.opt_in.map(|o| OptInView {
+                source: o.source,
+                at: crate::message::rfc3339(o.at),
+                wording: o.wording,
+            }),
             updated_at: p.updated_at,
         }
     }

@@ -193,6 +193,9 @@ pub struct DeliveryConfig {
     /// `CHIRP_PAUSE_DELIVERY`: accept and store messages but send none
     /// (during a provider incident, or to build a backlog).
     pub pause: bool,
+    /// `CHIRP_MARKETING_NEEDS_OPT_IN`: marketing goes only to recipients
+    /// whose preferences record an opt-in.
+    pub marketing_needs_opt_in: bool,
 }
 
 pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
@@ -225,6 +228,7 @@ pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
             ANY_DURATION,
         )?,
         pause: s.boolean("CHIRP_PAUSE_DELIVERY", false)?,
+        marketing_needs_opt_in: s.boolean("CHIRP_MARKETING_NEEDS_OPT_IN", false)?,
     })
 }
 

@@ -9,7 +9,6 @@ use super::{Draft, IntakeError, Recipient, RulesAnswerError, note, template_mess
 use crate::message::{Millis, NewMessage, fingerprint, in_range};
 use crate::phone::Phone;
 use crate::plugins::{NotLoaded, Plugins, bindings};
-use crate::preferences::Preferences;
 use crate::templates::{Catalog, RenderError};
 
 /// A business event as EarlyBird reports it.
@@ -60,7 +59,7 @@ pub async fn event_messages(
     rules: &str,
     catalog: &Catalog,
     event: &Event<'_>,
-    preferences: &Preferences,
+    recipient: &Recipient<'_>,
     provider: &str,
     now: Millis,
 ) -> Result<(Vec<NewMessage>, Vec<Skipped>), IntakeError> {
@@ -74,12 +73,12 @@ pub async fn event_messages(
             language: event
                 .language
                 .map(Into::into)
-                .or(preferences.language.clone()),
+                .or(recipient.preferences.language.clone()),
             timezone: event
                 .timezone
                 .map(Into::into)
-                .or(preferences.timezone.clone()),
-            opt_outs: preferences.opt_outs(),
+                .or(recipient.preferences.timezone.clone()),
+            opt_outs: recipient.preferences.opt_outs(),
         },
         now_ms: now.max(0) as u64,
     };
@@ -113,10 +112,6 @@ pub async fn event_messages(
         ));
     }
 
-    let recipient = Recipient {
-        phone: event.phone,
-        preferences,
-    };
     let key = |template: &str| format!("event:{}:{}:{template}", event.kind, event.reference_id);
     // Every message of the event carries what the event said, so posting
     // the same (type, reference_id) again with other facts is refused
@@ -159,7 +154,7 @@ pub async fn event_messages(
                     override_opt_out: false,
                     fingerprint: Some(event_fingerprint.clone()),
                 };
-                let message = template_message(catalog, &recipient, draft, provider, now).map_err(
+                let message = template_message(catalog, recipient, draft, provider, now).map_err(
                     |e| match e {
                         // A variable the template needs comes from the event's data.
                         IntakeError::Render(RenderError::MissingVariable(variable)) => {

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::message::{ErrorNote, Millis, NewMessage, fingerprint};
 use crate::phone::Phone;
-use crate::preferences::Preferences;
+use crate::preferences::{Consent, Preferences};
 use crate::templates::{Catalog, Category, RenderError};
 
 /// Who a message is for and how to address them.
@@ -26,6 +26,8 @@ pub struct Recipient<'a> {
     pub phone: &'a Phone,
     /// Their saved preferences (defaults if none).
     pub preferences: &'a Preferences,
+    /// The operator's consent policy.
+    pub consent: Consent,
 }
 
 /// What a message is made of before it is rendered.
@@ -81,6 +83,7 @@ pub fn template_message(
             &def.name,
             def.category,
             draft.override_opt_out,
+            recipient.consent,
         )
     };
     let id = ulid::Ulid::new().to_string();
@@ -134,6 +137,7 @@ pub fn text_message(
         "",
         Category::Transactional,
         draft.override_opt_out,
+        recipient.consent,
     );
     NewMessage {
         idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
@@ -168,10 +172,17 @@ pub fn opted_out(
     template: &str,
     category: Category,
     override_opt_out: bool,
+    consent: Consent,
 ) -> Option<ErrorNote> {
     let overridden = override_opt_out && category == Category::Transactional;
     if category == Category::Marketing && prefs.opt_out_marketing {
         return Some(note("opted_out", "recipient opted out of marketing".into()));
+    }
+    if category == Category::Marketing && consent.marketing_needs_opt_in && prefs.opt_in.is_none() {
+        return Some(note(
+            "no_opt_in",
+            "recipient has not opted in to marketing".into(),
+        ));
     }
     if overridden {
         return None;

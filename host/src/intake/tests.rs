@@ -1,6 +1,7 @@
 //! The intake's decisions, without a store or a plugin.
 
 use super::*;
+use crate::preferences::Consent;
 
 /// A retry may spell its variables in another order: it is the same
 /// request.
@@ -14,6 +15,7 @@ fn a_requests_fingerprint_ignores_the_order_of_its_variables() {
     let recipient = Recipient {
         phone: &phone,
         preferences: &preferences,
+        consent: Consent::default(),
     };
     let print = |variables: &str| {
         let variables: Map<String, Value> = serde_json::from_str(variables).unwrap();
@@ -81,6 +83,7 @@ fn opt_outs_skip_by_category_and_an_override_is_for_transactional_only() {
         let recipient = Recipient {
             phone: &phone,
             preferences: prefs,
+            consent: Consent::default(),
         };
         let draft = Draft {
             override_opt_out,
@@ -124,6 +127,7 @@ fn a_message_without_a_key_gets_its_own_and_is_never_due_before_it_was_accepted(
     let recipient = Recipient {
         phone: &phone,
         preferences: &preferences,
+        consent: Consent::default(),
     };
     let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
     let early = Draft {
@@ -162,6 +166,7 @@ fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
         let recipient = Recipient {
             phone: &phone,
             preferences: prefs,
+            consent: Consent::default(),
         };
         let draft = TextDraft {
             text: "your milk is coming".into(),
@@ -175,4 +180,48 @@ fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
     let (marketing_out, all_out) = opted_out_of_marketing_and_of_all(&phone);
     assert!(text(&marketing_out).skip.is_none());
     assert!(text(&all_out).skip.is_some());
+}
+
+/// With the operator's opt-in policy on, marketing goes only to a
+/// recipient whose preferences record an opt-in; transactional messages
+/// need none. Off (the default), nothing changes.
+#[test]
+fn marketing_needs_a_recorded_opt_in_when_the_operator_asks_for_one() {
+    let catalog = catalog();
+    let phone = Phone::parse("+919876543210").unwrap();
+    let none = Map::new();
+    let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
+    let strict = Consent {
+        marketing_needs_opt_in: true,
+    };
+    let skip_of = |prefs: &Preferences, consent, template: &str, variables| {
+        let recipient = Recipient {
+            phone: &phone,
+            preferences: prefs,
+            consent,
+        };
+        template_message(&catalog, &recipient, draft(template, variables), "m", 0)
+            .unwrap()
+            .skip
+            .map(|note| note.code)
+    };
+    let silent = Preferences::defaults_for(phone.as_str());
+    let consented = Preferences {
+        opt_in: Some(crate::preferences::OptIn {
+            source: "app-signup".into(),
+            at: 1,
+            wording: "marketing-v3".into(),
+        }),
+        ..silent.clone()
+    };
+    assert_eq!(
+        skip_of(&silent, strict, "churn_risk", &none).as_deref(),
+        Some("no_opt_in")
+    );
+    assert_eq!(skip_of(&consented, strict, "churn_risk", &none), None);
+    assert_eq!(skip_of(&silent, strict, "delivery_delayed", &eta), None);
+    assert_eq!(
+        skip_of(&silent, Consent::default(), "churn_risk", &none),
+        None
+    );
 }

@@ -53,6 +53,7 @@ impl<P: Providers> Scheduler<P> {
                     preferences,
                     &catalog,
                     self.marketing_hours,
+                    self.consent,
                     now,
                 )
             })

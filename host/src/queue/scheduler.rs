@@ -73,6 +73,8 @@ pub struct Scheduler<P: Providers = Plugins> {
     pub templates: Arc<Templates>,
     /// When marketing may go out, in the recipient's time zone.
     pub marketing_hours: MarketingHours,
+    /// The operator's consent policy, checked again before each send.
+    pub consent: crate::preferences::Consent,
 }
 
 impl<P: Providers> Scheduler<P> {
@@ -97,6 +99,9 @@ impl<P: Providers> Scheduler<P> {
             longest_call: config.longest_plugin_call(),
             templates,
             marketing_hours: config.delivery.marketing_hours,
+            consent: crate::preferences::Consent {
+                marketing_needs_opt_in: config.delivery.marketing_needs_opt_in,
+            },
         }
     }
 

@@ -7,7 +7,7 @@ use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{Store, StoreError, checked};
 use crate::message::{Millis, now_millis};
-use crate::preferences::Preferences;
+use crate::preferences::{OptIn, Preferences};
 
 /// A `preference` row.
 #[derive(Debug, Clone, SurrealValue)]
@@ -18,6 +18,10 @@ struct PreferenceRow {
     opt_out_templates: Vec<String>,
     language: Option<String>,
     timezone: Option<String>,
+    /// The opt-in to marketing, if given: where, when, to which wording.
+    opt_in_source: Option<String>,
+    opt_in_at: Option<Millis>,
+    opt_in_wording: Option<String>,
     updated_at: Option<Millis>,
 }
 
@@ -30,6 +34,14 @@ impl From<PreferenceRow> for Preferences {
             opt_out_templates: row.opt_out_templates,
             language: row.language,
             timezone: row.timezone,
+            opt_in: match (row.opt_in_source, row.opt_in_at, row.opt_in_wording) {
+                (Some(source), Some(at), Some(wording)) => Some(OptIn {
+                    source,
+                    at,
+                    wording,
+                }),
+                _ => None,
+            },
             updated_at: row.updated_at,
         }
     }
@@ -44,6 +56,9 @@ impl From<Preferences> for PreferenceRow {
             opt_out_templates: p.opt_out_templates,
             language: p.language,
             timezone: p.timezone,
+            opt_in_source: p.opt_in.as_ref().map(|o| o.source.clone()),
+            opt_in_at: p.opt_in.as_ref().map(|o| o.at),
+            opt_in_wording: p.opt_in.map(|o| o.wording),
             updated_at: p.updated_at,
         }
     }
@@ -72,7 +87,7 @@ impl Store {
             .db
             .query(
                 "SELECT phone, opt_out_all, opt_out_marketing, opt_out_templates, language, \
-                 timezone, updated_at FROM $ids",
+                 timezone, opt_in_source, opt_in_at, opt_in_wording, updated_at FROM $ids",
             )
             .bind(("ids", ids))
             .await?

@@ -167,9 +167,9 @@ impl Store {
         Ok((changed, done))
     }
 
-    /// Deletes saved preferences with no opt-out that were last saved
-    /// before `before` (an opt-out is kept as long as it stands). Returns
-    /// how many.
+    /// Deletes saved preferences with no opt-out and no opt-in that were
+    /// last saved before `before` (an opt-out is kept as long as it
+    /// stands, and an opt-in as the record of consent). Returns how many.
     pub async fn forget_idle_preferences(&self, before: Millis) -> Result<usize, StoreError> {
         self.write(async {
             // The ids first, then a delete by id: one statement (a block).
@@ -179,7 +179,7 @@ impl Store {
                     "{
                         LET $idle = (SELECT VALUE id FROM preference WHERE updated_at < $before
                             AND opt_out_all = false AND opt_out_marketing = false
-                            AND array::len(opt_out_templates) = 0);
+                            AND array::len(opt_out_templates) = 0 AND opt_in_at = NONE);
                         DELETE $idle RETURN NONE;
                         RETURN array::len($idle);
                     }",
