@@ -158,12 +158,8 @@ fn serve() -> ExitCode {
         Err(code) => return code,
     };
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chirp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async {
         let chirp = match chirp::start(config).await {
@@ -188,45 +184,19 @@ fn serve() -> ExitCode {
     })
 }
 
-/// Runs an operator's command on the configuration and prints its report.
-fn admin<F: std::future::Future<Output = Result<String, chirp::admin::AdminError>>>(
-    work: impl FnOnce(Config) -> F,
-) -> ExitCode {
-    let config = match configuration() {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
-    init_logging(config.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chirp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work(config)) {
-        Ok(report) => {
-            print!("{report}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("chirp: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// The async runtime, or `None` (said on stderr) if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| eprintln!("chirp: cannot start the async runtime: {e}"))
+        .ok()
 }
 
-/// Runs a plugin tool to completion and prints its report.
-fn tool(
-    work: impl std::future::Future<Output = Result<String, chirp::tools::ToolError>>,
+/// Runs a command's work to completion and prints its report.
+fn report<E: std::fmt::Display>(
+    work: impl std::future::Future<Output = Result<String, E>>,
 ) -> ExitCode {
-    init_logging(LogFormat::Text);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("chirp: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(work) {
         Ok(report) => {
@@ -238,6 +208,26 @@ fn tool(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an operator's command on the configuration and prints its report.
+fn admin<F: std::future::Future<Output = Result<String, chirp::admin::AdminError>>>(
+    work: impl FnOnce(Config) -> F,
+) -> ExitCode {
+    let config = match configuration() {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    init_logging(config.log_format);
+    report(work(config))
+}
+
+/// Runs a plugin tool to completion and prints its report.
+fn tool(
+    work: impl std::future::Future<Output = Result<String, chirp::tools::ToolError>>,
+) -> ExitCode {
+    init_logging(LogFormat::Text);
+    report(work)
 }
 
 fn init_logging(format: LogFormat) {
