@@ -12,6 +12,7 @@ mod durability;
 mod process;
 mod reading;
 mod sending;
+mod upgrade;
 
 use std::time::Duration;
 
