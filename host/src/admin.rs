@@ -3,7 +3,8 @@
 //! embedded store (`GET /api/backup`, with a token minted from the
 //! configured secret) and writes it to FILE whole or not at all;
 //! `chirp restore FILE` brings a copy back into the configured store,
-//! which must be new, while chirp is stopped.
+//! which must be new, while chirp is stopped; `chirp import` brings the
+//! old system's settings and template states in ([`crate::import`]).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use crate::api::{Role, TokenRequest, mint_token};
 use crate::config::Config;
+use crate::preferences::Preferences;
 use crate::store::{Store, StoreError};
 
 /// Why a backup or restore did not happen.
@@ -45,9 +47,127 @@ pub enum AdminError {
         /// Why.
         source: std::io::Error,
     },
-    /// The store refused the restore.
+    /// The store refused the restore or the import.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An export or mapping file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The export is not one.
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+}
+
+/// What `chirp import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    /// `notification_settings`: recipients' preferences.
+    Settings,
+    /// `notification_templates`: templates' enabled states.
+    Templates,
+}
+
+/// Imports the export in `file` into the store `config` names (chirp
+/// stopped, for an embedded store); `mapping`, a TOML file, says which
+/// field holds what. Returns the report: what was imported, unchanged and
+/// skipped, and why.
+pub async fn import(
+    config: &Config,
+    kind: ImportKind,
+    file: &Path,
+    mapping: Option<&Path>,
+) -> Result<String, AdminError> {
+    use std::fmt::Write as _;
+    let read = |path: &Path| -> Result<String, AdminError> {
+        let fail = |reason: String| AdminError::Read {
+            path: path.display().to_string(),
+            reason,
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| fail(e.to_string()))?
+            .len();
+        if size > crate::import::MAX_EXPORT_BYTES {
+            return Err(fail(format!(
+                "{size} bytes, over the {} chirp reads",
+                crate::import::MAX_EXPORT_BYTES
+            )));
+        }
+        std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))
+    };
+    let mapping: crate::import::Mapping = match mapping {
+        None => crate::import::Mapping::default(),
+        Some(path) => toml::from_str(&read(path)?).map_err(|e| AdminError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?,
+    };
+    let documents = crate::import::documents(&read(file)?)?;
+    let store = Store::open(&config.store.url, &config.store.server, config.store.memory).await?;
+    let (mut imported, mut unchanged) = (0, 0);
+    let skipped = match kind {
+        ImportKind::Settings => {
+            let (read, skipped) = crate::import::settings(&documents, &mapping.settings);
+            for (phone, mut prefs) in read {
+                let saved = store
+                    .saved_preferences(std::slice::from_ref(&phone))
+                    .await?;
+                let current = saved.get(&phone);
+                // Consent recorded in chirp stays; the old system had none.
+                prefs.opt_in = current.and_then(|c| c.opt_in.clone());
+                let same = current.is_some_and(|c| {
+                    Preferences {
+                        updated_at: None,
+                        ..c.clone()
+                    } == prefs
+                });
+                if same {
+                    unchanged += 1;
+                } else {
+                    store.save_preferences(prefs).await?;
+                    imported += 1;
+                }
+            }
+            skipped
+        }
+        ImportKind::Templates => {
+            let (states, mut skipped) = crate::import::templates(&documents, &mapping.templates);
+            let stored = store.templates().await?;
+            for (name, enabled) in states {
+                match stored.iter().find(|t| t.name == name) {
+                    None => skipped.push(crate::import::Skip {
+                        at: 0,
+                        reason: format!(
+                            "no template {name:?} in this store (start chirp once to seed it)"
+                        ),
+                    }),
+                    Some(def) if def.enabled == enabled => unchanged += 1,
+                    Some(def) => {
+                        let next = crate::templates::TemplateDef {
+                            enabled,
+                            ..def.clone()
+                        };
+                        store.save_template(&next, def.version).await?;
+                        imported += 1;
+                    }
+                }
+            }
+            skipped
+        }
+    };
+    store.close().await?;
+    let mut report = format!(
+        "{imported} imported, {unchanged} unchanged, {} skipped\n",
+        skipped.len()
+    );
+    for skip in &skipped {
+        let _ = writeln!(report, "  skipped #{}: {}", skip.at, skip.reason);
+    }
+    Ok(report)
 }
 
 /// Writes a backup of the chirp running under `config` to `file`; returns

@@ -26,7 +26,8 @@
 //! - [`keyfile`]: secret keys kept in files outside the store.
 //! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
-//! - [`admin`]: `chirp backup` and `chirp restore`.
+//! - [`admin`]: `chirp backup`, `chirp restore` and `chirp import`.
+//! - [`import`]: reading the old system's mongoexport.
 //! - [`retention`]: the job that redacts, then deletes, what was kept long
 //!   enough.
 //! - [`telemetry`]: the Prometheus series.
@@ -45,6 +46,7 @@ pub mod config;
 pub mod customers;
 pub mod delivery;
 pub mod gate;
+pub mod import;
 pub mod intake;
 pub mod keyfile;
 pub mod message;

@@ -48,6 +48,18 @@ enum Command {
     /// Restore a backup into the store CHIRP_DB names, which must be new
     /// (chirp stopped).
     Restore { file: PathBuf },
+    /// Import the old system's `notification_settings` or
+    /// `notification_templates` from a mongoexport (chirp stopped);
+    /// importing again changes nothing.
+    Import {
+        #[arg(value_enum)]
+        what: ImportWhat,
+        file: PathBuf,
+        /// A TOML file saying which field holds what (`[settings]`,
+        /// `[templates]`; see README.md).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+    },
     /// Mint an API token signed with CHIRP_JWT_SECRET (and the issuer and
     /// audience the configuration requires); prints it on stdout.
     Token {
@@ -83,6 +95,12 @@ enum PluginCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ImportWhat {
+    Settings,
+    Templates,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TokenRole {
     Admin,
     User,
@@ -110,6 +128,17 @@ fn main() -> ExitCode {
                 file.display(),
                 config.store.url
             ))
+        }),
+        Command::Import {
+            what,
+            file,
+            mapping,
+        } => admin(|config| async move {
+            let kind = match what {
+                ImportWhat::Settings => chirp::admin::ImportKind::Settings,
+                ImportWhat::Templates => chirp::admin::ImportKind::Templates,
+            };
+            chirp::admin::import(&config, kind, &file, mapping.as_deref()).await
         }),
         Command::Token {
             role,

@@ -1,4 +1,5 @@
-//! Backups of a running chirp's store, and restores into a new one.
+//! The operator's commands on a store: backups of a running chirp's
+//! store, restores into a new one, and imports from the old system.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,4 +99,64 @@ async fn a_backup_under_load_restores_every_message_acknowledged_before_it() {
         );
         assert_eq!(message["status"], "queued");
     }
+}
+
+/// The old system's settings and template states come in through `chirp
+/// import`, which says what it imported, left and skipped; a second
+/// import of the same export changes nothing.
+#[tokio::test]
+async fn an_import_of_the_old_systems_settings_is_reported_and_idempotent() {
+    let w = world().await;
+    let options = durable(&w);
+    let db = format!("surrealkv://{}", w.dir.path().join("store").display());
+    // chirp seeds the templates on its first start.
+    let (clean, _) = options.start().terminate();
+    assert!(clean);
+
+    let settings = w.dir.path().join("settings.json");
+    std::fs::write(
+        &settings,
+        concat!(
+            r#"{"_id":{"$oid":"1"},"user_id":"u1","phone":"9876543210","marketing_enabled":false}"#,
+            "\n",
+            r#"{"_id":{"$oid":"2"},"user_id":"u2","phone":"+14155550100","notifications_enabled":false}"#,
+            "\n",
+            r#"{"_id":{"$oid":"3"},"user_id":"u3"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let templates = w.dir.path().join("templates.json");
+    std::fs::write(&templates, r#"[{"type": "churn_risk", "active": false}]"#).unwrap();
+    let import = |what: &str, file: &std::path::Path| {
+        run_chirp(
+            &options,
+            &db,
+            "127.0.0.1:0",
+            &["import", what, &file.display().to_string()],
+        )
+    };
+    let first = import("settings", &settings);
+    assert!(
+        first.contains("2 imported, 0 unchanged, 1 skipped"),
+        "{first}"
+    );
+    assert!(first.contains("skipped #3: no phone"), "{first}");
+    let again = import("settings", &settings);
+    assert!(
+        again.contains("0 imported, 2 unchanged, 1 skipped"),
+        "{again}"
+    );
+    let first = import("templates", &templates);
+    assert!(first.contains("1 imported, 0 unchanged"), "{first}");
+    let again = import("templates", &templates);
+    assert!(again.contains("0 imported, 1 unchanged"), "{again}");
+
+    let chirp = options.start();
+    let (_, prefs) = chirp.get("/api/preferences/+919876543210").await;
+    assert_eq!(prefs["opt_out_marketing"], true, "{prefs:#}");
+    let (_, prefs) = chirp.get("/api/preferences/+14155550100").await;
+    assert_eq!(prefs["opt_out_all"], true, "{prefs:#}");
+    let (_, template) = chirp.get("/api/notifications/templates/churn_risk").await;
+    assert_eq!(template["enabled"], false, "{template:#}");
 }
