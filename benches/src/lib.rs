@@ -6,6 +6,7 @@
 pub mod load;
 pub mod native_provider;
 pub mod process;
+pub mod retention_cost;
 pub mod sandbox_drain;
 pub mod store_path;
 pub mod surreal_server;

@@ -81,7 +81,7 @@ struct Options {
 
 impl Options {
     fn runs(&self, scenario: u8) -> bool {
-        // 7 to 10 do not use chirp's store through a server.
+        // 7 to 11 do not use chirp's store through a server.
         let fits_store = self.surreal.is_none() || scenario <= 6;
         fits_store && (self.only.is_empty() || self.only.contains(&scenario))
     }
@@ -559,6 +559,12 @@ async fn main() {
             process_cpu,
         )
         .await;
+    }
+
+    // 11. The retention job's own cost.
+    if options.runs(11) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        chirp_bench::retention_cost::run(options.messages, dir.path(), process_cpu).await;
     }
 }
 
