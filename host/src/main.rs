@@ -198,12 +198,13 @@ fn serve() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let shutdown = shutdown_signal();
         match chirp.local_addr() {
             // Printed on stdout so scripts and tests can find the port.
             Ok(addr) => println!("chirp listening on http://{addr}"),
             Err(e) => eprintln!("chirp: {e}"),
         }
-        match chirp.serve(shutdown_signal()).await {
+        match chirp.serve(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("chirp: server error: {e}");
@@ -271,26 +272,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
+/// A future that resolves on SIGINT or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled: a
+/// SIGTERM that comes right after chirp says it listens must stop it
+/// gracefully, not kill it (it did, under load, before).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
                 }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+            }
+            // Without handlers, the default actions stop chirp.
+            _ => std::future::pending().await,
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }
