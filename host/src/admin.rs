@@ -112,10 +112,13 @@ pub async fn import(
     let skipped = match kind {
         ImportKind::Settings => {
             let (read, skipped) = crate::import::settings(&documents, &mapping.settings);
+            // What is saved already, read a thousand phones a query.
+            let phones: Vec<String> = read.keys().cloned().collect();
+            let mut saved = std::collections::HashMap::new();
+            for chunk in phones.chunks(1_000) {
+                saved.extend(store.saved_preferences(chunk).await?);
+            }
             for (phone, mut prefs) in read {
-                let saved = store
-                    .saved_preferences(std::slice::from_ref(&phone))
-                    .await?;
                 let current = saved.get(&phone);
                 // Consent recorded in chirp stays; the old system had none.
                 prefs.opt_in = current.and_then(|c| c.opt_in.clone());

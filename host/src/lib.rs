@@ -223,9 +223,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         }),
         plugins_dir: config.plugins.dir.clone(),
         erasure_key: Arc::new(erasure_key),
-        consent: preferences::Consent {
-            marketing_needs_opt_in: config.delivery.marketing_needs_opt_in,
-        },
+        consent: config.delivery.consent(),
     };
     Ok(Chirp {
         config,

@@ -198,6 +198,15 @@ pub struct DeliveryConfig {
     pub marketing_needs_opt_in: bool,
 }
 
+impl DeliveryConfig {
+    /// The consent policy these settings give.
+    pub fn consent(&self) -> crate::preferences::Consent {
+        crate::preferences::Consent {
+            marketing_needs_opt_in: self.marketing_needs_opt_in,
+        }
+    }
+}
+
 pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
     Ok(DeliveryConfig {
         max_attempts: s.whole_number("CHIRP_MAX_ATTEMPTS", 3, 1..=100)? as u32,

@@ -99,9 +99,7 @@ impl<P: Providers> Scheduler<P> {
             longest_call: config.longest_plugin_call(),
             templates,
             marketing_hours: config.delivery.marketing_hours,
-            consent: crate::preferences::Consent {
-                marketing_needs_opt_in: config.delivery.marketing_needs_opt_in,
-            },
+            consent: config.delivery.consent(),
         }
     }
 

@@ -28,12 +28,6 @@ impl Store {
         if !url.starts_with("surrealkv://") {
             return Err(StoreError::NotEmbedded);
         }
-        if let Some(path) = url.strip_prefix("surrealkv://")
-            && let Some(parent) = Path::new(path).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            let _ = std::fs::create_dir_all(parent);
-        }
         let db = Database::open(url, &ServerAccess::default(), memory).await?;
         let tables: Vec<String> = db
             .query("RETURN object::keys((INFO FOR DB).tables)")

@@ -90,6 +90,14 @@ impl Database {
                 url: url.to_string(),
                 source: source.into(),
             };
+        if let Some(path) = url.strip_prefix("surrealkv://")
+            && let Some(parent) =
+                std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            // SurrealKV creates its own directory but not the ones above it.
+            let _ = std::fs::create_dir_all(parent);
+        }
         if url.starts_with("surrealkv://") || url.starts_with("mem://") {
             let (datastore, background) =
                 open_embedded(url, memory).await.map_err(connect_error)?;

@@ -215,14 +215,6 @@ impl Store {
         server: &ServerAccess,
         memory: EmbeddedMemory,
     ) -> Result<Store, StoreError> {
-        if let Some(path) = url.strip_prefix("surrealkv://")
-            && let Some(parent) =
-                std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
-            && !parent.as_os_str().is_empty()
-        {
-            // SurrealKV creates its own directory but not the ones above it.
-            let _ = std::fs::create_dir_all(parent);
-        }
         let db = Database::open(url, server, memory).await?;
         schema::prepare(&db).await?;
         Ok(Store::over(db))

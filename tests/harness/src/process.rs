@@ -63,14 +63,6 @@ impl Launch {
         self
     }
 
-    /// The value `key` is set to, if any.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
     /// The command this launch runs (`serve`).
     pub fn command(&self) -> Command {
         let mut command = Command::new(&self.binary);

@@ -11,7 +11,7 @@
 
 use surrealdb::types::{RecordId, SurrealValue};
 
-use super::rows::{MESSAGE_FIELDS, MessageRow, attempts_of};
+use super::rows::{MESSAGE_FIELDS, MessageRow, attempts_of, message_key};
 use crate::customers::{CustomerData, ERASED_PHONE, Erased};
 use crate::message::Millis;
 use crate::status::{Status, Transition};
@@ -105,13 +105,13 @@ impl Store {
             let ids: Vec<RecordId> = batch.iter().map(|m| m.id.clone()).collect();
             let attempts: Vec<RecordId> = batch
                 .iter()
-                .map(|m| attempts_of(&record_key(&m.id)))
+                .map(|m| attempts_of(&message_key(&m.id)))
                 .collect();
             // Caller keys (a key chirp made is the message's id, and has
             // no record).
             let keys: Vec<RecordId> = batch
                 .iter()
-                .filter(|m| m.idempotency_key != record_key(&m.id))
+                .filter(|m| m.idempotency_key != message_key(&m.id))
                 .map(|m| RecordId::new("idempotency", m.idempotency_key.as_str()))
                 .collect();
             erased.keys += keys.len();
@@ -170,14 +170,6 @@ impl Store {
             .await?;
         erased.preferences = had_preferences.unwrap_or(false);
         Ok(erased)
-    }
-}
-
-/// The string key of a message's record id.
-fn record_key(id: &RecordId) -> String {
-    match &id.key {
-        surrealdb::types::RecordIdKey::String(key) => key.clone(),
-        other => format!("{other:?}"),
     }
 }
 

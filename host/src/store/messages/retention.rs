@@ -15,7 +15,7 @@ use std::ops::Bound;
 
 use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue};
 
-use super::rows::attempts_of;
+use super::rows::{attempts_of, message_key};
 use crate::message::Millis;
 use crate::status::Status;
 use crate::store::{Store, StoreError};
@@ -98,7 +98,7 @@ impl Store {
             .bind(("limit", limit as i64))
             .await?
             .take(0)?;
-        let Some(last) = batch.last().map(|m| key_of(&m.id)) else {
+        let Some(last) = batch.last().map(|m| message_key(&m.id)) else {
             return Ok((0, true));
         };
         let finished = [
@@ -117,7 +117,10 @@ impl Store {
             })
             .collect();
         let ids: Vec<RecordId> = chosen.iter().map(|m| m.id.clone()).collect();
-        let attempts: Vec<RecordId> = chosen.iter().map(|m| attempts_of(&key_of(&m.id))).collect();
+        let attempts: Vec<RecordId> = chosen
+            .iter()
+            .map(|m| attempts_of(&message_key(&m.id)))
+            .collect();
         let statement = match pass.action {
             Action::Redact => {
                 "UPDATE $ids SET text = '', wa_parameters = NONE, reference_id = NONE,
@@ -135,12 +138,12 @@ impl Store {
         };
         let keys: Vec<RecordId> = chosen
             .iter()
-            .filter(|m| m.idempotency_key != key_of(&m.id))
+            .filter(|m| m.idempotency_key != message_key(&m.id))
             .map(|m| RecordId::new("idempotency", m.idempotency_key.as_str()))
             .collect();
         let waiting: Vec<RecordId> = chosen
             .iter()
-            .map(|m| RecordId::new("waiting", key_of(&m.id)))
+            .map(|m| RecordId::new("waiting", message_key(&m.id)))
             .collect();
         let changed = ids.len();
         let done = batch.len() < limit;
@@ -199,13 +202,6 @@ fn selected(pass: &Pass, template: Option<&str>) -> bool {
     match &pass.only {
         Some(only) => only.iter().any(|t| t == name),
         None => !pass.except.iter().any(|t| t == name),
-    }
-}
-
-fn key_of(id: &RecordId) -> String {
-    match &id.key {
-        RecordIdKey::String(key) => key.clone(),
-        other => format!("{other:?}"),
     }
 }
 

@@ -155,6 +155,14 @@ pub(super) fn attempt_id(message_id: &str, number: u32, tag: &str) -> RecordId {
     RecordId::new("attempt", Array::from(key))
 }
 
+/// The string key of a message's record id (message ids are ULIDs).
+pub(super) fn message_key(id: &RecordId) -> String {
+    match &id.key {
+        RecordIdKey::String(key) => key.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Every attempt id of one message.
 pub(super) fn attempts_of(message_id: &str) -> RecordId {
     let bound = |number: i64| -> RecordIdKey {
