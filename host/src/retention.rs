@@ -59,6 +59,15 @@ pub struct RunReport {
     pub preferences: usize,
 }
 
+impl RunReport {
+    fn count(&mut self, action: Action, messages: usize) {
+        match action {
+            Action::Redact => self.redacted += messages,
+            Action::Delete => self.deleted += messages,
+        }
+    }
+}
+
 /// One run of every pass to its cutoff at `now`.
 pub async fn run_once(
     store: &Store,
@@ -74,12 +83,18 @@ pub async fn run_once(
         .collect();
     let mut report = RunReport::default();
     for pass in passes(config, &marketing, now) {
+        // Messages the pass held unfinished before, then its walk.
+        let mut after = None;
+        loop {
+            let (changed, last) = store.retention_revisit(&pass, now, after, BATCH).await?;
+            report.count(pass.action, changed);
+            let Some(last) = last else { break };
+            after = Some(last);
+            tokio::time::sleep(PAUSE).await;
+        }
         loop {
             let (changed, done) = store.retention_batch(&pass, now, BATCH).await?;
-            match pass.action {
-                Action::Redact => report.redacted += changed,
-                Action::Delete => report.deleted += changed,
-            }
+            report.count(pass.action, changed);
             if done {
                 break;
             }

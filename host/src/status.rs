@@ -92,6 +92,13 @@ impl Status {
         }
     }
 
+    /// Whether the queue still holds it: waiting to be sent, or being
+    /// sent. Any other state is an outcome (which an admin's resend or a
+    /// fallback may still reopen).
+    pub fn is_in_queue(self) -> bool {
+        matches!(self, Status::Queued | Status::Sending)
+    }
+
     /// Whether no transition leaves this state.
     pub fn is_final(self) -> bool {
         Transition::ALL.iter().all(|t| !self.allows(*t))

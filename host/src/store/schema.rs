@@ -54,6 +54,7 @@ DEFINE TABLE IF NOT EXISTS attempt SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS store_layout SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS erasure SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS retention SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS retention_held SCHEMALESS;
 ";
 
 /// Layout 1 to 2, first step, run until it moves nothing: re-keys up to

@@ -262,6 +262,9 @@ mod tests {
         ("waiting", &[], &["id", "provider"]),
         ("erasure", &[], &["id", "at"]),
         ("retention", &[], &["id", "last"]),
+        // `<pass>/<message id>`: an unfinished message a pass will come
+        // back to.
+        ("retention_held", &[], &["id"]),
         (
             "template",
             &[],

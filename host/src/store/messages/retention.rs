@@ -8,8 +8,14 @@
 //! walks the `message` table by record id from where it stopped (a cursor
 //! kept in `retention:<pass>`) up to the id of its cutoff time, in
 //! batches: no index is added to `message`, and no row is read twice by
-//! the same pass. A message that is not finished when its pass reaches it
-//! (scheduled further ahead than the period) is left as it is.
+//! the walk of the same pass.
+//!
+//! A message that is not finished when its pass reaches it (scheduled
+//! further ahead than the period, or still being retried) is held: its id
+//! goes into `retention_held`, keyed `<pass>/<message id>`, and every run
+//! looks at the pass's held messages again first, acting on those that
+//! have finished since. The list holds only unfinished messages, so it is
+//! bounded by the queue.
 
 use std::ops::Bound;
 
@@ -61,6 +67,66 @@ struct Cursor {
     last: String,
 }
 
+/// What a pass makes of one message it reads.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Act on it now.
+    Act,
+    /// Act on it once it has finished.
+    Hold,
+    /// Not this pass's (another category, or already redacted).
+    Pass,
+}
+
+/// What `pass` makes of `message`.
+fn verdict(pass: &Pass, message: &Candidate) -> Verdict {
+    if !selected(pass, message.template.as_deref())
+        || (pass.action == Action::Redact && message.redacted_at.is_some())
+    {
+        Verdict::Pass
+    } else if message
+        .status
+        .parse::<Status>()
+        .is_ok_and(|status| !status.is_in_queue())
+    {
+        Verdict::Act
+    } else {
+        Verdict::Hold
+    }
+}
+
+/// The `retention_held` record of `message_id` for `pass`.
+fn held_record(pass: &Pass, message_id: &str) -> RecordId {
+    RecordId::new("retention_held", format!("{}/{message_id}", pass.name))
+}
+
+/// The changes one batch makes, in one transaction.
+#[derive(Default)]
+struct BatchChanges {
+    /// Messages the pass acts on.
+    act: Vec<RecordId>,
+    /// Their caller keys' records (those that differ from the message id).
+    keys: Vec<RecordId>,
+    /// Messages newly held.
+    hold: Vec<RecordId>,
+    /// Held records to drop (acted on, or the message is gone).
+    release: Vec<RecordId>,
+    /// The walk's new cursor, if the batch was the walk's.
+    cursor: Option<String>,
+}
+
+impl BatchChanges {
+    fn act_on(&mut self, message: &Candidate) {
+        self.act.push(message.id.clone());
+        if message.idempotency_key != message_key(&message.id) {
+            self.keys.push(RecordId::new(
+                "idempotency",
+                message.idempotency_key.as_str(),
+            ));
+        }
+    }
+}
+
 impl Store {
     /// Runs one batch of `pass` (at most `limit` messages read) at `now`.
     /// Returns how many messages it changed, and whether it reached its
@@ -101,25 +167,115 @@ impl Store {
         let Some(last) = batch.last().map(|m| message_key(&m.id)) else {
             return Ok((0, true));
         };
-        let finished = [
-            Status::Sent,
-            Status::Failed,
-            Status::Skipped,
-            Status::Cancelled,
-            Status::Expired,
-        ];
-        let chosen: Vec<&Candidate> = batch
+        let mut changes = BatchChanges {
+            cursor: Some(last),
+            ..BatchChanges::default()
+        };
+        for message in &batch {
+            match verdict(pass, message) {
+                Verdict::Act => changes.act_on(message),
+                Verdict::Hold => changes
+                    .hold
+                    .push(held_record(pass, &message_key(&message.id))),
+                Verdict::Pass => {}
+            }
+        }
+        let changed = self.apply(pass, now, changes).await?;
+        Ok((changed, batch.len() < limit))
+    }
+
+    /// Looks again at up to `limit` messages `pass` holds, from after the
+    /// held record `after` (`None`: the first): acts on those that have
+    /// finished and lets go of those that are gone. Returns how many it
+    /// changed and the last held record it looked at (`None`: no more).
+    pub async fn retention_revisit(
+        &self,
+        pass: &Pass,
+        now: Millis,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>), StoreError> {
+        let prefix = format!("{}/", pass.name);
+        let range = RecordId::new(
+            "retention_held",
+            RecordIdKeyRange {
+                start: Bound::Excluded(RecordIdKey::String(
+                    after.unwrap_or_else(|| prefix.clone()),
+                )),
+                // '0' follows '/': every key with the prefix sorts before it.
+                end: Bound::Excluded(RecordIdKey::String(format!("{}0", pass.name))),
+            },
+        );
+        let held: Vec<String> = self
+            .db
+            .query("SELECT VALUE record::id(id) FROM $range ORDER BY id LIMIT $limit")
+            .bind(("range", range))
+            .bind(("limit", limit as i64))
+            .await?
+            .take(0)?;
+        let Some(last) = held.last().cloned() else {
+            return Ok((0, None));
+        };
+        let ids: Vec<RecordId> = held
             .iter()
-            .filter(|m| {
-                finished.iter().any(|s| s.as_str() == m.status)
-                    && selected(pass, m.template.as_deref())
-                    && !(pass.action == Action::Redact && m.redacted_at.is_some())
-            })
+            .map(|key| RecordId::new("message", key.trim_start_matches(&prefix)))
             .collect();
-        let ids: Vec<RecordId> = chosen.iter().map(|m| m.id.clone()).collect();
-        let attempts: Vec<RecordId> = chosen
+        let messages: Vec<Candidate> = self
+            .db
+            .query("SELECT id, status, template, idempotency_key, redacted_at FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .take(0)?;
+        let mut changes = BatchChanges::default();
+        let mut present = std::collections::HashSet::new();
+        for message in &messages {
+            let key = message_key(&message.id);
+            match verdict(pass, message) {
+                Verdict::Act => {
+                    changes.act_on(message);
+                    changes.release.push(held_record(pass, &key));
+                }
+                Verdict::Pass => changes.release.push(held_record(pass, &key)),
+                Verdict::Hold => {}
+            }
+            present.insert(key);
+        }
+        for key in &held {
+            let message_id = key.trim_start_matches(&prefix);
+            if !present.contains(message_id) {
+                changes.release.push(held_record(pass, message_id));
+            }
+        }
+        let changed = self.apply(pass, now, changes).await?;
+        Ok((changed, Some(last)))
+    }
+
+    /// Writes one batch's `changes` in one transaction: the action on the
+    /// chosen messages, the held list's changes and the walk's cursor, so
+    /// that the cursor never says more was done than was. Returns how many
+    /// messages it changed.
+    async fn apply(
+        &self,
+        pass: &Pass,
+        now: Millis,
+        changes: BatchChanges,
+    ) -> Result<usize, StoreError> {
+        if changes.act.is_empty()
+            && changes.hold.is_empty()
+            && changes.release.is_empty()
+            && changes.cursor.is_none()
+        {
+            return Ok(0);
+        }
+        let attempts: Vec<RecordId> = changes
+            .act
             .iter()
-            .map(|m| attempts_of(&message_key(&m.id)))
+            .map(|id| attempts_of(&message_key(id)))
+            .collect();
+        let waiting: Vec<RecordId> = changes
+            .act
+            .iter()
+            .map(|id| RecordId::new("waiting", message_key(id)))
             .collect();
         let statement = match pass.action {
             Action::Redact => {
@@ -136,38 +292,34 @@ impl Store {
                  DELETE $ids RETURN NONE;"
             }
         };
-        let keys: Vec<RecordId> = chosen
-            .iter()
-            .filter(|m| m.idempotency_key != message_key(&m.id))
-            .map(|m| RecordId::new("idempotency", m.idempotency_key.as_str()))
-            .collect();
-        let waiting: Vec<RecordId> = chosen
-            .iter()
-            .map(|m| RecordId::new("waiting", message_key(&m.id)))
-            .collect();
-        let changed = ids.len();
-        let done = batch.len() < limit;
+        let changed = changes.act.len();
         self.write(async {
-            // One statement (a block), so one transaction: the changes and
-            // the cursor that says they were made.
+            // One statement (a block), so one transaction.
             crate::store::checked(
                 self.db
                     .query(format!(
                         "{{ {statement}
-                           UPSERT type::record('retention', $pass) SET last = $last RETURN NONE; }}"
+                           UPSERT $hold RETURN NONE;
+                           DELETE $release RETURN NONE;
+                           IF $last != NONE {{
+                               UPSERT type::record('retention', $pass) SET last = $last
+                                   RETURN NONE;
+                           }}; }}"
                     ))
-                    .bind(("ids", ids))
+                    .bind(("ids", changes.act))
                     .bind(("attempts", attempts))
-                    .bind(("keys", keys))
+                    .bind(("keys", changes.keys))
                     .bind(("waiting", waiting))
+                    .bind(("hold", changes.hold))
+                    .bind(("release", changes.release))
                     .bind(("now", now))
                     .bind(("pass", pass.name))
-                    .bind(("last", last))
+                    .bind(("last", changes.cursor))
                     .await?,
             )
         })
         .await?;
-        Ok((changed, done))
+        Ok(changed)
     }
 
     /// Deletes saved preferences with no opt-out and no opt-in that were
@@ -292,23 +444,34 @@ mod tests {
         };
         let marketing = vec!["churn_risk".to_string()];
         let now = 1_000 * DAY;
-        let mut runs = Vec::new();
-        for _ in 0..2 {
+        // One run of every pass, in batches of 2: what it redacted and
+        // what it deleted.
+        let run = || async {
             let mut run = (0, 0);
             for pass in crate::retention::passes(&config, &marketing, now) {
+                let mut count = |changed| match pass.action {
+                    Action::Redact => run.0 += changed,
+                    Action::Delete => run.1 += changed,
+                };
+                let mut after = None;
+                loop {
+                    let (changed, last) =
+                        store.retention_revisit(&pass, now, after, 2).await.unwrap();
+                    count(changed);
+                    let Some(last) = last else { break };
+                    after = Some(last);
+                }
                 loop {
                     let (changed, done) = store.retention_batch(&pass, now, 2).await.unwrap();
-                    match pass.action {
-                        Action::Redact => run.0 += changed,
-                        Action::Delete => run.1 += changed,
-                    }
+                    count(changed);
                     if done {
                         break;
                     }
                 }
             }
-            runs.push(run);
-        }
+            run
+        };
+        let runs = [run().await, run().await];
         // Redacted: messages 2, 4 and 5 (5 on its way to deletion);
         // deleted: 5. The second run finds nothing to do.
         assert_eq!(runs, [(3, 1), (0, 0)]);
@@ -336,6 +499,46 @@ mod tests {
         assert_eq!(text(3), Some((String::new(), None)));
         assert_eq!(text(4), None, "a message past 400 days stayed");
         assert_eq!(text(5), whole(5), "an unfinished message was touched");
+
+        // Message 6 finishes after its passes went by: it was held, and
+        // the next run redacts and deletes it. (Without the held list,
+        // checked once, the third run found nothing and its text stayed.)
+        // (Its first lease, never completed, ran out at day 1,001.)
+        let claimed = store
+            .claim_due(1_001 * DAY, 0, 10, 1_002 * DAY, "lease 2")
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        store
+            .complete(vec![Completion {
+                message_id: messages[5].id.clone(),
+                lease: claimed[0].lease.clone(),
+                patch: MessagePatch {
+                    status: Status::Failed,
+                    attempts: 1,
+                    updated_at: now,
+                    due_at: None,
+                    sent_at: None,
+                    provider_message_id: None,
+                    error_code: Some("HTTP_400".into()),
+                    error_message: Some("message 6's error".into()),
+                    waiting_for: None,
+                },
+                attempt: None,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(run().await, (1, 1));
+        assert!(store.message(&messages[5].id).await.unwrap().is_none());
+        let held: Vec<surrealdb::types::Value> = store
+            .db
+            .query("SELECT * FROM retention_held")
+            .await
+            .unwrap()
+            .take(0)
+            .unwrap();
+        assert!(held.is_empty(), "{held:?}");
+        assert_eq!(run().await, (0, 0));
 
         // Preferences (saved just now): nothing is idle before now; after
         // now, the one without an opt-out goes and the opt-out stays.
