@@ -1,15 +1,18 @@
 //! What `chirp-bench` and `chirp-reliability` share beyond
 //! `chirp_harness` (the chirp process, the mocks, tokens): how they start
-//! chirp, the load generator and a SurrealDB server to run it against; and the in-process scenarios of `chirp-bench` (the store
-//! alone, and the drain through the component against native).
+//! chirp, the load generator and a SurrealDB server to run it against; and
+//! the in-process scenarios of `chirp-bench` (the store alone, the drain
+//! through the component against native, the retention job, the upgrade).
 
 pub mod load;
 pub mod native_provider;
 pub mod process;
+pub mod retention_contention;
 pub mod retention_cost;
 pub mod sandbox_drain;
 pub mod store_path;
 pub mod surreal_server;
+pub mod upgrade_cost;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,4 +66,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The median, smallest and largest of `values` (at least one), written
+/// `median (smallest-largest)` with `decimals` decimals.
+pub fn spread(values: impl IntoIterator<Item = f64>, decimals: usize) -> String {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    values.sort_by(f64::total_cmp);
+    let (median, smallest, largest) = (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    );
+    format!("{median:.decimals$} ({smallest:.decimals$}-{largest:.decimals$})")
 }

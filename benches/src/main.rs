@@ -23,7 +23,12 @@
 //!    no provider (how much of a drain is the store's);
 //! 10. the same drain through chirp's scheduler in this process, in turns
 //!     through the component and through the same send written natively
-//!     (`--messages` per round; what the sandbox costs in a whole drain).
+//!     (`--messages` per round; what the sandbox costs in a whole drain);
+//! 11. the retention job: its own rate and CPU redacting and deleting
+//!     `--messages` messages, and accepting as many alone against while
+//!     the job runs;
+//! 12. the first start on a layout 1 store of `--backlog` messages (the
+//!     upgrade) against a start on today's layout.
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
@@ -81,7 +86,7 @@ struct Options {
 
 impl Options {
     fn runs(&self, scenario: u8) -> bool {
-        // 7 to 11 do not use chirp's store through a server.
+        // 7 to 12 do not use chirp's store through a server.
         let fits_store = self.surreal.is_none() || scenario <= 6;
         fits_store && (self.only.is_empty() || self.only.contains(&scenario))
     }
@@ -565,6 +570,13 @@ async fn main() {
     if options.runs(11) {
         let dir = tempfile::tempdir().expect("temp dir");
         chirp_bench::retention_cost::run(options.messages, dir.path(), process_cpu).await;
+        chirp_bench::retention_contention::run(options.messages, dir.path(), process_cpu).await;
+    }
+
+    // 12. The upgrade of a large store.
+    if options.runs(12) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        chirp_bench::upgrade_cost::run(options.backlog, dir.path(), process_cpu).await;
     }
 }
 

@@ -66,32 +66,19 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
         }
         let _ = store.close().await;
     }
-    for (what, figures) in [("redact", &mut redact), ("delete", &mut delete)] {
-        let rates: Vec<f64> = sorted(figures.iter().map(|f| f.0));
-        let cpus: Vec<f64> = sorted(figures.iter().map(|f| f.1));
-        let mid = rates.len() / 2;
+    for (what, figures) in [("redact", &redact), ("delete", &delete)] {
         println!(
-            "11. retention, {what} {count} messages, {} rounds: median {:.0} msg/s ({:.0}-{:.0}), \
-             CPU {:.0} µs per message ({:.0}-{:.0})",
-            rates.len(),
-            rates[mid],
-            rates[0],
-            rates[rates.len() - 1],
-            cpus[mid],
-            cpus[0],
-            cpus[cpus.len() - 1],
+            "11. retention, {what} {count} messages, {} rounds: median {} msg/s, \
+             CPU {} µs per message",
+            figures.len(),
+            crate::spread(figures.iter().map(|f| f.0), 0),
+            crate::spread(figures.iter().map(|f| f.1), 0),
         );
     }
 }
 
-fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values
-}
-
 /// `count` messages, inserted and completed as sent in chirp's batches.
-async fn fill(store: &Store, count: usize) {
+pub async fn fill(store: &Store, count: usize) {
     let phone = Phone::parse("+919876543210").expect("phone");
     for first in (0..count).step_by(256) {
         let batch: Vec<_> = (first..(first + 256).min(count))

@@ -68,7 +68,8 @@ impl RunReport {
     }
 }
 
-/// One run of every pass to its cutoff at `now`.
+/// One run of every pass to its cutoff at `now`, and of the forgetting of
+/// idle preferences.
 pub async fn run_once(
     store: &Store,
     config: &PrivacyConfig,
@@ -81,8 +82,22 @@ pub async fn run_once(
         .filter(|t| t.category == Category::Marketing)
         .map(|t| t.name.clone())
         .collect();
+    let mut report = run_passes(store, config, &marketing, now).await?;
+    let idle_before = now.saturating_sub(config.delete_after.as_millis() as Millis);
+    report.preferences = store.forget_idle_preferences(idle_before).await?;
+    Ok(report)
+}
+
+/// Every pass over messages to its cutoff at `now`, in the job's batches
+/// and pauses, given which templates are marketing.
+pub async fn run_passes(
+    store: &Store,
+    config: &PrivacyConfig,
+    marketing: &[String],
+    now: Millis,
+) -> Result<RunReport, crate::store::StoreError> {
     let mut report = RunReport::default();
-    for pass in passes(config, &marketing, now) {
+    for pass in passes(config, marketing, now) {
         // Messages the pass held unfinished before, then its walk.
         let mut after = None;
         loop {
@@ -101,8 +116,6 @@ pub async fn run_once(
             tokio::time::sleep(PAUSE).await;
         }
     }
-    let idle_before = now.saturating_sub(config.delete_after.as_millis() as Millis);
-    report.preferences = store.forget_idle_preferences(idle_before).await?;
     Ok(report)
 }
 

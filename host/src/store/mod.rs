@@ -10,6 +10,7 @@
 mod background;
 mod backup;
 mod database;
+mod layout_1;
 mod link;
 mod messages;
 mod preferences;
@@ -18,6 +19,7 @@ mod statistics;
 mod templates;
 
 pub use database::EmbeddedMemory;
+pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
 pub use statistics::{Count, ProviderOutcomes, Statistics};

@@ -164,18 +164,11 @@ mod tests {
         .expect("open")
     }
 
-    /// A store as chirp wrote it before layouts were numbered: a message
+    /// Rows as chirp wrote them before layouts were numbered (in
+    /// [`super::super::layout_1::TABLES`]): a message
     /// leased until 5,000, one waiting for its provider, one sent; caller
     /// keys on the first and last.
     const LAYOUT_1_STORE: &str = "
-        DEFINE TABLE message SCHEMALESS;
-        DEFINE INDEX message_due ON message FIELDS due_at;
-        DEFINE INDEX message_lease ON message FIELDS lease_until;
-        DEFINE INDEX message_idempotency ON message FIELDS idempotency_key UNIQUE;
-        DEFINE INDEX message_phone ON message FIELDS phone;
-        DEFINE INDEX message_reference ON message FIELDS reference_id;
-        DEFINE INDEX message_waiting ON message FIELDS waiting_for;
-        DEFINE INDEX attempt_message ON attempt FIELDS message_id;
         CREATE attempt CONTENT { message_id: 'done', number: 1, started_at: 1500,
             provider: 'myoperator', provider_version: '0.1.0', outcome: 'retryable',
             error_code: 'HTTP_500', error_message: 'server error', latency_ms: 12 };
@@ -218,6 +211,12 @@ mod tests {
     #[tokio::test]
     async fn a_layout_1_store_keeps_its_leases_waiting_messages_and_keys() {
         let db = memory_database().await;
+        checked(
+            db.query(super::super::layout_1::TABLES)
+                .await
+                .expect("old tables"),
+        )
+        .expect("old tables");
         db.query(LAYOUT_1_STORE)
             .await
             .expect("old store")
@@ -278,6 +277,69 @@ mod tests {
         assert_eq!(answers[1].id, "done");
         assert_eq!(answers[1].status, Status::Sent);
         assert!(answers.iter().all(|a| a.replayed));
+    }
+
+    /// A layout 1 store of 2,000 messages on disk, as the upgrade
+    /// benchmark writes one: after the upgrade, every attempt is found by
+    /// its message, every waiting message is released, every leased one
+    /// is taken back when its lease runs out, and every caller key answers.
+    #[tokio::test]
+    async fn a_large_layout_1_store_upgrades_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("surrealkv://{}", dir.path().join("store").display());
+        super::super::write_layout_1_store(&url, 2_000)
+            .await
+            .unwrap();
+        let store = Store::open(&url, &ServerAccess::default(), EmbeddedMemory::default())
+            .await
+            .unwrap();
+        let count = |sql: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .db
+                    .query(sql)
+                    .await
+                    .unwrap()
+                    .take::<Option<i64>>(0)
+                    .unwrap()
+                    .unwrap_or(0)
+            }
+        };
+        assert_eq!(count("RETURN count(SELECT id FROM message)").await, 2_000);
+        // 14 x 1 + 2 x 3 + 1 x 1 attempts per 20 messages.
+        assert_eq!(count("RETURN count(SELECT id FROM attempt)").await, 2_100);
+        assert_eq!(
+            count("RETURN count(SELECT id FROM attempt WHERE type::is_string(record::id(id)))")
+                .await,
+            0
+        );
+        assert_eq!(
+            count("RETURN count(SELECT id FROM idempotency)").await,
+            1_000
+        );
+        let failed = ulid::Ulid::from_parts(1_700_000_000_014, 14).to_string();
+        assert_eq!(store.attempts(&failed).await.unwrap().len(), 3);
+        assert_eq!(store.release_waiting("myoperator", 0).await.unwrap(), 100);
+        let last_lease = 1_700_000_000_000 + 2_000 + 30_000;
+        let taken_back = store
+            .claim_due(last_lease, 0, 10_000, last_lease + 1, "new")
+            .await
+            .unwrap();
+        // The leased (100), the waiting now released (100); the scheduled
+        // are a day ahead.
+        assert_eq!(taken_back.len(), 200);
+        assert_eq!(taken_back.iter().filter(|l| l.lease_expired).count(), 100);
+        let replay = store
+            .insert_batch(&[replay_of("order-1998")])
+            .await
+            .unwrap();
+        assert!(replay[0].replayed);
+        assert_eq!(
+            replay[0].id,
+            ulid::Ulid::from_parts(1_700_000_001_998, 1_998).to_string()
+        );
+        store.close().await.unwrap();
     }
 
     #[tokio::test]
