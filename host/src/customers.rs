@@ -15,6 +15,20 @@ use sha2::Sha256;
 
 use crate::message::{Attempt, Message, Millis};
 use crate::preferences::Preferences;
+use crate::store::StoredReceipt;
+
+/// A message a customer sent, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    /// What they wrote.
+    pub text: String,
+    /// When, by the platform's clock.
+    pub at: Millis,
+    /// The platform's id of the message it replied to, if any.
+    pub reply_to: Option<String>,
+    /// The plugin that received it.
+    pub plugin: String,
+}
 
 /// What a message's phone becomes when its customer is erased.
 pub const ERASED_PHONE: &str = "erased";
@@ -62,8 +76,11 @@ impl ErasureKey {
 pub struct CustomerData {
     /// Their saved preferences, if they saved any.
     pub preferences: Option<Preferences>,
-    /// Their messages, newest first, each with its audit trail.
-    pub messages: Vec<(Message, Vec<Attempt>)>,
+    /// Their messages, newest first, each with its audit trail: attempts
+    /// and the platform's receipts.
+    pub messages: Vec<(Message, Vec<Attempt>, Vec<StoredReceipt>)>,
+    /// What they wrote to the business, oldest first.
+    pub inbound: Vec<InboundMessage>,
     /// When they were erased before, if they were (messages since are
     /// theirs again).
     pub erased_at: Option<Millis>,
@@ -86,4 +103,6 @@ pub struct Erased {
     /// Caller keys whose request fingerprints (hashes that include the
     /// phone) were removed.
     pub keys: usize,
+    /// Messages the customer sent that were deleted.
+    pub inbound: usize,
 }

@@ -177,6 +177,7 @@ mod tests {
             provider_message_id: None,
             last_error: None,
             override_opt_out: false,
+            delivery: Default::default(),
         }
     }
 

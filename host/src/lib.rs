@@ -22,12 +22,15 @@
 //! - [`message`]: the domain types (message, attempt, outcome).
 //! - [`customers`]: a customer's personal data as a whole: access, erasure.
 //! - [`status`]: the message's state machine and its delivery receipts.
+//! - [`webhooks`]: what providers' webhooks report (receipts, replies),
+//!   checked and bounded.
 //! - [`phone`]: E.164 phone numbers.
 //! - [`keyfile`]: secret keys kept in files outside the store.
 //! - [`preferences`]: a recipient's opt-outs, language and time zone.
 //! - [`tools`]: `chirp plugin check` and `chirp plugin send`.
 //! - [`admin`]: `chirp backup`, `chirp restore` and `chirp import`.
 //! - [`import`]: reading the old system's mongoexport.
+//! - [`inbox`]: applies what webhooks reported to messages and phones.
 //! - [`retention`]: the job that redacts, then deletes, what was kept long
 //!   enough.
 //! - [`telemetry`]: the Prometheus series.
@@ -47,6 +50,7 @@ pub mod customers;
 pub mod delivery;
 pub mod gate;
 pub mod import;
+pub mod inbox;
 pub mod intake;
 pub mod keyfile;
 pub mod message;
@@ -61,6 +65,7 @@ pub mod store;
 pub mod telemetry;
 pub mod templates;
 pub mod tools;
+pub mod webhooks;
 
 pub use config::Config;
 
@@ -224,6 +229,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         plugins_dir: config.plugins.dir.clone(),
         erasure_key: Arc::new(erasure_key),
         consent: config.delivery.consent(),
+        webhooks: api::WebhookDesk::new(config.webhooks.clone(), Arc::new(inbox::Inbox::default())),
     };
     Ok(Chirp {
         config,
@@ -258,13 +264,14 @@ impl Chirp {
         } = self;
         let shutdown_grace = config.delivery.shutdown_grace;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let scheduler = Scheduler::new(
+        let mut scheduler = Scheduler::new(
             &config,
             state.store.clone(),
             state.plugins.clone(),
             wake,
             state.templates.clone(),
         );
+        scheduler.inbox = state.webhooks.inbox.clone();
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
             &config.plugins.dir,
@@ -287,8 +294,15 @@ impl Chirp {
             state.templates.clone(),
             stop_tx.subscribe(),
         ));
+        let inbox_task = tokio::spawn(inbox::run(
+            state.store.clone(),
+            state.webhooks.inbox.clone(),
+            config.webhooks.clone(),
+            stop_tx.subscribe(),
+        ));
         let store = state.store.clone();
-        let app = api::router(state, &config.api);
+        let app =
+            api::router(state, &config.api).into_make_service_with_connect_info::<SocketAddr>();
 
         let mut http_stop = stop_tx.subscribe();
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -303,6 +317,7 @@ impl Chirp {
             let served = server_task.await;
             let _ = scheduler_task.await;
             let _ = retention_task.await;
+            let _ = inbox_task.await;
             served
         })
         .await;

@@ -159,6 +159,8 @@ pub struct Message {
     pub last_error: Option<ErrorNote>,
     /// The caller let this transactional message through an opt-out.
     pub override_opt_out: bool,
+    /// What the platform's receipts said after the send.
+    pub delivery: crate::status::Delivery,
 }
 
 /// A code and a human explanation, as recorded for a failed attempt or a

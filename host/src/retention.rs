@@ -1,7 +1,8 @@
 //! The retention job: on a timer, redacts finished messages whose period
 //! is over (transactional and marketing each have theirs), deletes those
 //! kept long enough, and forgets saved preferences without an opt-out that
-//! no one has touched for as long. It works in small batches with a pause
+//! no one has touched for as long, and what customers wrote once it is as
+//! old as a redacted text. It works in small batches with a pause
 //! between them, so that it never holds the store for long.
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct RunReport {
     pub deleted: usize,
     /// Saved preferences forgotten.
     pub preferences: usize,
+    /// Customers' messages forgotten.
+    pub inbound: usize,
 }
 
 impl RunReport {
@@ -85,6 +88,9 @@ pub async fn run_once(
     let mut report = run_passes(store, config, &marketing, now).await?;
     let idle_before = now.saturating_sub(config.delete_after.as_millis() as Millis);
     report.preferences = store.forget_idle_preferences(idle_before).await?;
+    // What customers wrote is kept as long as a message's text.
+    let inbound_before = now.saturating_sub(config.redact_after.as_millis() as Millis);
+    report.inbound = store.forget_inbound(inbound_before).await?;
     Ok(report)
 }
 
@@ -133,6 +139,7 @@ pub async fn run(
                     redacted = report.redacted,
                     deleted = report.deleted,
                     preferences = report.preferences,
+                    inbound = report.inbound,
                     "retention: kept no longer than needed"
                 );
             }

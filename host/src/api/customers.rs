@@ -32,11 +32,26 @@ struct Export {
     exported_at: String,
     /// Saved preferences, or `null` if none were saved.
     preferences: Option<PreferencesView>,
-    /// Every message to the phone, newest first, each with its attempts.
+    /// Every message to the phone, newest first, each with its attempts
+    /// and receipts.
     messages: Vec<MessageView>,
+    /// What the customer wrote to the business, oldest first.
+    inbound: Vec<InboundView>,
     /// When the phone's data was erased before, if it was.
     #[schema(format = DateTime)]
     erased_at: Option<String>,
+}
+
+/// A message the customer sent.
+#[derive(Serialize, ToSchema)]
+struct InboundView {
+    text: String,
+    #[schema(format = DateTime)]
+    at: String,
+    /// The platform's id of the message it replied to, if any.
+    reply_to: Option<String>,
+    /// The provider that received it.
+    provider: String,
 }
 
 /// What an erasure did.
@@ -58,6 +73,8 @@ struct Erasure {
     preferences: bool,
     /// Caller keys whose request fingerprints were removed.
     keys: usize,
+    /// Messages the customer sent that were deleted.
+    inbound: usize,
 }
 
 #[utoipa::path(
@@ -85,7 +102,19 @@ async fn export(
         messages: data
             .messages
             .into_iter()
-            .map(|(message, attempts)| MessageView::new(message, Some(attempts)))
+            .map(|(message, attempts, receipts)| {
+                MessageView::new(message, Some((attempts, receipts)))
+            })
+            .collect(),
+        inbound: data
+            .inbound
+            .into_iter()
+            .map(|m| InboundView {
+                text: m.text,
+                at: rfc3339(m.at),
+                reply_to: m.reply_to,
+                provider: m.plugin,
+            })
             .collect(),
         erased_at: data.erased_at.map(rfc3339),
     }))
@@ -97,7 +126,8 @@ async fn export(
     tag = "customers",
     description = "Erases a customer (admin): messages still to be sent are cancelled; every \
         message's phone, text, variables, reference, errors and platform ids, their attempts' \
-        errors and platform ids, and the saved preferences are removed. What statistics and \
+        errors and platform ids, their receipts' error messages, the messages the customer sent, \
+        and the saved preferences are removed. What statistics and \
         the audit need stays. The erasure is recorded under a keyed hash of the phone.",
     params(("phone" = String, Path, description = "The customer, E.164")),
     responses((status = 200, description = "Erased", body = Erasure)),
@@ -116,6 +146,7 @@ async fn erase(
         attempts,
         preferences,
         keys,
+        inbound,
     } = state.store.erase(phone.as_str(), &name, now).await?;
     tracing::info!(
         by = %admin.subject,
@@ -132,5 +163,6 @@ async fn erase(
         attempts,
         preferences,
         keys,
+        inbound,
     }))
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Caller, Role};
 use super::extract::{QueryParams, parse_time};
-use super::views::{ErrorNoteView, ProviderTemplateView};
+use super::views::{DeliveryView, ErrorNoteView, ProviderTemplateView, ReceiptView};
 use super::{ApiError, AppState};
 use crate::message::{Attempt, Message, Millis, Status, rfc3339};
 use crate::phone::Phone;
@@ -47,13 +47,20 @@ pub(super) struct MessageView {
     sent_at: Option<String>,
     provider_message_id: Option<String>,
     last_error: Option<ErrorNoteView>,
+    /// What the platform reported after the send.
+    delivery: DeliveryView,
     /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<Vec<AttemptView>>,
+    /// The platform's receipts, in the order it reported them (only on
+    /// `GET /api/notifications/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipts: Option<Vec<ReceiptView>>,
 }
 
 impl MessageView {
-    pub(super) fn new(m: Message, attempts: Option<Vec<Attempt>>) -> MessageView {
+    pub(super) fn new(m: Message, trail: Option<Trail>) -> MessageView {
+        let (attempts, receipts) = trail.map_or((None, None), |t| (Some(t.0), Some(t.1)));
         MessageView {
             id: m.id,
             status: m.status,
@@ -72,10 +79,15 @@ impl MessageView {
             sent_at: m.sent_at.map(rfc3339),
             provider_message_id: m.provider_message_id,
             last_error: m.last_error.map(Into::into),
+            delivery: DeliveryView::new(m.delivery, m.sent_at.is_some()),
             attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
+            receipts: receipts.map(|list| list.into_iter().map(ReceiptView::from).collect()),
         }
     }
 }
+
+/// A message's attempts and receipts.
+pub(super) type Trail = (Vec<Attempt>, Vec<crate::store::StoredReceipt>);
 
 /// One attempt as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -122,7 +134,7 @@ impl From<Attempt> for AttemptView {
     get,
     path = "/api/notifications/{id}",
     tag = "notifications",
-    description = "One message with every attempt (a user: only their own).",
+    description = "One message with every attempt and receipt (a user: only their own).",
     params(("id" = String, Path, description = "The message id")),
     responses(
         (status = 200, description = "Success", body = MessageView),
@@ -141,7 +153,8 @@ async fn message(
         .ok_or_else(|| ApiError::not_found("message", &id))?;
     caller.may_access(&message.phone)?;
     let attempts = state.store.attempts(&id).await?;
-    Ok(Json(MessageView::new(message, Some(attempts))))
+    let receipts = state.store.receipts(&id).await?;
+    Ok(Json(MessageView::new(message, Some((attempts, receipts)))))
 }
 
 #[derive(Deserialize, IntoParams)]

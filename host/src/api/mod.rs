@@ -24,11 +24,13 @@ mod statistics;
 mod templates;
 mod token;
 mod views;
+mod webhooks;
 
 pub use auth::{Auth, Role, SharedAuth, TokenRules};
 pub use error::ApiError;
 pub use notifications::{Content, SendRequest};
 pub use token::{MintError, TokenRequest, mint as mint_token};
+pub use webhooks::WebhookDesk;
 
 use std::sync::Arc;
 
@@ -71,6 +73,8 @@ pub struct AppState {
     pub consent: crate::preferences::Consent,
     /// The key of the hashes that name erased phones.
     pub erasure_key: Arc<crate::customers::ErasureKey>,
+    /// The webhook route's bounds and the inbox it feeds.
+    pub webhooks: WebhookDesk,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -94,6 +98,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(events::router())
         .merge(customers::router())
         .merge(backup::router())
+        .merge(webhooks::router())
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))

@@ -11,8 +11,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::plugins::World;
 use crate::plugins::engine::{Allocator, Origin};
-use crate::status::Status;
+use crate::status::{DeliveryStatus, Status};
 use crate::templates::Category;
+use crate::webhooks::Reported;
 
 /// `Serialize` (unless the type is also a file's or the store's, which
 /// derive it with the same names), `PartialSchema` and `ToSchema` for a
@@ -46,6 +47,16 @@ macro_rules! written_as_its_name {
 }
 
 written_as_its_name!(Status, "Status", "Where the message is in the queue.");
+written_as_its_name!(
+    DeliveryStatus,
+    "DeliveryStatus",
+    "What the platform's receipts add up to, once sent: a read is also a delivery, and a later failure does not hide a read."
+);
+written_as_its_name!(
+    Reported,
+    "ReceiptState",
+    "What one receipt from the platform said."
+);
 written_as_its_name!(
     World,
     "World",

@@ -25,6 +25,10 @@ pub const DOCUMENT_PATH: &str = "/api/openapi.json";
 /// Where the interactive page is served.
 pub const DOCS_PATH: &str = "/api/docs";
 
+/// Where platforms' webhooks come in: no token (the plugin checks the
+/// request), and a rate limit of their own per source address.
+pub const WEBHOOKS_PREFIX: &str = "/api/webhooks/";
+
 /// Routes anyone may call: no token, never rate limited.
 pub const PUBLIC_PATHS: [&str; 5] = [
     "/api/notifications/health",
@@ -95,7 +99,7 @@ pub fn finish(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenAp
         .paths
         .add_path_operation(DOCUMENT_PATH, vec![HttpMethod::Get], operation);
     for (path, item) in document.paths.paths.iter_mut() {
-        let public = PUBLIC_PATHS.contains(&path.as_str());
+        let public = PUBLIC_PATHS.contains(&path.as_str()) || path.starts_with(WEBHOOKS_PREFIX);
         for operation in [
             &mut item.get,
             &mut item.put,

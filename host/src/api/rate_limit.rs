@@ -53,7 +53,8 @@ impl RateLimit {
 /// Answers `429` with `Retry-After` to a caller over its rate, counted by
 /// the token's verified subject (so no spelling of a header buys a fresh
 /// bucket, and garbage tokens share one); the public routes (health,
-/// readiness, metrics, the API document) are never limited.
+/// readiness, metrics, the API document) are never limited, and webhooks
+/// have a limit of their own per source address.
 pub(super) async fn limit(
     limiter: Option<Arc<RateLimit>>,
     request: axum::extract::Request,
@@ -61,7 +62,8 @@ pub(super) async fn limit(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     let path = request.uri().path();
-    let exempt = openapi::PUBLIC_PATHS.contains(&path);
+    let exempt =
+        openapi::PUBLIC_PATHS.contains(&path) || path.starts_with(openapi::WEBHOOKS_PREFIX);
     if let (Some(limiter), false) = (limiter, exempt) {
         let key = match request.extensions().get::<auth::Verified>() {
             Some(auth::Verified(Ok(caller))) => format!("sub:{}", caller.subject),

@@ -43,3 +43,59 @@ impl From<ErrorNote> for ErrorNoteView {
         }
     }
 }
+
+/// What the platform reported after the send.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Delivery)]
+pub(super) struct DeliveryView {
+    /// `null` until the message is sent.
+    status: Option<crate::status::DeliveryStatus>,
+    delivered_at: Option<String>,
+    read_at: Option<String>,
+    /// When the platform gave up after accepting it, with its code.
+    failed_at: Option<String>,
+    error_code: Option<String>,
+}
+
+impl DeliveryView {
+    pub(super) fn new(d: crate::status::Delivery, sent: bool) -> DeliveryView {
+        let rfc3339 = crate::message::rfc3339;
+        DeliveryView {
+            status: sent.then(|| d.status()),
+            delivered_at: d.delivered_at.map(rfc3339),
+            read_at: d.read_at.map(rfc3339),
+            failed_at: d.failed.as_ref().map(|(at, _)| rfc3339(*at)),
+            error_code: d.failed.map(|(_, code)| code),
+        }
+    }
+}
+
+/// One receipt from the platform, as the API shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Receipt)]
+pub(super) struct ReceiptView {
+    state: crate::webhooks::Reported,
+    /// When, by the platform's clock.
+    at: String,
+    #[schema(value_type = i64)]
+    at_ms: crate::message::Millis,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    /// The plugin that read it.
+    provider: String,
+    received_at: String,
+}
+
+impl From<crate::store::StoredReceipt> for ReceiptView {
+    fn from(r: crate::store::StoredReceipt) -> ReceiptView {
+        ReceiptView {
+            state: r.state,
+            at: crate::message::rfc3339(r.at),
+            at_ms: r.at,
+            error_code: r.error.as_ref().map(|e| e.code.clone()),
+            error_message: r.error.map(|e| e.message),
+            provider: r.plugin,
+            received_at: crate::message::rfc3339(r.received_at),
+        }
+    }
+}

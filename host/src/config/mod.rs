@@ -22,6 +22,7 @@ pub mod value;
 pub use plugins::{PluginSettings, SANDBOX_PREFIX, SETTINGS_PREFIX};
 pub use sections::{
     ApiConfig, AuthConfig, DeliveryConfig, PluginsConfig, PrivacyConfig, StoreConfig,
+    WebhooksConfig,
 };
 use settings::Settings;
 
@@ -149,6 +150,8 @@ pub struct Config {
     pub plugins: PluginsConfig,
     /// Customers' personal data.
     pub privacy: PrivacyConfig,
+    /// What providers' webhooks may send.
+    pub webhooks: WebhooksConfig,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
     pub templates_dir: PathBuf,
     /// `CHIRP_LOG_FORMAT`: `text` or `json`.
@@ -187,6 +190,7 @@ impl Config {
             delivery: sections::delivery(&s)?,
             plugins: sections::plugins(&s, plugin_settings)?,
             privacy: sections::privacy(&s)?,
+            webhooks: sections::webhooks(&s)?,
             templates_dir: s.path("CHIRP_TEMPLATES_DIR", "templates"),
             log_format: sections::log_format(&s)?,
         };

@@ -354,3 +354,38 @@ pub(super) fn privacy(s: &Settings) -> Result<PrivacyConfig, ConfigError> {
     }
     Ok(config)
 }
+
+/// `/api/webhooks/{plugin}`: what the host lets a stranger send, whatever
+/// the plugin accepts.
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    /// `CHIRP_WEBHOOK_MAX_BODY_BYTES`: the largest request body.
+    pub max_body_bytes: usize,
+    /// `CHIRP_WEBHOOK_RATE`: requests per second from one source address
+    /// (its burst is as many).
+    pub rate_per_source: u32,
+    /// `CHIRP_WEBHOOK_MAX_EVENTS`: the most events one request may carry.
+    pub max_events: usize,
+    /// `CHIRP_WEBHOOK_MAX_UNMATCHED`: the most receipts kept for platform
+    /// ids no message has; past it, requests are answered `503` (the
+    /// platform retries later).
+    pub max_unmatched: usize,
+    /// `CHIRP_WEBHOOK_UNMATCHED_FOR`: how long such a receipt is kept.
+    pub unmatched_for: Duration,
+}
+
+pub(super) fn webhooks(s: &Settings) -> Result<WebhooksConfig, ConfigError> {
+    Ok(WebhooksConfig {
+        max_body_bytes: s.whole_number("CHIRP_WEBHOOK_MAX_BODY_BYTES", 1 << 20, 1024..=16 << 20)?
+            as usize,
+        rate_per_source: s.whole_number("CHIRP_WEBHOOK_RATE", 100, 1..=100_000)? as u32,
+        max_events: s.whole_number("CHIRP_WEBHOOK_MAX_EVENTS", 1_000, 1..=10_000)? as usize,
+        max_unmatched: s.whole_number("CHIRP_WEBHOOK_MAX_UNMATCHED", 100_000, 1..=10_000_000)?
+            as usize,
+        unmatched_for: s.duration(
+            "CHIRP_WEBHOOK_UNMATCHED_FOR",
+            DAY * 7,
+            Duration::from_secs(60)..=DAY * 90,
+        )?,
+    })
+}

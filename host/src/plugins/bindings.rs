@@ -1,7 +1,13 @@
 //! Host-side bindings of the `chirp:plugin` WIT package, generated from the
-//! same files the guests use: one module per world. The `rules` world's
-//! imports (logging) are the provider world's, so the host implements them
-//! once.
+//! same files the guests use: one module per world, and one per world of
+//! each released version still loaded (`wit/frozen/`).
+//!
+//! Every version's interfaces that 0.2.0 kept unchanged are bound to
+//! 0.2.0's Rust types (`with`): wasmtime checks component types by
+//! structure, so a 0.1.0 component's `message` is 0.2.0's `Message`, and
+//! the host has one implementation of each import and one set of types.
+//! The `rules` world's imports (logging) are the provider world's, so the
+//! host implements them once.
 
 /// The `provider` world: `delivery` exported; `http`, `config`, `log`
 /// imported. Generated: its items are documented in `wit/provider.wit`.
@@ -12,6 +18,24 @@ pub mod provider {
         world: "provider",
         imports: { default: async },
         exports: { default: async },
+    });
+}
+
+/// The `webhook-provider` world: `provider`'s, and `webhooks` exported.
+/// Generated: its items are documented in `wit/provider.wit`.
+#[allow(missing_docs)]
+pub mod webhook_provider {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "webhook-provider",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "chirp:plugin/types": super::provider::chirp::plugin::types,
+            "chirp:plugin/http": super::provider::chirp::plugin::http,
+            "chirp:plugin/config": super::provider::chirp::plugin::config,
+            "chirp:plugin/log": super::provider::chirp::plugin::log,
+        },
     });
 }
 
@@ -28,6 +52,38 @@ pub mod rules {
     });
 }
 
+/// `chirp:plugin@0.1.0`'s `provider` world, bound to today's types.
+#[allow(missing_docs)]
+pub mod provider_0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/frozen/0.1.0",
+        world: "provider",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "chirp:plugin/types@0.1.0": super::provider::chirp::plugin::types,
+            "chirp:plugin/http@0.1.0": super::provider::chirp::plugin::http,
+            "chirp:plugin/config@0.1.0": super::provider::chirp::plugin::config,
+            "chirp:plugin/log@0.1.0": super::provider::chirp::plugin::log,
+        },
+    });
+}
+
+/// `chirp:plugin@0.1.0`'s `rules` world, bound to today's types.
+#[allow(missing_docs)]
+pub mod rules_0_1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/frozen/0.1.0",
+        world: "rules",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "chirp:plugin/event-types@0.1.0": super::rules::chirp::plugin::event_types,
+            "chirp:plugin/log@0.1.0": super::provider::chirp::plugin::log,
+        },
+    });
+}
+
 pub use provider::chirp::plugin::log::Level;
 pub use provider::chirp::plugin::types::{
     Descriptor, Failure, Message, Receipt, SendError, TemplateRef,
@@ -36,3 +92,8 @@ pub use provider::chirp::plugin::{config, http, log, types};
 pub use provider::{Provider, ProviderPre};
 pub use rules::chirp::plugin::event_types::{Decision, Event, Profile, RulesDescriptor};
 pub use rules::{Rules, RulesPre};
+pub use webhook_provider::exports::chirp::plugin::webhooks::{
+    Accepted, DeliveryState, Event as WebhookEvent, InboundMessage, Rejection, StatusUpdate,
+    WebhookRequest,
+};
+pub use webhook_provider::{WebhookProvider, WebhookProviderPre};

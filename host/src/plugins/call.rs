@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::Plugins;
-use super::bindings::{self, Provider, ProviderPre, Rules, RulesPre};
+use super::bindings;
 use super::host::{Grant, HostState, Outbound};
 
 /// Longest string a plugin may hand back in a field chirp stores.
@@ -40,6 +40,34 @@ pub enum CallError {
 #[error("plugin {0:?} is not loaded")]
 pub struct NotLoaded(pub String);
 
+/// What a provider made of a webhook request, with its version.
+#[derive(Debug)]
+pub struct WebhookAnswer {
+    /// The version of the provider that read it.
+    pub version: String,
+    /// A verification reply, or the events it carried (not yet bounded by
+    /// the host: see `crate::webhooks::from_plugin`).
+    pub accepted: bindings::Accepted,
+}
+
+/// Why a webhook request got no events.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookCallError {
+    /// No provider of that name is loaded.
+    #[error(transparent)]
+    NotLoaded(NotLoaded),
+    /// The provider does not read webhooks (built for `provider`, not
+    /// `webhook-provider`, or for 0.1.0).
+    #[error("plugin {0:?} does not read webhooks")]
+    NoWebhooks(String),
+    /// The plugin refused the request.
+    #[error("the plugin refused the request: {0:?}")]
+    Rejected(bindings::Rejection),
+    /// The call went wrong.
+    #[error(transparent)]
+    Call(CallError),
+}
+
 /// A provider's own answer to `send`.
 pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
 
@@ -54,8 +82,8 @@ impl Plugins {
         let provider = self.provider(name).ok_or_else(|| NotLoaded(name.into()))?;
         let grant = provider.grant.clone();
         let answer = self
-            .call(&provider.pre, grant, async |p: Provider, store| {
-                p.chirp_plugin_delivery().call_send(store, message).await
+            .call(&provider.pre, grant, async |p, store| {
+                p.send(store, message).await
             })
             .await
             .and_then(|answer| check_answer(&answer).map(|()| answer));
@@ -83,11 +111,45 @@ impl Plugins {
             .ok_or_else(|| NotLoaded(name.into()))?;
         let grant = rules.grant.clone();
         let answer = self
-            .call(&rules.pre, grant, async |r: Rules, store| {
-                r.chirp_plugin_selection().call_decide(store, event).await
+            .call(&rules.pre, grant, async |r, store| {
+                r.decide(store, event).await
             })
             .await;
         Ok((rules.meta.version.clone(), answer))
+    }
+
+    /// Hands one webhook request to provider `name`'s `webhooks` export.
+    pub async fn handle_webhook(
+        &self,
+        name: &str,
+        request: &bindings::WebhookRequest,
+    ) -> Result<WebhookAnswer, WebhookCallError> {
+        let provider = self
+            .provider(name)
+            .ok_or_else(|| WebhookCallError::NotLoaded(NotLoaded(name.into())))?;
+        let webhooks = provider
+            .pre
+            .webhooks()
+            .ok_or_else(|| WebhookCallError::NoWebhooks(name.into()))?;
+        let answer = self
+            .call(webhooks, provider.grant.clone(), async |p, store| {
+                p.chirp_plugin_webhooks().call_handle(store, request).await
+            })
+            .await
+            .map_err(WebhookCallError::Call)?;
+        match answer {
+            Ok(bindings::Accepted::Verification(reply)) if reply.len() > MAX_FIELD_LEN => {
+                Err(WebhookCallError::Call(CallError::Garbage(format!(
+                    "a verification reply of {} bytes",
+                    reply.len()
+                ))))
+            }
+            Ok(accepted) => Ok(WebhookAnswer {
+                version: provider.meta.version.clone(),
+                accepted,
+            }),
+            Err(rejection) => Err(WebhookCallError::Rejected(rejection)),
+        }
     }
 
     pub(super) async fn call<P: Instantiate, R>(
@@ -142,23 +204,11 @@ impl Plugins {
 }
 
 /// A pre-linked component of some world that can be instantiated.
-pub(super) trait Instantiate {
+pub trait Instantiate {
+    /// The instance's bindings.
     type Bindings;
+    /// A fresh instance in `store`.
     async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Bindings>;
-}
-
-impl Instantiate for ProviderPre<HostState> {
-    type Bindings = Provider;
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Provider> {
-        self.instantiate_async(store).await
-    }
-}
-
-impl Instantiate for RulesPre<HostState> {
-    type Bindings = Rules;
-    async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Rules> {
-        self.instantiate_async(store).await
-    }
 }
 
 /// Refuses answers chirp would have to store but cannot: oversized ids,

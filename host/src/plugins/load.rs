@@ -15,11 +15,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::bindings::{self, Descriptor, Provider, ProviderPre, Rules, RulesPre};
+use super::bindings::{self, Descriptor};
 use super::call::check_answer;
 use super::host::{Grant, Outbound};
 use super::names;
 use super::policy::Policy;
+use super::worlds::{ProviderComponent, RulesComponent};
 use super::{CallError, LoadError, Loaded, LoadedProvider, LoadedRules, Meta, Plugins, World};
 use crate::config::PluginSettings;
 
@@ -64,7 +65,7 @@ impl Plugins {
             origin,
             hosts,
         };
-        if let Ok(pre) = ProviderPre::new(instance_pre.clone()) {
+        if let Some(pre) = ProviderComponent::find(&instance_pre) {
             let (descriptor, grant) = self.describe_provider(&pre, path, &name).await?;
             self.self_test_provider(&pre, grant.clone())
                 .await
@@ -81,7 +82,7 @@ impl Plugins {
                 pre,
             })));
         }
-        if let Ok(pre) = RulesPre::new(instance_pre) {
+        if let Some(pre) = RulesComponent::find(&instance_pre) {
             let (kinds, version, grant) = self.prepare_rules(&pre, path, &name).await?;
             return Ok(Loaded::Rules(Arc::new(LoadedRules {
                 meta: meta(World::Rules, version, vec![]),
@@ -91,7 +92,9 @@ impl Plugins {
             })));
         }
         Err(rejected(
-            "exports neither chirp:plugin/delivery@0.1.0 (world provider) nor chirp:plugin/selection@0.1.0 (world rules)".into(),
+            "exports neither chirp:plugin/delivery (world provider or webhook-provider) nor \
+             chirp:plugin/selection (world rules), at version 0.2.0 or 0.1.0"
+                .into(),
         ))
     }
 
@@ -99,7 +102,7 @@ impl Plugins {
     /// get no settings and no HTTP) and self-tests it with an event.
     async fn prepare_rules(
         &self,
-        pre: &RulesPre<super::HostState>,
+        pre: &RulesComponent,
         path: &Path,
         name: &str,
     ) -> Result<(Vec<String>, String, Arc<Grant>), LoadError> {
@@ -114,8 +117,8 @@ impl Plugins {
             ..Grant::default()
         });
         let descriptor = self
-            .call(pre, grant.clone(), async |rules: Rules, store| {
-                rules.chirp_plugin_selection().call_describe(store).await
+            .call(pre, grant.clone(), async |rules, store| {
+                rules.describe(store).await
             })
             .await
             .map_err(|e| rejected(format!("describe() failed: {e}")))?;
@@ -141,11 +144,8 @@ impl Plugins {
         // Any answer, decisions or an error naming the event's problem,
         // passes: the test is that the plugin answers within its limits.
         let _answer = self
-            .call(pre, grant.clone(), async |rules: Rules, store| {
-                rules
-                    .chirp_plugin_selection()
-                    .call_decide(store, &probe)
-                    .await
+            .call(pre, grant.clone(), async |rules, store| {
+                rules.decide(store, &probe).await
             })
             .await
             .map_err(|e| rejected(format!("self-test failed: {e}")))?;
@@ -157,7 +157,7 @@ impl Plugins {
     /// configured, since its hosts may depend on its settings.
     async fn describe_provider(
         &self,
-        pre: &ProviderPre<super::HostState>,
+        pre: &ProviderComponent,
         path: &Path,
         name: &str,
     ) -> Result<(Descriptor, Arc<Grant>), LoadError> {
@@ -166,11 +166,9 @@ impl Plugins {
             reason,
         };
         let describe = async |grant: Arc<Grant>| {
-            self.call(pre, grant, async |p: Provider, store| {
-                p.chirp_plugin_delivery().call_describe(store).await
-            })
-            .await
-            .map_err(|e| rejected(format!("describe() failed: {e}")))
+            self.call(pre, grant, async |p, store| p.describe(store).await)
+                .await
+                .map_err(|e| rejected(format!("describe() failed: {e}")))
         };
         let bare = Arc::new(Grant {
             plugin: name.into(),
@@ -253,7 +251,7 @@ impl Plugins {
     /// plugin must answer, within its limits, something chirp can use.
     async fn self_test_provider(
         &self,
-        pre: &ProviderPre<super::HostState>,
+        pre: &ProviderComponent,
         grant: Arc<Grant>,
     ) -> Result<(), CallError> {
         let sample = bindings::Message {
@@ -268,14 +266,9 @@ impl Plugins {
             idempotency_key: "self-test".into(),
         };
         let answer = self
-            .call_with(
-                pre,
-                grant,
-                Outbound::SelfTest,
-                async |p: Provider, store| {
-                    p.chirp_plugin_delivery().call_send(store, &sample).await
-                },
-            )
+            .call_with(pre, grant, Outbound::SelfTest, async |p, store| {
+                p.send(store, &sample).await
+            })
             .await?;
         check_answer(&answer)
     }

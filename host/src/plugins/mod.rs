@@ -14,6 +14,8 @@
 //!
 //! # Layout
 //! - [`bindings`]: the host side of the `chirp:plugin` WIT package.
+//! - [`worlds`]: every world and version a plugin may be built for, behind
+//!   one shape per kind of plugin.
 //! - [`names`]: plugin and setting names, in file names and variables.
 //! - [`files`]: the plugins directory, read within bounds.
 //! - [`load`]: one file -> a checked, configured, self-tested plugin.
@@ -41,8 +43,9 @@ pub mod network;
 pub mod policy;
 mod registry;
 pub mod watcher;
+pub mod worlds;
 
-pub use call::{CallError, NotLoaded, SendAnswer};
+pub use call::{CallError, NotLoaded, SendAnswer, WebhookAnswer, WebhookCallError};
 use registry::Registry;
 pub use registry::{PluginFile, Rejection};
 
@@ -55,7 +58,7 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::PluginSettings;
-use bindings::{Descriptor, Provider, ProviderPre, RulesPre};
+use bindings::{Descriptor, Provider};
 use engine::{Allocator, Compiler, Origin};
 pub use files::is_plugin_file;
 pub use host::{Grant, HostState, Outbound};
@@ -166,7 +169,7 @@ pub struct LoadedProvider {
     /// What it said of itself.
     pub descriptor: Descriptor,
     grant: Arc<Grant>,
-    pre: ProviderPre<HostState>,
+    pre: worlds::ProviderComponent,
 }
 
 /// A rules plugin ready to be called.
@@ -176,7 +179,7 @@ pub struct LoadedRules {
     /// The event kinds it takes.
     pub kinds: Vec<String>,
     grant: Arc<Grant>,
-    pre: RulesPre<HostState>,
+    pre: worlds::RulesComponent,
 }
 
 enum Loaded {
@@ -260,6 +263,7 @@ impl Plugins {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Provider::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        worlds::link_released_imports(&mut linker)?;
         engine::spawn_epoch_ticker(&engine);
         let cache = setup.cache.and_then(|(dir, key)| {
             cache::Cache::open(&dir, &key)

@@ -75,6 +75,8 @@ pub struct Scheduler<P: Providers = Plugins> {
     pub marketing_hours: MarketingHours,
     /// The operator's consent policy, checked again before each send.
     pub consent: crate::preferences::Consent,
+    /// Told the platform id of each send, for receipts that came first.
+    pub inbox: Arc<crate::inbox::Inbox>,
 }
 
 impl<P: Providers> Scheduler<P> {
@@ -100,6 +102,7 @@ impl<P: Providers> Scheduler<P> {
             templates,
             marketing_hours: config.delivery.marketing_hours,
             consent: config.delivery.consent(),
+            inbox: Arc::default(),
         }
     }
 
@@ -112,6 +115,7 @@ impl<P: Providers> Scheduler<P> {
             done_rx,
             self.wake.clone(),
             self.lease,
+            self.inbox.clone(),
         ));
         let workers = Arc::new(Semaphore::new(self.concurrency));
         let pace: Arc<governor::DefaultKeyedRateLimiter<String>> = Arc::new(
@@ -388,6 +392,7 @@ async fn completion_loop(
     mut rx: mpsc::Receiver<Completion>,
     wake: Arc<Notify>,
     lease: Duration,
+    inbox: Arc<crate::inbox::Inbox>,
 ) {
     let longest_pause = (lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     let mut batch = Vec::with_capacity(CLAIM_BATCH);
@@ -401,6 +406,13 @@ async fn completion_loop(
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(longest_pause);
                 }
+            }
+        }
+        for completion in &batch {
+            if let (Some(attempt), Some(platform_id)) =
+                (&completion.attempt, &completion.patch.provider_message_id)
+            {
+                inbox.sent(&attempt.provider, platform_id);
             }
         }
         batch.clear();

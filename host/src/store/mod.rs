@@ -14,6 +14,7 @@ mod layout_1;
 mod link;
 mod messages;
 mod preferences;
+mod receipts;
 mod schema;
 mod statistics;
 mod templates;
@@ -22,6 +23,7 @@ pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
+pub use receipts::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt};
 pub use statistics::{Count, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
 

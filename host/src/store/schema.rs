@@ -25,6 +25,10 @@
 //! `[message_id, number, tag]`, so a message's audit trail is a range of
 //! ids and `attempt` needs no index either.
 
+use std::ops::Bound;
+
+use surrealdb::types::{RecordId, RecordIdKey, RecordIdKeyRange};
+
 use super::database::Database;
 use super::{StoreError, checked};
 
@@ -55,6 +59,11 @@ DEFINE TABLE IF NOT EXISTS store_layout SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS erasure SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS retention SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS retention_held SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS webhook_inbox SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS receipt SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS receipt_unmatched SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS inbound SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS sent_id SCHEMALESS;
 ";
 
 /// Layout 1 to 2, first step, run until it moves nothing: re-keys up to
@@ -75,21 +84,40 @@ const MOVE_OLD_ATTEMPTS: &str = "{
 /// How many attempts [`MOVE_OLD_ATTEMPTS`] moves per transaction.
 const ATTEMPTS_PER_MOVE: i64 = 5_000;
 
-/// Layout 1 to 2, second step, in one transaction: a crash part way leaves
-/// layout 1, and the next start does it again.
+/// Layout 1 to 2, second step, run on chunks of [`MESSAGES_PER_MOVE`]
+/// messages in id order until it reads none: for the chunk in `$range`
+/// (the ids after the last chunk's), in one transaction, leased messages get their lease in
+/// `due_at`, waiting messages are listed in `waiting`, and caller-given
+/// idempotency keys (those that differ from the message id) get their
+/// record. Every write is idempotent (`INSERT IGNORE`, and a moved lease is
+/// cleared), so a crash part way is made good by the next start, which
+/// walks every chunk again. Returns the chunk's last id, or `NONE`.
 ///
-/// The old indexes are read before they are removed: leased messages are
-/// found through `message_lease`, waiting ones through `message_waiting`.
-/// Caller-given idempotency keys (those that differ from the message id)
-/// need a scan of every message, once.
+/// In chunks because one transaction is bounded by SurrealKV's memtable:
+/// moving the keys of 100,000 messages at once failed with "Memtable arena
+/// is full" (`chirp-bench` scenario 12), and chirp could not start.
+const MOVE_MESSAGES: &str = "{
+    LET $chunk = (SELECT id, status, lease_until, waiting_for, idempotency_key FROM $range
+        ORDER BY id LIMIT $limit);
+    FOR $m IN $chunk {
+        IF $m.status = 'sending' AND $m.lease_until != NONE {
+            UPDATE $m.id SET due_at = $m.lease_until, lease_until = NONE RETURN NONE;
+        };
+    };
+    INSERT IGNORE INTO waiting (SELECT type::record('waiting', record::id(id)) AS id,
+        waiting_for AS provider FROM $chunk WHERE waiting_for != NONE) RETURN NONE;
+    INSERT IGNORE INTO idempotency (SELECT type::record('idempotency', idempotency_key) AS id,
+        id AS message FROM $chunk WHERE idempotency_key != record::id(id)) RETURN NONE;
+    RETURN IF array::len($chunk) = 0 { NONE } ELSE { record::id($chunk[array::len($chunk) - 1].id) };
+}";
+
+/// How many messages [`MOVE_MESSAGES`] moves per transaction.
+const MESSAGES_PER_MOVE: i64 = 2_000;
+
+/// Layout 1 to 2, last step, in one transaction: the old indexes go and
+/// the layout is stamped.
 const LAYOUT_1_TO_2: &str = "
 BEGIN TRANSACTION;
-UPDATE (SELECT VALUE id FROM message WHERE lease_until >= 0)
-    SET due_at = lease_until, lease_until = NONE WHERE status = 'sending';
-INSERT INTO waiting (SELECT type::record('waiting', record::id(id)) AS id, waiting_for AS provider
-    FROM message WHERE waiting_for != NONE) RETURN NONE;
-INSERT INTO idempotency (SELECT type::record('idempotency', idempotency_key) AS id, id AS message
-    FROM message WHERE idempotency_key != record::id(id)) RETURN NONE;
 REMOVE INDEX IF EXISTS message_lease ON message;
 REMOVE INDEX IF EXISTS message_idempotency ON message;
 REMOVE INDEX IF EXISTS message_waiting ON message;
@@ -139,6 +167,31 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
                 }
                 attempts_moved += moved;
                 tracing::info!(attempts_moved, "attempts re-keyed by message");
+            }
+            let mut after: Option<String> = None;
+            let mut messages_moved = 0;
+            loop {
+                let range = RecordId::new(
+                    "message",
+                    RecordIdKeyRange {
+                        start: after.clone().map_or(Bound::Unbounded, |id| {
+                            Bound::Excluded(RecordIdKey::String(id))
+                        }),
+                        end: Bound::Unbounded,
+                    },
+                );
+                let last: Option<String> = db
+                    .query_without_deadline(MOVE_MESSAGES)
+                    .bind(("range", range))
+                    .bind(("limit", MESSAGES_PER_MOVE))
+                    .await?
+                    .take(0)?;
+                let Some(last) = last else { break };
+                messages_moved += MESSAGES_PER_MOVE;
+                if messages_moved % (MESSAGES_PER_MOVE * 25) == 0 {
+                    tracing::info!(messages_moved, "messages' leases, waits and keys moved");
+                }
+                after = Some(last);
             }
             checked(db.query_without_deadline(LAYOUT_1_TO_2).await?)?;
             tracing::info!(to = LAYOUT, "the store's layout is upgraded");
@@ -279,15 +332,16 @@ mod tests {
         assert!(answers.iter().all(|a| a.replayed));
     }
 
-    /// A layout 1 store of 2,000 messages on disk, as the upgrade
-    /// benchmark writes one: after the upgrade, every attempt is found by
+    /// A layout 1 store of 4,100 messages on disk (three chunks of the
+    /// upgrade's moves), as the upgrade benchmark writes one: after the
+    /// upgrade, every attempt is found by
     /// its message, every waiting message is released, every leased one
     /// is taken back when its lease runs out, and every caller key answers.
     #[tokio::test]
     async fn a_large_layout_1_store_upgrades_whole() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("surrealkv://{}", dir.path().join("store").display());
-        super::super::write_layout_1_store(&url, 2_000)
+        super::super::write_layout_1_store(&url, 4_100)
             .await
             .unwrap();
         let store = Store::open(&url, &ServerAccess::default(), EmbeddedMemory::default())
@@ -306,9 +360,9 @@ mod tests {
                     .unwrap_or(0)
             }
         };
-        assert_eq!(count("RETURN count(SELECT id FROM message)").await, 2_000);
+        assert_eq!(count("RETURN count(SELECT id FROM message)").await, 4_100);
         // 14 x 1 + 2 x 3 + 1 x 1 attempts per 20 messages.
-        assert_eq!(count("RETURN count(SELECT id FROM attempt)").await, 2_100);
+        assert_eq!(count("RETURN count(SELECT id FROM attempt)").await, 4_305);
         assert_eq!(
             count("RETURN count(SELECT id FROM attempt WHERE type::is_string(record::id(id)))")
                 .await,
@@ -316,29 +370,31 @@ mod tests {
         );
         assert_eq!(
             count("RETURN count(SELECT id FROM idempotency)").await,
-            1_000
+            2_050
         );
         let failed = ulid::Ulid::from_parts(1_700_000_000_014, 14).to_string();
         assert_eq!(store.attempts(&failed).await.unwrap().len(), 3);
-        assert_eq!(store.release_waiting("myoperator", 0).await.unwrap(), 100);
-        let last_lease = 1_700_000_000_000 + 2_000 + 30_000;
+        assert_eq!(store.release_waiting("myoperator", 0).await.unwrap(), 205);
+        let last_lease = 1_700_000_000_000 + 4_100 + 30_000;
         let taken_back = store
             .claim_due(last_lease, 0, 10_000, last_lease + 1, "new")
             .await
             .unwrap();
-        // The leased (100), the waiting now released (100); the scheduled
+        // The leased (205), the waiting now released (205); the scheduled
         // are a day ahead.
-        assert_eq!(taken_back.len(), 200);
-        assert_eq!(taken_back.iter().filter(|l| l.lease_expired).count(), 100);
-        let replay = store
-            .insert_batch(&[replay_of("order-1998")])
-            .await
-            .unwrap();
-        assert!(replay[0].replayed);
-        assert_eq!(
-            replay[0].id,
-            ulid::Ulid::from_parts(1_700_000_001_998, 1_998).to_string()
-        );
+        assert_eq!(taken_back.len(), 410);
+        assert_eq!(taken_back.iter().filter(|l| l.lease_expired).count(), 205);
+        for n in [18u64, 1_998, 2_038, 4_098] {
+            let replay = store
+                .insert_batch(&[replay_of(&format!("order-{n}"))])
+                .await
+                .unwrap();
+            assert!(replay[0].replayed, "order-{n}");
+            assert_eq!(
+                replay[0].id,
+                ulid::Ulid::from_parts(1_700_000_000_000 + n, n.into()).to_string()
+            );
+        }
         store.close().await.unwrap();
     }
 

@@ -9,9 +9,13 @@
 //! | `unknown-skip` | a skip of a template chirp does not have, named in 1 MiB |
 //! | `far-future` | a send held until `u64::MAX` ms |
 //! | `ok` | one send of `delivery_delayed` |
+//!
+//! Built against `chirp:plugin@0.1.0` (`wit/frozen/0.1.0`) on purpose: every
+//! test that loads it also shows that chirp still takes rules plugins built
+//! for the first release.
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "../../wit/frozen/0.1.0",
     world: "rules",
 });
 

@@ -76,6 +76,7 @@ async fn waiting_its_turn_never_outlasts_a_lease_and_sends_twice() {
         templates: Arc::new(Templates::new(catalog)),
         marketing_hours: MarketingHours::default(),
         consent: crate::preferences::Consent::default(),
+        inbox: Arc::default(),
     };
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(scheduler.run(stopped));

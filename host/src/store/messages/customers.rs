@@ -27,6 +27,8 @@ struct ErasedRow {
     id: RecordId,
     status: String,
     idempotency_key: String,
+    provider: String,
+    provider_message_id: Option<String>,
 }
 
 /// The record of an erasure.
@@ -59,7 +61,8 @@ impl Store {
         for row in rows {
             let message = row.into_message()?;
             let attempts = self.attempts(&message.id).await?;
-            messages.push((message, attempts));
+            let receipts = self.receipts(&message.id).await?;
+            messages.push((message, attempts, receipts));
         }
         let erased: Vec<ErasureRow> = self
             .db
@@ -70,6 +73,7 @@ impl Store {
         Ok(CustomerData {
             preferences,
             messages,
+            inbound: self.inbound_of(phone).await?,
             erased_at: erased.first().map(|e| e.at),
         })
     }
@@ -88,7 +92,7 @@ impl Store {
         loop {
             let batch: Vec<ErasedRow> = self
                 .db
-                .query("SELECT id, status, idempotency_key FROM message WHERE phone = $phone LIMIT $limit")
+                .query("SELECT id, status, idempotency_key, provider, provider_message_id FROM message WHERE phone = $phone LIMIT $limit")
                 .bind(("phone", phone.to_string()))
                 .bind(("limit", ERASE_BATCH as i64))
                 .await?
@@ -115,6 +119,19 @@ impl Store {
                 .map(|m| RecordId::new("idempotency", m.idempotency_key.as_str()))
                 .collect();
             erased.keys += keys.len();
+            let receipts: Vec<RecordId> = batch
+                .iter()
+                .map(|m| crate::store::receipts::receipts_of(&message_key(&m.id)))
+                .collect();
+            let sent_ids: Vec<RecordId> = batch
+                .iter()
+                .filter_map(|m| {
+                    Some(crate::store::receipts::sent_id(
+                        &m.provider,
+                        m.provider_message_id.as_deref()?,
+                    ))
+                })
+                .collect();
             // One statement (a block), so one transaction.
             let touched: Option<i64> = self
                 .write(async {
@@ -131,6 +148,8 @@ impl Store {
                                 FOR $key IN $keys {
                                     UPDATE $key SET fingerprint = 'erased' RETURN NONE;
                                 };
+                                UPDATE $receipts SET error_message = NONE RETURN NONE;
+                                DELETE $sent_ids RETURN NONE;
                                 RETURN array::len(UPDATE $attempts SET error_message = NONE,
                                     provider_message_id = NONE RETURN VALUE id);
                             }",
@@ -138,6 +157,8 @@ impl Store {
                         .bind(("ids", ids))
                         .bind(("attempts", attempts))
                         .bind(("keys", keys))
+                        .bind(("receipts", receipts))
+                        .bind(("sent_ids", sent_ids))
                         .bind(("cancelled", Status::Cancelled.as_str()))
                         .bind(("cancel_from", cancel_from.clone()))
                         .bind(("erased", ERASED_PHONE))
@@ -169,6 +190,7 @@ impl Store {
             })
             .await?;
         erased.preferences = had_preferences.unwrap_or(false);
+        erased.inbound = self.erase_inbound(phone).await?;
         Ok(erased)
     }
 }
@@ -183,6 +205,7 @@ mod tests {
     use crate::phone::Phone;
     use crate::preferences::Preferences;
     use crate::store::{Completion, MessagePatch};
+    use crate::webhooks::{InboundEvent, Reported, StatusEvent, WebhookEvent};
 
     const ANA: &str = "+919876543210";
     const BEN: &str = "+14155550100";
@@ -276,6 +299,54 @@ mod tests {
             &["id", "name", "version", "def", "saved_at"],
         ),
         ("store_layout", &[], &["id", "version"]),
+        // Webhooks: what a provider accepted, before it is applied ...
+        (
+            "webhook_inbox",
+            &[
+                "phone",
+                "text",
+                "reply_to",
+                "provider_message_id",
+                "error_message",
+            ],
+            &[
+                "id",
+                "plugin",
+                "event_id",
+                "received_at",
+                "at",
+                "state",
+                "error_code",
+            ],
+        ),
+        // ... a message's receipts (id: [message, state, time]) ...
+        (
+            "receipt",
+            &["error_message"],
+            &["id", "plugin", "event_id", "error_code", "received_at"],
+        ),
+        // ... receipts for platform ids no message has: no phone, and
+        // forgotten after CHIRP_WEBHOOK_UNMATCHED_FOR ...
+        (
+            "receipt_unmatched",
+            &[],
+            &[
+                "id",
+                "plugin",
+                "event_id",
+                "error_code",
+                "error_message",
+                "received_at",
+            ],
+        ),
+        // ... what customers wrote (id: [phone, time, event]) ...
+        (
+            "inbound",
+            &["id", "text", "reply_to"],
+            &["plugin", "received_at"],
+        ),
+        // ... and the message a platform id names (id: [plugin, id]).
+        ("sent_id", &["id"], &["message"]),
     ];
 
     /// A message for `phone` with personal data in every field that can
@@ -418,6 +489,55 @@ mod tests {
                 .unwrap();
         }
 
+        // The platform reports: Ana's message failed after all (a receipt
+        // on her message), a receipt for an id no message has, and Ana
+        // and Ben wrote back; one more of Ana's waits in the inbox.
+        let status = |id: &str, state, error: Option<&str>| {
+            WebhookEvent::Status(StatusEvent {
+                event_id: format!("event-{id}"),
+                provider_message_id: id.into(),
+                state,
+                at: 4_000,
+                error: error.map(|e| ErrorNote {
+                    code: "131026".into(),
+                    message: e.into(),
+                }),
+            })
+        };
+        let reply = |phone: &str, text: &str| {
+            WebhookEvent::Inbound(InboundEvent {
+                event_id: format!("event-{text}"),
+                from: Phone::parse(phone).unwrap(),
+                text: text.into(),
+                at: 4_500,
+                reply_to: Some("wamid.ana-secret".into()),
+            })
+        };
+        store
+            .enqueue_webhook_events(
+                "myoperator",
+                &[
+                    status(
+                        "wamid.ana-secret",
+                        Reported::Failed,
+                        Some("receipt error of ana-secret"),
+                    ),
+                    status("wamid.nobody", Reported::Delivered, None),
+                    reply(ANA, "reply of ana-secret"),
+                    reply(BEN, "reply of ben-secret"),
+                ],
+                4_600,
+            )
+            .await
+            .unwrap();
+        let inbox = store.webhook_inbox(100).await.unwrap();
+        let (applied, unmatched) = store.apply_webhook_events(&inbox).await.unwrap();
+        assert_eq!((applied.receipts, applied.inbound, unmatched), (1, 2, 1));
+        store
+            .enqueue_webhook_events("myoperator", &[reply(ANA, "inbox of ana-secret")], 4_700)
+            .await
+            .unwrap();
+
         let (before, fields) = dump(&store).await;
         let ana_traces = [
             ANA,
@@ -457,6 +577,7 @@ mod tests {
                 attempts: 1,
                 preferences: true,
                 keys: 2,
+                inbound: 1,
             }
         );
         let (after, _) = dump(&store).await;
@@ -466,7 +587,7 @@ mod tests {
                 "{trace} survived the erasure:\n{after}"
             );
         }
-        for trace in [BEN, "ben-secret", "error of ben"] {
+        for trace in [BEN, "ben-secret", "error of ben", "reply of ben"] {
             assert!(after.contains(trace), "{trace} was erased with Ana");
         }
         assert!(after.contains(&name), "the erasure is not recorded");
@@ -474,17 +595,32 @@ mod tests {
         // What stays of Ana's messages is what the audit needs.
         let data = store.customer_data(ERASED_PHONE, &name).await.unwrap();
         assert_eq!(data.messages.len(), 2);
-        let statuses: BTreeSet<Status> = data.messages.iter().map(|(m, _)| m.status).collect();
+        let statuses: BTreeSet<Status> = data.messages.iter().map(|(m, ..)| m.status).collect();
         assert_eq!(statuses, BTreeSet::from([Status::Sent, Status::Cancelled]));
-        assert!(data.messages.iter().all(|(m, _)| m.template.is_some()));
-        let trail: usize = data.messages.iter().map(|(_, a)| a.len()).sum();
+        assert!(data.messages.iter().all(|(m, ..)| m.template.is_some()));
+        let trail: usize = data.messages.iter().map(|(_, a, _)| a.len()).sum();
         assert_eq!(trail, 1, "the audit trail lost an attempt");
+        // The receipt stays, without its explanation; the delivery facts
+        // stay on the message.
+        let receipts: Vec<_> = data.messages.iter().flat_map(|(_, _, r)| r).collect();
+        assert_eq!(receipts.len(), 1, "the audit trail lost a receipt");
+        assert_eq!(
+            receipts[0].error.as_ref().map(|e| e.message.as_str()),
+            Some("")
+        );
+        assert!(
+            data.messages
+                .iter()
+                .any(|(m, ..)| m.delivery.failed.is_some())
+        );
 
         // Access: Ben's data, whole; Ana's, nothing but the erasure.
         let ben_data = store.customer_data(BEN, &key.name_of(BEN)).await.unwrap();
         assert_eq!(ben_data.messages.len(), 1);
         assert_eq!(ben_data.messages[0].0.text, "text of ben-secret");
         assert_eq!(ben_data.messages[0].1.len(), 1);
+        assert_eq!(ben_data.inbound.len(), 1);
+        assert_eq!(ben_data.inbound[0].text, "reply of ben-secret");
         assert!(ben_data.preferences.is_some());
         assert_eq!(ben_data.erased_at, None);
         let ana_data = store.customer_data(ANA, &name).await.unwrap();

@@ -48,6 +48,13 @@ pub struct Completion {
     pub attempt: Option<Attempt>,
 }
 
+/// The message a platform's id names.
+#[derive(Debug, Clone, SurrealValue)]
+struct SentIdRow {
+    id: RecordId,
+    message: RecordId,
+}
+
 /// A message listed as waiting for `provider` to be loaded.
 #[derive(Debug, Clone, SurrealValue)]
 struct WaitingRow {
@@ -204,6 +211,19 @@ impl Store {
                     })
                 })
                 .collect();
+            // A platform id names its message, for the receipts that will
+            // come for it (`super::super::receipts`).
+            let sent_ids: Vec<SentIdRow> = batch
+                .iter()
+                .filter_map(|c| {
+                    let attempt = c.attempt.as_ref()?;
+                    let platform_id = c.patch.provider_message_id.as_ref()?;
+                    Some(SentIdRow {
+                        id: crate::store::receipts::sent_id(&attempt.provider, platform_id),
+                        message: RecordId::new("message", c.message_id.as_str()),
+                    })
+                })
+                .collect();
             let updates: Vec<CompletionRow> = batch
                 .into_iter()
                 .map(|c| CompletionRow {
@@ -222,8 +242,10 @@ impl Store {
                  };
                  IF array::len($attempts) > 0 { INSERT IGNORE INTO attempt $attempts RETURN NONE; };
                  FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
+                 IF array::len($sent_ids) > 0 { INSERT IGNORE INTO sent_id $sent_ids RETURN NONE; };
                  COMMIT TRANSACTION;",
                 )
+                .bind(("sent_ids", sent_ids))
                 .bind(("updates", updates))
                 .bind(("attempts", attempts))
                 .bind(("waiting", waiting))

@@ -1,8 +1,9 @@
 //! Keeping messages no longer than their purpose needs: a finished
 //! message's personal fields (text, variables, reference, errors, platform
-//! ids, and its attempts' errors and platform ids) are redacted after one
-//! period, and the whole message, its attempts and its caller key are
-//! deleted after a longer one.
+//! ids, its attempts' errors and platform ids, its receipts' error
+//! messages, and the map from its platform id) are redacted after one
+//! period, and the whole message, its attempts, receipts and caller key
+//! are deleted after a longer one.
 //!
 //! Message ids are ULIDs, which sort by the time of acceptance, so a pass
 //! walks the `message` table by record id from where it stopped (a cursor
@@ -60,7 +61,13 @@ struct Candidate {
     template: Option<String>,
     idempotency_key: String,
     redacted_at: Option<i64>,
+    provider: String,
+    provider_message_id: Option<String>,
 }
+
+/// What a pass reads of a message.
+const CANDIDATE_FIELDS: &str =
+    "id, status, template, idempotency_key, redacted_at, provider, provider_message_id";
 
 #[derive(Debug, SurrealValue)]
 struct Cursor {
@@ -107,6 +114,8 @@ struct BatchChanges {
     act: Vec<RecordId>,
     /// Their caller keys' records (those that differ from the message id).
     keys: Vec<RecordId>,
+    /// The records that map their platform ids to them.
+    sent_ids: Vec<RecordId>,
     /// Messages newly held.
     hold: Vec<RecordId>,
     /// Held records to drop (acted on, or the message is gone).
@@ -118,6 +127,12 @@ struct BatchChanges {
 impl BatchChanges {
     fn act_on(&mut self, message: &Candidate) {
         self.act.push(message.id.clone());
+        if let Some(platform_id) = &message.provider_message_id {
+            self.sent_ids.push(crate::store::receipts::sent_id(
+                &message.provider,
+                platform_id,
+            ));
+        }
         if message.idempotency_key != message_key(&message.id) {
             self.keys.push(RecordId::new(
                 "idempotency",
@@ -156,10 +171,9 @@ impl Store {
         );
         let batch: Vec<Candidate> = self
             .db
-            .query(
-                "SELECT id, status, template, idempotency_key, redacted_at FROM $range \
-                 ORDER BY id LIMIT $limit",
-            )
+            .query(format!(
+                "SELECT {CANDIDATE_FIELDS} FROM $range ORDER BY id LIMIT $limit"
+            ))
             .bind(("range", range))
             .bind(("limit", limit as i64))
             .await?
@@ -222,7 +236,7 @@ impl Store {
             .collect();
         let messages: Vec<Candidate> = self
             .db
-            .query("SELECT id, status, template, idempotency_key, redacted_at FROM $ids")
+            .query(format!("SELECT {CANDIDATE_FIELDS} FROM $ids"))
             .bind(("ids", ids))
             .await?
             .take(0)?;
@@ -277,16 +291,25 @@ impl Store {
             .iter()
             .map(|id| RecordId::new("waiting", message_key(id)))
             .collect();
+        let receipts: Vec<RecordId> = changes
+            .act
+            .iter()
+            .map(|id| crate::store::receipts::receipts_of(&message_key(id)))
+            .collect();
         let statement = match pass.action {
             Action::Redact => {
                 "UPDATE $ids SET text = '', wa_parameters = NONE, reference_id = NONE,
                      error_message = NONE, provider_message_id = NONE, redacted_at = $now
                      RETURN NONE;
                  UPDATE $attempts SET error_message = NONE, provider_message_id = NONE
-                     RETURN NONE;"
+                     RETURN NONE;
+                 UPDATE $receipts SET error_message = NONE RETURN NONE;
+                 DELETE $sent_ids RETURN NONE;"
             }
             Action::Delete => {
                 "DELETE $attempts RETURN NONE;
+                 DELETE $receipts RETURN NONE;
+                 DELETE $sent_ids RETURN NONE;
                  DELETE $keys RETURN NONE;
                  DELETE $waiting RETURN NONE;
                  DELETE $ids RETURN NONE;"
@@ -309,6 +332,8 @@ impl Store {
                     .bind(("ids", changes.act))
                     .bind(("attempts", attempts))
                     .bind(("keys", changes.keys))
+                    .bind(("receipts", receipts))
+                    .bind(("sent_ids", changes.sent_ids))
                     .bind(("waiting", waiting))
                     .bind(("hold", changes.hold))
                     .bind(("release", changes.release))

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
-     override_opt_out";
+     override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code";
 
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct MessageRow {
@@ -39,6 +39,12 @@ pub(super) struct MessageRow {
     pub(super) retry_base: Option<i64>,
     /// Written only when set.
     pub(super) override_opt_out: Option<bool>,
+    /// The delivery receipts' facts (`crate::status::Delivery`), written
+    /// only by the receipts' applier.
+    pub(super) delivered_at: Option<i64>,
+    pub(super) read_at: Option<i64>,
+    pub(super) delivery_failed_at: Option<i64>,
+    pub(super) delivery_error_code: Option<String>,
 }
 
 impl MessageRow {
@@ -68,6 +74,10 @@ impl MessageRow {
             error_message: skipped.map(|s| s.message.clone()),
             retry_base: None,
             override_opt_out: m.override_opt_out.then_some(true),
+            delivered_at: None,
+            read_at: None,
+            delivery_failed_at: None,
+            delivery_error_code: None,
         }
     }
 
@@ -119,6 +129,11 @@ impl MessageRow {
             provider_message_id: self.provider_message_id,
             last_error,
             override_opt_out: self.override_opt_out.unwrap_or(false),
+            delivery: crate::status::Delivery {
+                delivered_at: self.delivered_at,
+                read_at: self.read_at,
+                failed: self.delivery_failed_at.zip(self.delivery_error_code),
+            },
         })
     }
 }
@@ -156,7 +171,7 @@ pub(super) fn attempt_id(message_id: &str, number: u32, tag: &str) -> RecordId {
 }
 
 /// The string key of a message's record id (message ids are ULIDs).
-pub(super) fn message_key(id: &RecordId) -> String {
+pub(in crate::store) fn message_key(id: &RecordId) -> String {
     match &id.key {
         RecordIdKey::String(key) => key.clone(),
         other => format!("{other:?}"),

@@ -1,0 +1,182 @@
+//! The webhook inbox's applier: one task that moves what providers'
+//! webhooks reported from the inbox onto messages and phones (see
+//! `store::receipts`), matches receipts that came before their send's
+//! completion once the platform id lands, and forgets receipts that never
+//! found their message.
+//!
+//! **Invariant:** one task writes messages' delivery facts, so two receipts
+//! for one message never race (each is read, applied in memory with
+//! [`crate::status::Delivery`] and written back).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::WebhooksConfig;
+use crate::message::now_millis;
+use crate::store::{Store, StoreError};
+
+/// Inbox events applied per transaction.
+const BATCH: usize = 500;
+/// Platform ids of completed sends remembered for matching at once; past
+/// it, the next sweep matches them.
+const MAX_COMPLETED: usize = 10_000;
+/// How often receipts still unmatched are matched again and the old ones
+/// forgotten.
+const SWEEP: Duration = Duration::from_secs(300);
+
+/// What the API and the scheduler tell the applier.
+#[derive(Default)]
+pub struct Inbox {
+    wake: Notify,
+    /// Receipts waiting for their message (an estimate between sweeps:
+    /// duplicates count twice until the next sweep counts again).
+    unmatched: AtomicUsize,
+    /// `(plugin, platform id)` of sends completed while receipts wait.
+    completed: Mutex<Vec<(String, String)>>,
+    /// Completions were dropped past [`MAX_COMPLETED`]: sweep soon.
+    overflowed: AtomicBool,
+}
+
+impl Inbox {
+    /// Events were stored: apply them.
+    pub fn arrived(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Receipts waiting for their message, as far as the applier knows.
+    pub fn unmatched(&self) -> usize {
+        self.unmatched.load(Ordering::Relaxed)
+    }
+
+    /// A send of `plugin` completed with `platform_id`: receipts that came
+    /// first can now be matched. Costs nothing while none wait.
+    pub fn sent(&self, plugin: &str, platform_id: &str) {
+        if self.unmatched() == 0 {
+            return;
+        }
+        if let Ok(mut completed) = self.completed.lock() {
+            if completed.len() < MAX_COMPLETED {
+                completed.push((plugin.to_string(), platform_id.to_string()));
+            } else {
+                self.overflowed.store(true, Ordering::Relaxed);
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Applies the inbox until `stop` turns true.
+pub async fn run(
+    store: Store,
+    inbox: Arc<Inbox>,
+    config: WebhooksConfig,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_sweep = None;
+    loop {
+        let due = last_sweep.is_none_or(|at: tokio::time::Instant| at.elapsed() >= SWEEP)
+            || inbox.overflowed.swap(false, Ordering::Relaxed);
+        if due {
+            match sweep(&store, &inbox, &config).await {
+                Ok(()) => last_sweep = Some(tokio::time::Instant::now()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "matching waiting receipts failed; trying again later")
+                }
+            }
+        }
+        if let Err(e) = apply_inbox(&store, &inbox).await {
+            tracing::warn!(error = %e, "applying webhook events failed; trying again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        if let Err(e) = match_completed(&store, &inbox).await {
+            tracing::warn!(error = %e, "matching receipts failed; the next sweep tries again");
+        }
+        tokio::select! {
+            _ = inbox.wake.notified() => {}
+            _ = tokio::time::sleep(SWEEP) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Applies everything in the inbox, a batch per transaction.
+pub async fn apply_inbox(store: &Store, inbox: &Inbox) -> Result<(), StoreError> {
+    loop {
+        let batch = store.webhook_inbox(BATCH).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (applied, unmatched) = store.apply_webhook_events(&batch).await?;
+        inbox.unmatched.fetch_add(unmatched, Ordering::Relaxed);
+        count(&applied);
+    }
+}
+
+/// Matches the receipts waiting for the platform ids of sends completed
+/// since the last time.
+async fn match_completed(store: &Store, inbox: &Inbox) -> Result<(), StoreError> {
+    let completed = match inbox.completed.lock() {
+        Ok(mut completed) => std::mem::take(&mut *completed),
+        Err(_) => return Ok(()),
+    };
+    let mut by_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (plugin, id) in completed {
+        by_plugin.entry(plugin).or_default().push(id);
+    }
+    for (plugin, ids) in by_plugin {
+        for chunk in ids.chunks(BATCH) {
+            let applied = store.match_receipts(&plugin, chunk).await?;
+            let _ = inbox
+                .unmatched
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(applied.receipts))
+                });
+            count(&applied);
+        }
+    }
+    Ok(())
+}
+
+/// Forgets receipts kept past `unmatched_for`, matches those whose message
+/// has come since (a completion this process did not see: before a
+/// restart, or past [`MAX_COMPLETED`]), and counts what is left.
+async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<(), StoreError> {
+    let before = now_millis().saturating_sub(config.unmatched_for.as_millis() as i64);
+    let forgotten = store.forget_unmatched_receipts(before).await?;
+    if forgotten > 0 {
+        tracing::info!(
+            forgotten,
+            "receipts that never found their message forgotten"
+        );
+    }
+    let waiting = store.unmatched_receipts(config.max_unmatched).await?;
+    let mut by_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for receipt in waiting {
+        by_plugin
+            .entry(receipt.plugin)
+            .or_default()
+            .push(receipt.provider_message_id);
+    }
+    for (plugin, mut ids) in by_plugin {
+        ids.dedup();
+        for chunk in ids.chunks(BATCH) {
+            count(&store.match_receipts(&plugin, chunk).await?);
+        }
+    }
+    inbox
+        .unmatched
+        .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);
+    Ok(())
+}
+
+fn count(applied: &crate::store::Applied) {
+    metrics::counter!("chirp_receipts_applied_total").increment(applied.receipts as u64);
+    metrics::counter!("chirp_receipts_unmatched_total").increment(applied.unmatched as u64);
+    metrics::counter!("chirp_inbound_messages_total").increment(applied.inbound as u64);
+}
