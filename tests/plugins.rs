@@ -59,6 +59,54 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A provider built for `chirp:plugin@0.1.0` by an earlier release (the
+/// checked-in file, never rebuilt) loads, says so, and sends; and the
+/// rules component built against 0.1.0 decides beside it.
+#[tokio::test]
+async fn a_plugin_built_for_the_first_release_loads_and_sends_without_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let released = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/plugins/myoperator-0.1.0.wasm");
+    std::fs::copy(&released, plugins.join("myoperator.wasm")).unwrap();
+    std::fs::copy(
+        build_plugin("hostile-rules"),
+        plugins.join("hostile-rules.wasm"),
+    )
+    .unwrap();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let row = wait_row(&chirp, "myoperator.wasm", Duration::from_secs(30), |row| {
+        row["state"] == "active"
+    })
+    .await;
+    assert_eq!(row["world"], "provider", "{row:#}");
+    let rules = wait_row(
+        &chirp,
+        "hostile-rules.wasm",
+        Duration::from_secs(30),
+        |row| row["state"] == "active",
+    )
+    .await;
+    assert_eq!(rules["world"], "rules", "{rules:#}");
+    let id = accept(&chirp, message(1)).await;
+    let sent = chirp.wait_final(&id).await;
+    assert_eq!(sent["status"], "sent", "{sent:#}");
+    assert_eq!(mock.received().len(), 1);
+    // It reads no webhooks: the route says so.
+    let (code, _) = support::read(
+        reqwest::Client::new()
+            .post(chirp.url("/api/webhooks/myoperator"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 404);
+}
+
 #[tokio::test]
 async fn swapping_the_provider_while_messages_flow_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -113,8 +113,14 @@ pub async fn apply_inbox(store: &Store, inbox: &Inbox) -> Result<(), StoreError>
             return Ok(());
         }
         let (applied, unmatched) = store.apply_webhook_events(&batch).await?;
-        inbox.unmatched.fetch_add(unmatched, Ordering::Relaxed);
+        inbox
+            .unmatched
+            .fetch_add(unmatched.len(), Ordering::Relaxed);
         count(&applied);
+        // A send that completed between the lookup above and now told no
+        // one (nothing was waiting yet): look once more, now that the
+        // count says receipts wait.
+        match_ids(store, inbox, unmatched).await?;
     }
 }
 
@@ -125,11 +131,22 @@ async fn match_completed(store: &Store, inbox: &Inbox) -> Result<(), StoreError>
         Ok(mut completed) => std::mem::take(&mut *completed),
         Err(_) => return Ok(()),
     };
+    match_ids(store, inbox, completed).await
+}
+
+/// Matches the receipts waiting for these `(plugin, platform id)`s.
+async fn match_ids(
+    store: &Store,
+    inbox: &Inbox,
+    ids: Vec<(String, String)>,
+) -> Result<(), StoreError> {
     let mut by_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (plugin, id) in completed {
+    for (plugin, id) in ids {
         by_plugin.entry(plugin).or_default().push(id);
     }
-    for (plugin, ids) in by_plugin {
+    for (plugin, mut ids) in by_plugin {
+        ids.sort();
+        ids.dedup();
         for chunk in ids.chunks(BATCH) {
             let applied = store.match_receipts(&plugin, chunk).await?;
             let _ = inbox
@@ -156,19 +173,11 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
         );
     }
     let waiting = store.unmatched_receipts(config.max_unmatched).await?;
-    let mut by_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for receipt in waiting {
-        by_plugin
-            .entry(receipt.plugin)
-            .or_default()
-            .push(receipt.provider_message_id);
-    }
-    for (plugin, mut ids) in by_plugin {
-        ids.dedup();
-        for chunk in ids.chunks(BATCH) {
-            count(&store.match_receipts(&plugin, chunk).await?);
-        }
-    }
+    let ids = waiting
+        .into_iter()
+        .map(|r| (r.plugin, r.provider_message_id))
+        .collect();
+    match_ids(store, inbox, ids).await?;
     inbox
         .unmatched
         .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);

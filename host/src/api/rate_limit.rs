@@ -33,7 +33,7 @@ impl RateLimit {
     /// Checks `key`; now and then drops the buckets that are full again
     /// (those callers are as if never seen), so the table holds only
     /// callers seen lately.
-    fn check(&self, key: &str) -> Result<(), std::time::Duration> {
+    pub(super) fn check(&self, key: &str) -> Result<(), std::time::Duration> {
         use std::sync::atomic::Ordering;
         if self.since_prune.fetch_add(1, Ordering::Relaxed) >= PRUNE_EVERY {
             self.since_prune.store(0, Ordering::Relaxed);

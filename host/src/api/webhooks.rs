@@ -36,8 +36,9 @@ const MAX_PAIRS: usize = 100;
 pub struct WebhookDesk {
     /// The operator's bounds.
     pub config: WebhooksConfig,
-    /// Requests per second per source address.
-    limiter: Arc<governor::DefaultKeyedRateLimiter<String>>,
+    /// Requests per second per source address (its table pruned as the
+    /// API's is, so many addresses cannot grow it without bound).
+    limiter: Arc<super::rate_limit::RateLimit>,
     /// The applier, told when events are stored.
     pub inbox: Arc<Inbox>,
 }
@@ -48,9 +49,7 @@ impl WebhookDesk {
         let rate = NonZeroU32::new(config.rate_per_source).unwrap_or(NonZeroU32::MIN);
         WebhookDesk {
             config,
-            limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_second(
-                rate,
-            ))),
+            limiter: Arc::new(super::rate_limit::RateLimit::new(rate)),
             inbox,
         }
     }
@@ -126,7 +125,7 @@ async fn handle(state: AppState, plugin: String, request: Request) -> Result<Res
         error
     };
     let source = source.map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
-    if desk.limiter.check_key(&source).is_err() {
+    if desk.limiter.check(&source).is_err() {
         return Err(refuse(
             "rate",
             ApiError::new(

@@ -106,7 +106,8 @@ struct InboxRow {
 struct ReceiptRow {
     id: RecordId,
     plugin: String,
-    event_id: String,
+    /// `NONE` once redacted or erased.
+    event_id: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
     received_at: i64,
@@ -284,7 +285,7 @@ impl Status<'_> {
                 ],
             ),
             plugin: self.plugin.to_string(),
-            event_id: self.event.event_id.clone(),
+            event_id: Some(self.event.event_id.clone()),
             error_code: self.event.error.as_ref().map(|e| e.code.clone()),
             error_message: self.event.error.as_ref().map(|e| e.message.clone()),
             received_at: self.received_at,
@@ -350,11 +351,12 @@ impl Store {
     /// transaction: receipts whose platform id names a message go on its
     /// timeline and move its delivery facts; the others wait in
     /// `receipt_unmatched`; customers' messages go to their phone's
-    /// timeline. Returns what it did and the platform ids left unmatched.
+    /// timeline. Returns what it did and the `(plugin, platform id)`s left
+    /// unmatched.
     pub async fn apply_webhook_events(
         &self,
         events: &[InboxEvent],
-    ) -> Result<(Applied, usize), StoreError> {
+    ) -> Result<(Applied, Vec<(String, String)>), StoreError> {
         let statuses: Vec<Status> = events
             .iter()
             .filter_map(|e| match &e.event {
@@ -371,13 +373,18 @@ impl Store {
             .await?;
         let mut matched = Vec::new();
         let mut unmatched = Vec::new();
+        let mut left = Vec::new();
         for status in &statuses {
-            match owners.get(&(
+            let key = (
                 status.plugin.to_string(),
                 status.event.provider_message_id.clone(),
-            )) {
+            );
+            match owners.get(&key) {
                 Some(message) => matched.push((message.clone(), status)),
-                None => unmatched.push(status.unmatched()),
+                None => {
+                    unmatched.push(status.unmatched());
+                    left.push(key);
+                }
             }
         }
         let inbound: Vec<InboundRow> = events
@@ -409,7 +416,6 @@ impl Store {
             inbound: inbound.len(),
             ..Applied::default()
         };
-        let left = unmatched.len();
         let applied = self
             .deliver(matched, unmatched, inbound, done, Vec::new(), applied)
             .await?;
@@ -446,7 +452,7 @@ impl Store {
                 waiting.push((
                     row.id,
                     StatusEvent {
-                        event_id: row.event_id,
+                        event_id: row.event_id.unwrap_or_default(),
                         provider_message_id,
                         state,
                         at,
@@ -605,14 +611,20 @@ impl Store {
                 self.db
                     .query(
                         "BEGIN TRANSACTION;
-                         INSERT IGNORE INTO receipt $receipts RETURN NONE;
+                         IF array::len($receipts) > 0 {
+                             INSERT IGNORE INTO receipt $receipts RETURN NONE;
+                         };
                          FOR $u IN $updates {
                              UPDATE $u.id SET delivered_at = $u.delivered_at, read_at = $u.read_at,
                                  delivery_failed_at = $u.delivery_failed_at,
                                  delivery_error_code = $u.delivery_error_code RETURN NONE;
                          };
-                         INSERT IGNORE INTO receipt_unmatched $unmatched RETURN NONE;
-                         INSERT IGNORE INTO inbound $inbound RETURN NONE;
+                         IF array::len($unmatched) > 0 {
+                             INSERT IGNORE INTO receipt_unmatched $unmatched RETURN NONE;
+                         };
+                         IF array::len($inbound) > 0 {
+                             INSERT IGNORE INTO inbound $inbound RETURN NONE;
+                         };
                          DELETE $done RETURN NONE;
                          DELETE $released RETURN NONE;
                          COMMIT TRANSACTION;",

@@ -148,7 +148,8 @@ impl Store {
                                 FOR $key IN $keys {
                                     UPDATE $key SET fingerprint = 'erased' RETURN NONE;
                                 };
-                                UPDATE $receipts SET error_message = NONE RETURN NONE;
+                                UPDATE $receipts SET error_message = NONE, event_id = NONE
+                                    RETURN NONE;
                                 DELETE $sent_ids RETURN NONE;
                                 RETURN array::len(UPDATE $attempts SET error_message = NONE,
                                     provider_message_id = NONE RETURN VALUE id);
@@ -244,6 +245,10 @@ mod tests {
                 "retry_base",
                 "override_opt_out",
                 "lease",
+                "delivered_at",
+                "read_at",
+                "delivery_failed_at",
+                "delivery_error_code",
             ],
         ),
         (
@@ -319,11 +324,12 @@ mod tests {
                 "error_code",
             ],
         ),
-        // ... a message's receipts (id: [message, state, time]) ...
+        // ... a message's receipts (id: [message, state, time]; a
+        // platform's event id may hold its message id) ...
         (
             "receipt",
-            &["error_message"],
-            &["id", "plugin", "event_id", "error_code", "received_at"],
+            &["error_message", "event_id"],
+            &["id", "plugin", "error_code", "received_at"],
         ),
         // ... receipts for platform ids no message has: no phone, and
         // forgotten after CHIRP_WEBHOOK_UNMATCHED_FOR ...
@@ -510,7 +516,7 @@ mod tests {
                 from: Phone::parse(phone).unwrap(),
                 text: text.into(),
                 at: 4_500,
-                reply_to: Some("wamid.ana-secret".into()),
+                reply_to: Some(format!("wamid.{text}")),
             })
         };
         store
@@ -532,7 +538,7 @@ mod tests {
             .unwrap();
         let inbox = store.webhook_inbox(100).await.unwrap();
         let (applied, unmatched) = store.apply_webhook_events(&inbox).await.unwrap();
-        assert_eq!((applied.receipts, applied.inbound, unmatched), (1, 2, 1));
+        assert_eq!((applied.receipts, applied.inbound, unmatched.len()), (1, 2, 1));
         store
             .enqueue_webhook_events("myoperator", &[reply(ANA, "inbox of ana-secret")], 4_700)
             .await

@@ -303,7 +303,7 @@ impl Store {
                      RETURN NONE;
                  UPDATE $attempts SET error_message = NONE, provider_message_id = NONE
                      RETURN NONE;
-                 UPDATE $receipts SET error_message = NONE RETURN NONE;
+                 UPDATE $receipts SET error_message = NONE, event_id = NONE RETURN NONE;
                  DELETE $sent_ids RETURN NONE;"
             }
             Action::Delete => {

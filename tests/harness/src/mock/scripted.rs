@@ -1,6 +1,8 @@
 //! A mock MyOperator API on 127.0.0.1 for end-to-end tests: an axum
 //! server that records every request it receives and answers from a
 //! script of replies (then with success), each after an optional delay.
+//! It also answers Meta's Graph API send (`POST /{version}/{number}/messages`,
+//! success in Meta's shape), so one mock serves both providers.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -39,6 +41,32 @@ impl Reply {
             body: body.to_string(),
             delay: Duration::ZERO,
         }
+    }
+
+    /// The Graph API's success, with the platform's id `message_id`.
+    pub fn meta_success(message_id: &str) -> Reply {
+        Reply::json(
+            200,
+            json!({
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": "919876543210", "wa_id": "919876543210"}],
+                "messages": [{"id": message_id}],
+            }),
+        )
+    }
+
+    /// A Graph API error object with `code`.
+    pub fn meta_error(status: u16, code: i64) -> Reply {
+        Reply::json(
+            status,
+            json!({"error": {
+                "message": format!("(#{code}) error"),
+                "type": "OAuthException",
+                "code": code,
+                "error_data": {"messaging_product": "whatsapp", "details": "details"},
+                "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam"
+            }}),
+        )
     }
 
     pub fn status(status: u16) -> Reply {
@@ -87,6 +115,7 @@ impl MockMyOperator {
         let state = Arc::new(Mutex::new(MockState::default()));
         let app = Router::new()
             .route("/chat/messages", post(mock_send))
+            .route("/{version}/{number}/messages", post(mock_graph_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -115,11 +144,46 @@ async fn mock_send(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    answer(
+        &state,
+        "/chat/messages".into(),
+        headers,
+        body,
+        Reply::success,
+    )
+    .await
+}
+
+async fn mock_graph_send(
+    State(state): State<Arc<Mutex<MockState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        &state,
+        uri.path().into(),
+        headers,
+        body,
+        Reply::meta_success,
+    )
+    .await
+}
+
+/// Records the request and answers with the script's next reply, or
+/// `success` with the id `wamid.<n>`.
+async fn answer(
+    state: &Mutex<MockState>,
+    path: String,
+    headers: HeaderMap,
+    body: Bytes,
+    success: fn(&str) -> Reply,
+) -> Response {
     let reply = {
         let mut s = state.lock().unwrap();
         s.served += 1;
         s.received.push(Received {
-            path: "/chat/messages".into(),
+            path,
             headers,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             at: Instant::now(),
@@ -127,7 +191,7 @@ async fn mock_send(
         let n = s.served;
         s.script
             .pop_front()
-            .unwrap_or_else(|| Reply::success(&format!("wamid.{n}")))
+            .unwrap_or_else(|| success(&format!("wamid.{n}")))
     };
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

@@ -1,0 +1,272 @@
+//! Providers' webhooks end to end: the real `chirp` binary, the real Meta
+//! WhatsApp component, a mock Graph API on loopback, and webhook bodies
+//! shaped as Meta documents them, signed with the app secret (or not).
+
+mod support;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use support::{ChirpOptions, ChirpProcess, MockMyOperator, Reply, build_plugin, read};
+
+const APP_SECRET: &str = "meta-app-secret";
+const VERIFY_TOKEN: &str = "meta-verify-token";
+const NUMBER: &str = "106540352242922";
+const ROUTE: &str = "/api/webhooks/meta-whatsapp";
+
+/// chirp sending through the Meta component to `mock`, with the MyOperator
+/// component loaded beside it.
+fn meta_options(dir: &std::path::Path, mock: &MockMyOperator) -> ChirpOptions {
+    let plugins = support::plugins_dir_with_myoperator(dir);
+    std::fs::copy(
+        build_plugin("meta-whatsapp"),
+        plugins.join("meta-whatsapp.wasm"),
+    )
+    .unwrap();
+    let mut options =
+        ChirpOptions::new("mem://", plugins, mock).set("CHIRP_PROVIDER", "meta-whatsapp");
+    for (k, v) in [
+        ("ACCESS_TOKEN", "meta-access-token"),
+        ("PHONE_NUMBER_ID", NUMBER),
+        ("APP_SECRET", APP_SECRET),
+        ("VERIFY_TOKEN", VERIFY_TOKEN),
+        ("BASE_URL", &mock.base_url()),
+    ] {
+        options = options.set(&format!("CHIRP_PLUGINS__META_WHATSAPP__{k}"), v);
+    }
+    options.set("CHIRP_SANDBOX__META_WHATSAPP__ALLOW_PRIVATE", "true")
+}
+
+fn signature(body: &[u8], secret: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// A `statuses[]` notification as Meta documents it.
+fn statuses(items: &[Value]) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER},
+            "statuses": items,
+        }}]}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn status(id: &str, state: &str, seconds: u64) -> Value {
+    json!({"id": id, "status": state, "timestamp": seconds.to_string(),
+           "recipient_id": "919876543210",
+           "pricing": {"billable": true, "pricing_model": "PMP", "category": "utility"}})
+}
+
+/// POSTs `body` to the webhook route with `signature` (none if `None`).
+async fn post_webhook(
+    chirp: &ChirpProcess,
+    body: Vec<u8>,
+    signature: Option<String>,
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .post(chirp.url(ROUTE))
+        .header("content-type", "application/json");
+    if let Some(signature) = signature {
+        request = request.header("x-hub-signature-256", signature);
+    }
+    read(request.body(body).send().await.unwrap()).await
+}
+
+async fn post_signed(chirp: &ChirpProcess, body: Vec<u8>) -> (u16, Value) {
+    let signed = signature(&body, APP_SECRET);
+    post_webhook(chirp, body, Some(signed)).await
+}
+
+async fn send(chirp: &ChirpProcess) -> String {
+    let (status, answer) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919876543210", "template": "delivery_delayed",
+                   "variables": {"eta_time": "10 minutes"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_move_a_message_to_read_whatever_their_order_and_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::meta_success("wamid.first")]);
+    let chirp = meta_options(dir.path(), &mock).start();
+
+    // The send, as Meta documents a template message.
+    let id = send(&chirp).await;
+    let sent = chirp.wait_final(&id).await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(sent["provider_message_id"], "wamid.first");
+    assert_eq!(sent["delivery"]["status"], "sent");
+    let request = &mock.received()[0];
+    assert_eq!(request.path, format!("/v21.0/{NUMBER}/messages"));
+    assert_eq!(request.headers["authorization"], "Bearer meta-access-token");
+    assert_eq!(request.body["to"], "919876543210");
+    assert_eq!(request.body["type"], "template");
+    assert_eq!(request.body["template"]["name"], "delivery_delayed");
+    assert_eq!(
+        request.body["template"]["components"][0]["parameters"][0]["text"],
+        "10 minutes"
+    );
+
+    // A body without a valid signature is refused and changes nothing.
+    let read_receipt = statuses(&[status("wamid.first", "read", 1_750_000_100)]);
+    for wrong in [None, Some(signature(&read_receipt, "not the secret"))] {
+        let (code, body) = post_webhook(&chirp, read_receipt.clone(), wrong).await;
+        assert_eq!(code, 401, "{body}");
+        assert_eq!(body["code"], "webhook_unauthenticated");
+    }
+
+    // Read arrives before delivered, and delivered twice.
+    let (code, body) = post_signed(&chirp, read_receipt).await;
+    assert_eq!((code, body["events"].as_u64()), (200, Some(1)), "{body}");
+    let delivered = statuses(&[status("wamid.first", "delivered", 1_750_000_050)]);
+    for _ in 0..2 {
+        let (code, _) = post_signed(&chirp, delivered.clone()).await;
+        assert_eq!(code, 200);
+    }
+    let message = chirp
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["receipts"].as_array().is_some_and(|r| r.len() == 2)
+        })
+        .await;
+    assert_eq!(message["delivery"]["status"], "read", "{message:#}");
+    assert_eq!(
+        message["delivery"]["delivered_at"],
+        "2025-06-15T15:07:30.000Z"
+    );
+    assert_eq!(message["delivery"]["read_at"], "2025-06-15T15:08:20.000Z");
+    let states: Vec<&str> = message["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["delivered", "read"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receipt_that_beats_the_send_is_kept_until_the_id_lands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    // The platform answers the send late; its receipt comes first.
+    mock.script([Reply::meta_success("wamid.early").after(Duration::from_millis(1500))]);
+    let chirp = meta_options(dir.path(), &mock).start();
+    let id = send(&chirp).await;
+    let (code, body) = post_signed(
+        &chirp,
+        statuses(&[status("wamid.early", "delivered", 1_750_000_000)]),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let message = chirp
+        .wait_for(&id, Duration::from_secs(15), |m| {
+            m["delivery"]["status"] == "delivered"
+        })
+        .await;
+    assert_eq!(
+        message["receipts"].as_array().unwrap().len(),
+        1,
+        "{message:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_subscription_check_bulk_bodies_and_the_hosts_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = meta_options(dir.path(), &mock)
+        .set("CHIRP_WEBHOOK_MAX_BODY_BYTES", "262144")
+        .start();
+    let client = reqwest::Client::new();
+    let check = |token: &str| {
+        format!(
+            "{}?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444",
+            chirp.url(ROUTE)
+        )
+    };
+    let answer = client.get(check(VERIFY_TOKEN)).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap(), "1158201444");
+    let (code, _) = read(client.get(check("guess")).send().await.unwrap()).await;
+    assert_eq!(code, 401);
+
+    // 1,000 statuses in one body (for messages chirp never sent: kept as
+    // unmatched).
+    let bulk: Vec<Value> = (0..1000)
+        .map(|n| status(&format!("wamid.bulk-{n}"), "delivered", 1_750_000_000 + n))
+        .collect();
+    let (code, body) = post_signed(&chirp, statuses(&bulk)).await;
+    assert_eq!((code, body["events"].as_u64()), (200, Some(1000)), "{body}");
+    // One over the host's bound of events per body.
+    let over: Vec<Value> = (0..1001)
+        .map(|n| status(&format!("wamid.over-{n}"), "sent", 1_750_000_000 + n))
+        .collect();
+    let (code, body) = post_signed(&chirp, statuses(&over)).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (413, Some("too_many_events")),
+        "{body}"
+    );
+    // A body over the size bound never reaches the plugin.
+    let (code, body) = post_signed(&chirp, vec![b' '; 262_145]).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+    // Plugins that read no webhooks, and no plugin at all.
+    for route in ["/api/webhooks/myoperator", "/api/webhooks/nobody"] {
+        let (code, _) = read(
+            client
+                .post(chirp.url(route))
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 404, "{route}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_source_address_is_held_to_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = meta_options(dir.path(), &mock)
+        .set("CHIRP_WEBHOOK_RATE", "5")
+        .start();
+    let body = statuses(&[]);
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(post_signed(&chirp, body.clone()).await.0);
+    }
+    assert!(
+        codes.iter().filter(|c| **c == 200).count() <= 6,
+        "{codes:?}"
+    );
+    assert!(codes.contains(&429), "{codes:?}");
+    // The API's own callers are not held to the webhooks' rate.
+    let (code, _) = chirp.get("/api/plugins").await;
+    assert_eq!(code, 200);
+}
