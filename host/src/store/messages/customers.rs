@@ -538,7 +538,10 @@ mod tests {
             .unwrap();
         let inbox = store.webhook_inbox(100).await.unwrap();
         let (applied, unmatched) = store.apply_webhook_events(&inbox).await.unwrap();
-        assert_eq!((applied.receipts, applied.inbound, unmatched.len()), (1, 2, 1));
+        assert_eq!(
+            (applied.receipts, applied.inbound, unmatched.len()),
+            (1, 2, 1)
+        );
         store
             .enqueue_webhook_events("myoperator", &[reply(ANA, "inbox of ana-secret")], 4_700)
             .await
