@@ -107,6 +107,9 @@ fn allowed_status(method: &str, path: &str) -> u16 {
     match (method, path) {
         ("POST", "/api/notifications/send-message" | "/api/events") => 202,
         ("POST", resend) if resend.starts_with("/api/notifications/resend/") => 409,
+        // Public, the same for every caller: the plugin checks the request,
+        // and this one reads no webhooks.
+        (_, webhook) if webhook.starts_with("/api/webhooks/") => 404,
         _ => 200,
     }
 }
@@ -147,6 +150,20 @@ async fn every_route_admits_exactly_its_roles() {
             true,
         ),
         ("GET", "/ready".into(), None, Access::Public, true),
+        (
+            "GET",
+            "/api/webhooks/myoperator".into(),
+            None,
+            Access::Public,
+            true,
+        ),
+        (
+            "POST",
+            "/api/webhooks/myoperator".into(),
+            Some(json!({})),
+            Access::Public,
+            true,
+        ),
         ("GET", "/metrics".into(), None, Access::Public, true),
         (
             "GET",

@@ -1,6 +1,6 @@
 //! The webhook inbox's applier: one task that moves what providers'
 //! webhooks reported from the inbox onto messages and phones (see
-//! `store::receipts`), matches receipts that came before their send's
+//! `store::webhooks`), matches receipts that came before their send's
 //! completion once the platform id lands, and forgets receipts that never
 //! found their message.
 //!

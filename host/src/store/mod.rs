@@ -14,18 +14,18 @@ mod layout_1;
 mod link;
 mod messages;
 mod preferences;
-mod receipts;
 mod schema;
 mod statistics;
 mod templates;
+mod webhooks;
 
 pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
-pub use receipts::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt};
 pub use statistics::{Count, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
+pub use webhooks::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt};
 
 /// A plain message with the caller key `key-{n}`, and an empty store in
 /// memory, for tests.

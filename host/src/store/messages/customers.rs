@@ -121,12 +121,12 @@ impl Store {
             erased.keys += keys.len();
             let receipts: Vec<RecordId> = batch
                 .iter()
-                .map(|m| crate::store::receipts::receipts_of(&message_key(&m.id)))
+                .map(|m| crate::store::webhooks::receipts_of(&message_key(&m.id)))
                 .collect();
             let sent_ids: Vec<RecordId> = batch
                 .iter()
                 .filter_map(|m| {
-                    Some(crate::store::receipts::sent_id(
+                    Some(crate::store::webhooks::sent_id(
                         &m.provider,
                         m.provider_message_id.as_deref()?,
                     ))

@@ -20,7 +20,7 @@ pub use accept::Inserted;
 pub use queue::{Completion, DueCounts, MessagePatch};
 pub use read::HistoryFilter;
 pub use retention::{Action, Pass};
-pub(super) use rows::message_key;
+pub(in crate::store) use rows::message_key;
 
 #[cfg(test)]
 pub(crate) mod tests;

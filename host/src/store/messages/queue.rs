@@ -219,7 +219,7 @@ impl Store {
                     let attempt = c.attempt.as_ref()?;
                     let platform_id = c.patch.provider_message_id.as_ref()?;
                     Some(SentIdRow {
-                        id: crate::store::receipts::sent_id(&attempt.provider, platform_id),
+                        id: crate::store::webhooks::sent_id(&attempt.provider, platform_id),
                         message: RecordId::new("message", c.message_id.as_str()),
                     })
                 })

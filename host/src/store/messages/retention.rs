@@ -128,7 +128,7 @@ impl BatchChanges {
     fn act_on(&mut self, message: &Candidate) {
         self.act.push(message.id.clone());
         if let Some(platform_id) = &message.provider_message_id {
-            self.sent_ids.push(crate::store::receipts::sent_id(
+            self.sent_ids.push(crate::store::webhooks::sent_id(
                 &message.provider,
                 platform_id,
             ));
@@ -294,7 +294,7 @@ impl Store {
         let receipts: Vec<RecordId> = changes
             .act
             .iter()
-            .map(|id| crate::store::receipts::receipts_of(&message_key(id)))
+            .map(|id| crate::store::webhooks::receipts_of(&message_key(id)))
             .collect();
         let statement = match pass.action {
             Action::Redact => {

@@ -1,0 +1,298 @@
+//! Receipts onto messages: the platform id's message found through
+//! `sent_id`, the receipt put on the message's timeline and its delivery
+//! facts moved forward (`crate::status::Delivery`), all in one
+//! transaction; a receipt whose platform id names no message yet waits in
+//! `receipt_unmatched` and is moved when the id lands.
+
+use std::collections::HashMap;
+
+use surrealdb::types::{RecordId, RecordIdKey, SurrealValue, Value};
+
+use super::read::unmatched_key;
+use super::rows::{DeliveryRow, InboundRow, ReceiptRow, SentIdRow};
+use super::{Applied, keyed, range_of, sent_id};
+use crate::message::{ErrorNote, Millis};
+use crate::status::{Delivery, Receipt};
+use crate::store::messages::message_key;
+use crate::store::{Store, StoreError, checked};
+use crate::webhooks::{Reported, StatusEvent};
+
+/// A receipt's fact for [`Delivery`], if it states one (`sent` does not).
+fn fact(status: &StatusEvent) -> Option<Receipt> {
+    match status.state {
+        Reported::Sent => None,
+        Reported::Delivered => Some(Receipt::Delivered { at: status.at }),
+        Reported::Read => Some(Receipt::Read { at: status.at }),
+        Reported::Failed => Some(Receipt::Failed {
+            at: status.at,
+            code: status
+                .error
+                .as_ref()
+                .map_or_else(|| "failed".to_string(), |e| e.code.clone()),
+        }),
+    }
+}
+
+/// A status event with where it came from.
+pub(super) struct Status<'a> {
+    pub(super) plugin: &'a str,
+    pub(super) event: &'a StatusEvent,
+    pub(super) received_at: Millis,
+}
+
+impl Status<'_> {
+    pub(super) fn receipt(&self, message_id: &str) -> ReceiptRow {
+        ReceiptRow {
+            id: keyed(
+                "receipt",
+                vec![
+                    message_id.to_string().into_value(),
+                    self.event.state.as_str().to_string().into_value(),
+                    self.event.at.into_value(),
+                ],
+            ),
+            plugin: self.plugin.to_string(),
+            event_id: Some(self.event.event_id.clone()),
+            error_code: self.event.error.as_ref().map(|e| e.code.clone()),
+            error_message: self.event.error.as_ref().map(|e| e.message.clone()),
+            received_at: self.received_at,
+        }
+    }
+
+    pub(super) fn unmatched(&self) -> ReceiptRow {
+        ReceiptRow {
+            id: keyed(
+                "receipt_unmatched",
+                vec![
+                    self.plugin.to_string().into_value(),
+                    self.event.provider_message_id.clone().into_value(),
+                    self.event.state.as_str().to_string().into_value(),
+                    self.event.at.into_value(),
+                ],
+            ),
+            ..self.receipt("")
+        }
+    }
+}
+
+impl Store {
+    /// Receipts kept for platform ids of `plugin` that now name a message
+    /// (their sends completed): moved onto the messages' timelines.
+    /// Returns what it did.
+    pub async fn match_receipts(
+        &self,
+        plugin: &str,
+        provider_message_ids: &[String],
+    ) -> Result<Applied, StoreError> {
+        let ranges: Vec<RecordId> = provider_message_ids
+            .iter()
+            .map(|id| {
+                range_of(
+                    "receipt_unmatched",
+                    vec![plugin.to_string().into_value(), id.clone().into_value()],
+                )
+            })
+            .collect();
+        let mut waiting: Vec<(RecordId, StatusEvent, Millis)> = Vec::new();
+        for range in ranges {
+            let rows: Vec<ReceiptRow> = self
+                .db
+                .query("SELECT * FROM $range")
+                .bind(("range", range))
+                .await?
+                .take(0)?;
+            for row in rows {
+                let (provider_message_id, state, at) = unmatched_key(&row.id)?;
+                waiting.push((
+                    row.id,
+                    StatusEvent {
+                        event_id: row.event_id.unwrap_or_default(),
+                        provider_message_id,
+                        state,
+                        at,
+                        error: row.error_code.map(|code| ErrorNote {
+                            code,
+                            message: row.error_message.unwrap_or_default(),
+                        }),
+                    },
+                    row.received_at,
+                ));
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(Applied::default());
+        }
+        let owners = self
+            .owners(waiting.iter().map(|(_, event, _)| (plugin, event)))
+            .await?;
+        let statuses: Vec<(RecordId, Status)> = waiting
+            .iter()
+            .map(|(id, event, received_at)| {
+                (
+                    id.clone(),
+                    Status {
+                        plugin,
+                        event,
+                        received_at: *received_at,
+                    },
+                )
+            })
+            .collect();
+        let mut matched = Vec::new();
+        let mut released = Vec::new();
+        for (id, status) in &statuses {
+            if let Some(message) =
+                owners.get(&(plugin.to_string(), status.event.provider_message_id.clone()))
+            {
+                matched.push((message.clone(), status));
+                released.push(id.clone());
+            }
+        }
+        self.deliver(
+            matched,
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            released,
+            Applied::default(),
+        )
+        .await
+    }
+
+    /// The messages the platform ids of `statuses` name, by
+    /// `(plugin, platform id)`.
+    pub(super) async fn owners<'a>(
+        &self,
+        statuses: impl Iterator<Item = (&'a str, &'a StatusEvent)>,
+    ) -> Result<HashMap<(String, String), String>, StoreError> {
+        let ids: Vec<RecordId> = statuses
+            .map(|(plugin, s)| sent_id(plugin, &s.provider_message_id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<SentIdRow> = self
+            .db
+            .query("SELECT id, message FROM $ids")
+            .bind(("ids", ids))
+            .await?
+            .take(0)?;
+        let mut owners = HashMap::new();
+        for row in rows {
+            let RecordIdKey::Array(key) = &row.id.key else {
+                return Err(StoreError::Corrupt(format!("sent_id {:?}", row.id.key)));
+            };
+            let part = |n: usize| match key.get(n) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                other => Err(StoreError::Corrupt(format!("sent_id part {other:?}"))),
+            };
+            owners.insert((part(0)?, part(1)?), message_key(&row.message));
+        }
+        Ok(owners)
+    }
+
+    /// One transaction: `matched` receipts onto their messages (timeline
+    /// and delivery facts), `unmatched` and `inbound` stored, the inbox's
+    /// `done` and the `released` unmatched receipts removed.
+    pub(super) async fn deliver(
+        &self,
+        matched: Vec<(String, &Status<'_>)>,
+        unmatched: Vec<ReceiptRow>,
+        inbound: Vec<InboundRow>,
+        done: Vec<RecordId>,
+        released: Vec<RecordId>,
+        mut applied: Applied,
+    ) -> Result<Applied, StoreError> {
+        let message_ids: Vec<RecordId> = matched
+            .iter()
+            .map(|(id, _)| RecordId::new("message", id.as_str()))
+            .collect();
+        let current: Vec<DeliveryRow> = if message_ids.is_empty() {
+            Vec::new()
+        } else {
+            self.db
+                .query(
+                    "SELECT id, delivered_at, read_at, delivery_failed_at, delivery_error_code \
+                     FROM $ids",
+                )
+                .bind(("ids", message_ids))
+                .await?
+                .take(0)?
+        };
+        let mut deliveries: HashMap<String, (Delivery, bool)> = current
+            .into_iter()
+            .map(|row| {
+                (
+                    message_key(&row.id),
+                    (
+                        Delivery {
+                            delivered_at: row.delivered_at,
+                            read_at: row.read_at,
+                            failed: row.delivery_failed_at.zip(row.delivery_error_code),
+                        },
+                        false,
+                    ),
+                )
+            })
+            .collect();
+        let mut receipts = Vec::new();
+        for (message_id, status) in &matched {
+            // A message deleted since its platform id was mapped keeps no
+            // receipt.
+            let Some((delivery, changed)) = deliveries.get_mut(message_id) else {
+                continue;
+            };
+            if let Some(fact) = fact(status.event) {
+                *changed |= delivery.apply(&fact);
+            }
+            receipts.push(status.receipt(message_id));
+        }
+        applied.receipts = receipts.len();
+        let updates: Vec<DeliveryRow> = deliveries
+            .into_iter()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(id, (d, _))| DeliveryRow {
+                id: RecordId::new("message", id),
+                delivered_at: d.delivered_at,
+                read_at: d.read_at,
+                delivery_failed_at: d.failed.as_ref().map(|(at, _)| *at),
+                delivery_error_code: d.failed.map(|(_, code)| code),
+            })
+            .collect();
+        applied.messages_changed = updates.len();
+        self.write(async {
+            checked(
+                self.db
+                    .query(
+                        "BEGIN TRANSACTION;
+                         IF array::len($receipts) > 0 {
+                             INSERT IGNORE INTO receipt $receipts RETURN NONE;
+                         };
+                         FOR $u IN $updates {
+                             UPDATE $u.id SET delivered_at = $u.delivered_at, read_at = $u.read_at,
+                                 delivery_failed_at = $u.delivery_failed_at,
+                                 delivery_error_code = $u.delivery_error_code RETURN NONE;
+                         };
+                         IF array::len($unmatched) > 0 {
+                             INSERT IGNORE INTO receipt_unmatched $unmatched RETURN NONE;
+                         };
+                         IF array::len($inbound) > 0 {
+                             INSERT IGNORE INTO inbound $inbound RETURN NONE;
+                         };
+                         DELETE $done RETURN NONE;
+                         DELETE $released RETURN NONE;
+                         COMMIT TRANSACTION;",
+                    )
+                    .bind(("receipts", receipts))
+                    .bind(("updates", updates))
+                    .bind(("unmatched", unmatched))
+                    .bind(("inbound", inbound))
+                    .bind(("done", done))
+                    .bind(("released", released))
+                    .await?,
+            )
+        })
+        .await?;
+        Ok(applied)
+    }
+}

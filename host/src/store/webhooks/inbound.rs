@@ -1,0 +1,71 @@
+//! Customers' messages, kept per phone (`inbound:[phone, at, event id]`):
+//! read for the customer's export, deleted on erasure and by retention.
+
+use surrealdb::types::{RecordIdKey, Value};
+
+use super::inbound_range;
+use super::rows::InboundRow;
+use crate::message::Millis;
+use crate::store::{Store, StoreError};
+
+impl Store {
+    /// What `phone` wrote to the business, oldest first.
+    pub async fn inbound_of(
+        &self,
+        phone: &str,
+    ) -> Result<Vec<crate::customers::InboundMessage>, StoreError> {
+        let rows: Vec<InboundRow> = self
+            .db
+            .query("SELECT * FROM $range")
+            .bind(("range", inbound_range(phone)))
+            .await?
+            .take(0)?;
+        rows.into_iter()
+            .map(|row| {
+                let at = match &row.id.key {
+                    RecordIdKey::Array(key) => match key.get(1) {
+                        Some(Value::Number(at)) => at.to_int().unwrap_or(0),
+                        other => {
+                            return Err(StoreError::Corrupt(format!("inbound time {other:?}")));
+                        }
+                    },
+                    other => return Err(StoreError::Corrupt(format!("inbound {other:?}"))),
+                };
+                Ok(crate::customers::InboundMessage {
+                    text: row.text,
+                    at,
+                    reply_to: row.reply_to,
+                    plugin: row.plugin,
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes what `phone` wrote to the business, kept or still in the
+    /// inbox, in one transaction. Returns how many kept messages went.
+    pub(in crate::store) async fn erase_inbound(&self, phone: &str) -> Result<usize, StoreError> {
+        self.write(async {
+            let deleted: Option<i64> = self
+                .db
+                .query(
+                    "{
+                        LET $gone = (DELETE $range RETURN BEFORE);
+                        DELETE webhook_inbox WHERE phone = $phone RETURN NONE;
+                        RETURN array::len($gone);
+                    }",
+                )
+                .bind(("range", inbound_range(phone)))
+                .bind(("phone", phone.to_string()))
+                .await?
+                .take(0)?;
+            Ok(deleted.unwrap_or(0).max(0) as usize)
+        })
+        .await
+    }
+
+    /// Deletes customers' messages received before `before`. Returns how
+    /// many.
+    pub async fn forget_inbound(&self, before: Millis) -> Result<usize, StoreError> {
+        self.forget_received_before("inbound", before).await
+    }
+}
