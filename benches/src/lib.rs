@@ -2,7 +2,8 @@
 //! `chirp_harness` (the chirp process, the mocks, tokens): how they start
 //! chirp, the load generator and a SurrealDB server to run it against; and
 //! the in-process scenarios of `chirp-bench` (the store alone, the drain
-//! through the component against native, the retention job, the upgrade).
+//! through the component against native, the retention job, the upgrade,
+//! webhook receipts).
 
 pub mod load;
 pub mod native_provider;
@@ -13,6 +14,7 @@ pub mod sandbox_drain;
 pub mod store_path;
 pub mod surreal_server;
 pub mod upgrade_cost;
+pub mod webhook_apply;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -28,7 +28,9 @@
 //!     `--messages` messages, and accepting as many alone against while
 //!     the job runs;
 //! 12. the first start on a layout 1 store of `--backlog` messages (the
-//!     upgrade) against a start on today's layout.
+//!     upgrade) against a start on today's layout;
+//! 13. webhook receipts (delivered and read for `--messages` sent
+//!     messages) stored as the route stores them, then applied.
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
@@ -86,7 +88,7 @@ struct Options {
 
 impl Options {
     fn runs(&self, scenario: u8) -> bool {
-        // 7 to 12 do not use chirp's store through a server.
+        // 7 to 13 do not use chirp's store through a server.
         let fits_store = self.surreal.is_none() || scenario <= 6;
         fits_store && (self.only.is_empty() || self.only.contains(&scenario))
     }
@@ -577,6 +579,12 @@ async fn main() {
     if options.runs(12) {
         let dir = tempfile::tempdir().expect("temp dir");
         chirp_bench::upgrade_cost::run(options.backlog, dir.path(), process_cpu).await;
+    }
+
+    // 13. Webhook receipts stored and applied.
+    if options.runs(13) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        chirp_bench::webhook_apply::run(options.messages, dir.path(), process_cpu).await;
     }
 }
 

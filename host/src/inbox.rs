@@ -116,7 +116,7 @@ pub async fn apply_inbox(store: &Store, inbox: &Inbox) -> Result<(), StoreError>
         inbox
             .unmatched
             .fetch_add(unmatched.len(), Ordering::Relaxed);
-        count(&applied);
+        crate::telemetry::webhook_events_applied(&applied);
         // A send that completed between the lookup above and now told no
         // one (nothing was waiting yet): look once more, now that the
         // count says receipts wait.
@@ -154,7 +154,7 @@ async fn match_ids(
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
                     Some(n.saturating_sub(applied.receipts))
                 });
-            count(&applied);
+            crate::telemetry::webhook_events_applied(&applied);
         }
     }
     Ok(())
@@ -182,10 +182,4 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
         .unmatched
         .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);
     Ok(())
-}
-
-fn count(applied: &crate::store::Applied) {
-    metrics::counter!("chirp_receipts_applied_total").increment(applied.receipts as u64);
-    metrics::counter!("chirp_receipts_unmatched_total").increment(applied.unmatched as u64);
-    metrics::counter!("chirp_inbound_messages_total").increment(applied.inbound as u64);
 }

@@ -60,6 +60,22 @@ fn describe() {
         "Plugin calls that trapped, timed out, answered garbage or were denied"
     );
     metrics::describe_counter!(
+        "chirp_receipts_total",
+        "Delivery receipts put on messages, by provider and status"
+    );
+    metrics::describe_counter!(
+        "chirp_receipts_unmatched_total",
+        "Receipts for platform ids no message had when they came"
+    );
+    metrics::describe_counter!(
+        "chirp_inbound_messages_total",
+        "Messages customers sent, as providers' webhooks reported them"
+    );
+    metrics::describe_counter!(
+        "chirp_webhook_rejections_total",
+        "Webhook requests refused, by reason"
+    );
+    metrics::describe_counter!(
         "chirp_plugin_reloads_total",
         "Plugin files loaded or refused"
     );
@@ -123,6 +139,27 @@ pub fn plugin_fault(plugin: &str, kind: &'static str) {
 pub fn commit_batch(messages: usize, took: Duration) {
     metrics::histogram!("chirp_commit_batch_messages").record(messages as f64);
     metrics::histogram!("chirp_commit_duration_seconds").record(took.as_secs_f64());
+}
+
+/// What one batch of webhook events came to: receipts applied by
+/// provider and state, receipts still waiting for their message,
+/// customers' messages.
+pub fn webhook_events_applied(applied: &crate::store::Applied) {
+    for (provider, state) in &applied.states {
+        metrics::counter!(
+            "chirp_receipts_total",
+            "provider" => provider.clone(),
+            "status" => state.as_str()
+        )
+        .increment(1);
+    }
+    metrics::counter!("chirp_receipts_unmatched_total").increment(applied.unmatched as u64);
+    metrics::counter!("chirp_inbound_messages_total").increment(applied.inbound as u64);
+}
+
+/// A webhook request refused, by why (a fixed set of reasons).
+pub fn webhook_rejected(reason: &'static str) {
+    metrics::counter!("chirp_webhook_rejections_total", "reason" => reason).increment(1);
 }
 
 /// A plugin file loaded, refused or removed.

@@ -121,7 +121,7 @@ async fn handle(state: AppState, plugin: String, request: Request) -> Result<Res
     let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
     let desk = &state.webhooks;
     let refuse = |reason: &'static str, error: ApiError| {
-        metrics::counter!("chirp_webhook_rejections_total", "reason" => reason).increment(1);
+        crate::telemetry::webhook_rejected(reason);
         error
     };
     let source = source.map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());

@@ -246,6 +246,9 @@ impl Store {
                 *changed |= delivery.apply(&fact);
             }
             receipts.push(status.receipt(message_id));
+            applied
+                .states
+                .push((status.plugin.to_string(), status.event.state));
         }
         applied.receipts = receipts.len();
         let updates: Vec<DeliveryRow> = deliveries

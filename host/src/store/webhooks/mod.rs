@@ -49,10 +49,12 @@ pub struct InboxEvent {
 }
 
 /// What applying a batch of events did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Receipts put on a message's timeline.
     pub receipts: usize,
+    /// Each of those receipts' plugin and state.
+    pub states: Vec<(String, Reported)>,
     /// Receipts whose platform id no message has (yet).
     pub unmatched: usize,
     /// Customers' messages stored.

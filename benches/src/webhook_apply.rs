@@ -1,0 +1,146 @@
+//! Scenario 13: how fast webhook receipts are stored and applied. A fresh
+//! durable store gets `count` messages, sent through provider
+//! `myoperator` with platform ids; then a `delivered` and a `read` receipt
+//! for each are stored as the webhook route stores them (a request of
+//! 1,000 events per transaction) and applied by chirp's applier
+//! (`chirp::inbox::apply_inbox`: batches of 500, each message's delivery
+//! moved and its receipts put on its timeline). Five rounds, each on a
+//! fresh store; the median and range of each phase's events per second
+//! and CPU per event.
+
+use std::time::{Duration, Instant};
+
+use chirp::inbox::{Inbox, apply_inbox};
+use chirp::message::{Attempt, Outcome, Status, now_millis};
+use chirp::phone::Phone;
+use chirp::store::{Completion, MessagePatch, ServerAccess, Store};
+use chirp::webhooks::{Reported, StatusEvent, WebhookEvent};
+
+use crate::store_path::{new_message, store_memory};
+
+/// Rounds, each on a fresh store.
+const ROUNDS: usize = 5;
+/// Events per webhook request.
+const PER_REQUEST: usize = 1_000;
+
+/// Runs the scenario on `count` messages per round in stores under `dir`.
+pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Duration) {
+    let mut stored = Vec::new();
+    let mut applied = Vec::new();
+    for round in 0..ROUNDS {
+        let url = format!("surrealkv://{}", dir.join(format!("webhooks-{round}")).display());
+        let store = Store::open(&url, &ServerAccess::default(), store_memory())
+            .await
+            .expect("open the store");
+        let ids = sent(&store, count).await;
+        let events: Vec<WebhookEvent> = ids
+            .iter()
+            .flat_map(|id| {
+                [(Reported::Delivered, 1_000), (Reported::Read, 2_000)].map(|(state, later)| {
+                    WebhookEvent::Status(StatusEvent {
+                        event_id: format!("{id}:{}", state.as_str()),
+                        provider_message_id: id.clone(),
+                        state,
+                        at: now_millis() + later,
+                        error: None,
+                    })
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let cpu = process_cpu();
+        for request in events.chunks(PER_REQUEST) {
+            store
+                .enqueue_webhook_events("myoperator", request, now_millis())
+                .await
+                .expect("store events");
+        }
+        stored.push(figure(events.len(), started, process_cpu() - cpu));
+        let inbox = Inbox::default();
+        let started = Instant::now();
+        let cpu = process_cpu();
+        apply_inbox(&store, &inbox).await.expect("apply");
+        applied.push(figure(events.len(), started, process_cpu() - cpu));
+        // Platform ids are `wamid.<message id>`.
+        let read = store.message(ids[0].trim_start_matches("wamid.")).await;
+        assert!(
+            read.ok().flatten().is_some_and(|m| m.delivery.read_at.is_some()),
+            "a receipt was not applied"
+        );
+        let _ = store.close().await;
+    }
+    for (what, figures) in [("stored (the route's write)", &stored), ("applied to messages", &applied)] {
+        println!(
+            "13. webhook receipts {what}, {} events, {} rounds: median {} events/s, CPU {} µs per event",
+            2 * count,
+            figures.len(),
+            crate::spread(figures.iter().map(|f| f.0), 0),
+            crate::spread(figures.iter().map(|f| f.1), 0),
+        );
+    }
+}
+
+fn figure(events: usize, started: Instant, cpu: Duration) -> (f64, f64) {
+    (
+        events as f64 / started.elapsed().as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / events as f64,
+    )
+}
+
+/// `count` messages, inserted, claimed and completed as sent with the
+/// platform id `wamid.<message id>` and an attempt (which maps the id).
+/// Returns the platform ids.
+async fn sent(store: &Store, count: usize) -> Vec<String> {
+    let phone = Phone::parse("+919876543210").expect("phone");
+    for first in (0..count).step_by(256) {
+        let batch: Vec<_> = (first..(first + 256).min(count))
+            .map(|n| new_message(n, &phone))
+            .collect();
+        store.insert_batch(&batch).await.expect("insert");
+    }
+    let mut platform_ids = Vec::with_capacity(count);
+    loop {
+        let now = now_millis();
+        let claimed = store
+            .claim_due(now, 0, 256, now + 60_000, "lease")
+            .await
+            .expect("claim");
+        if claimed.is_empty() {
+            return platform_ids;
+        }
+        let completions = claimed
+            .into_iter()
+            .map(|leased| {
+                let platform_id = format!("wamid.{}", leased.message.id);
+                platform_ids.push(platform_id.clone());
+                Completion {
+                    message_id: leased.message.id.clone(),
+                    lease: leased.lease,
+                    patch: MessagePatch {
+                        status: Status::Sent,
+                        attempts: 1,
+                        updated_at: now,
+                        due_at: None,
+                        sent_at: Some(now),
+                        provider_message_id: Some(platform_id.clone()),
+                        error_code: None,
+                        error_message: None,
+                        waiting_for: None,
+                    },
+                    attempt: Some(Attempt {
+                        message_id: leased.message.id,
+                        number: 1,
+                        started_at: now,
+                        provider: "myoperator".into(),
+                        provider_version: "0.1.0".into(),
+                        outcome: Outcome::Sent {
+                            provider_message_id: Some(platform_id),
+                        },
+                        latency_ms: 5,
+                    }),
+                }
+            })
+            .collect();
+        store.complete(completions).await.expect("complete");
+    }
+}
