@@ -162,6 +162,45 @@ async fn receipts_move_a_message_to_read_whatever_their_order_and_repeats() {
         .map(|r| r["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["delivered", "read"]);
+
+    // History filters by what the receipts add up to.
+    for (delivery, found) in [("read", true), ("delivered", false), ("sent", false)] {
+        let (code, page) = chirp
+            .get(&format!("/api/notifications/history?delivery={delivery}"))
+            .await;
+        assert_eq!(code, 200, "{page}");
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.contains(&id.as_str()), found, "{delivery}: {ids:?}");
+    }
+    // Statistics add the receipts up by provider and template.
+    let (code, statistics) = chirp.get("/api/notifications/statistics").await;
+    assert_eq!(code, 200, "{statistics}");
+    let row = &statistics["delivery"][0];
+    assert_eq!(row["provider"], "meta-whatsapp", "{statistics:#}");
+    assert_eq!(row["template"], "delivery_delayed");
+    assert_eq!(
+        (
+            row["sent"].as_u64(),
+            row["delivered"].as_u64(),
+            row["read"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(row["read_rate"].as_f64(), Some(1.0));
+    assert!(row["accept_to_delivered_p50_ms"].is_i64(), "{row}");
+    let (code, body) = chirp
+        .get("/api/notifications/history?delivery=opened")
+        .await;
+    assert_eq!(
+        (code, body["field"].as_str()),
+        (422, Some("delivery")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

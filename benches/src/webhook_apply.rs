@@ -28,7 +28,10 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
     let mut stored = Vec::new();
     let mut applied = Vec::new();
     for round in 0..ROUNDS {
-        let url = format!("surrealkv://{}", dir.join(format!("webhooks-{round}")).display());
+        let url = format!(
+            "surrealkv://{}",
+            dir.join(format!("webhooks-{round}")).display()
+        );
         let store = Store::open(&url, &ServerAccess::default(), store_memory())
             .await
             .expect("open the store");
@@ -64,12 +67,17 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
         // Platform ids are `wamid.<message id>`.
         let read = store.message(ids[0].trim_start_matches("wamid.")).await;
         assert!(
-            read.ok().flatten().is_some_and(|m| m.delivery.read_at.is_some()),
+            read.ok()
+                .flatten()
+                .is_some_and(|m| m.delivery.read_at.is_some()),
             "a receipt was not applied"
         );
         let _ = store.close().await;
     }
-    for (what, figures) in [("stored (the route's write)", &stored), ("applied to messages", &applied)] {
+    for (what, figures) in [
+        ("stored (the route's write)", &stored),
+        ("applied to messages", &applied),
+    ] {
         println!(
             "13. webhook receipts {what}, {} events, {} rounds: median {} events/s, CPU {} µs per event",
             2 * count,

@@ -166,6 +166,10 @@ struct HistoryParams {
     /// Only messages in this state.
     #[param(value_type = Option<Status>)]
     status: Option<String>,
+    /// Only sent messages whose receipts add up to this (`sent`: no
+    /// receipt yet).
+    #[param(value_type = Option<crate::status::DeliveryStatus>)]
+    delivery: Option<String>,
     template: Option<String>,
     reference_id: Option<String>,
     /// Accepted at or after this RFC 3339 time.
@@ -263,6 +267,24 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
         .map(|s| s.parse::<Status>())
         .transpose()
         .map_err(|e| ApiError::invalid("status", "invalid_status", e.to_string()))?;
+    let delivery = p
+        .delivery
+        .map(|name| {
+            crate::status::DeliveryStatus::ALL
+                .into_iter()
+                .find(|d| d.as_str() == name)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "delivery",
+                        "invalid_delivery",
+                        format!(
+                            "unknown delivery {:?}; expected one of sent, delivered, read, failed",
+                            name.chars().take(32).collect::<String>()
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
     let limit = match p.limit {
         None => DEFAULT_PAGE,
         Some(text) => match text.parse::<usize>() {
@@ -297,6 +319,7 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
     Ok(HistoryFilter {
         phone: p.phone,
         status,
+        delivery,
         template: p.template,
         reference_id: p.reference_id,
         from: p.from.map(|t| parse_time("from", &t)).transpose()?,

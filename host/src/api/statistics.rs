@@ -97,6 +97,29 @@ struct StatisticsView {
     queue_depth: u64,
     oldest_queued_age_ms: Option<i64>,
     provider_outcomes: Vec<ProviderOutcomesView>,
+    /// Sent messages' receipts, by provider and template.
+    delivery: Vec<DeliveryCountsView>,
+}
+
+/// What the receipts of one provider's and template's sent messages add
+/// up to.
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeliveryCounts)]
+struct DeliveryCountsView {
+    provider: String,
+    /// `none` for free text.
+    template: String,
+    sent: u64,
+    /// A read is also a delivery.
+    delivered: u64,
+    read: u64,
+    /// delivered / sent.
+    delivered_rate: f64,
+    /// read / sent.
+    read_rate: f64,
+    /// Time from acceptance to the first delivery, in milliseconds.
+    accept_to_delivered_p50_ms: Option<i64>,
+    accept_to_delivered_p95_ms: Option<i64>,
 }
 
 fn counts(counts: Vec<Count>) -> Vec<CountView> {
@@ -129,6 +152,21 @@ impl From<Statistics> for StatisticsView {
                     provider: p.provider,
                     outcome: p.outcome,
                     count: p.count,
+                })
+                .collect(),
+            delivery: s
+                .delivery
+                .into_iter()
+                .map(|d| DeliveryCountsView {
+                    delivered_rate: d.delivered as f64 / d.sent.max(1) as f64,
+                    read_rate: d.read as f64 / d.sent.max(1) as f64,
+                    provider: d.provider,
+                    template: d.template,
+                    sent: d.sent,
+                    delivered: d.delivered,
+                    read: d.read,
+                    accept_to_delivered_p50_ms: d.accept_to_delivered_p50_ms,
+                    accept_to_delivered_p95_ms: d.accept_to_delivered_p95_ms,
                 })
                 .collect(),
         }

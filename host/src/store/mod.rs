@@ -23,7 +23,7 @@ pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
-pub use statistics::{Count, ProviderOutcomes, Statistics};
+pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
 pub use webhooks::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt};
 

@@ -27,6 +27,27 @@ pub struct ProviderOutcomes {
     pub count: u64,
 }
 
+/// What the receipts of one provider's and template's sent messages add
+/// up to.
+#[derive(Debug, Clone)]
+pub struct DeliveryCounts {
+    /// The provider.
+    pub provider: String,
+    /// The template (`none` for free text).
+    pub template: String,
+    /// Messages sent.
+    pub sent: u64,
+    /// Of those, delivered (a read is also a delivery).
+    pub delivered: u64,
+    /// Of those, read.
+    pub read: u64,
+    /// The time from acceptance to the first delivery, in milliseconds:
+    /// the median, and the 95th percentile.
+    pub accept_to_delivered_p50_ms: Option<i64>,
+    /// See above.
+    pub accept_to_delivered_p95_ms: Option<i64>,
+}
+
 /// Statistics of messages accepted in `[from, to)`.
 #[derive(Debug, Clone)]
 pub struct Statistics {
@@ -52,6 +73,8 @@ pub struct Statistics {
     pub oldest_queued_age_ms: Option<i64>,
     /// Attempts in the range by provider and outcome.
     pub provider_outcomes: Vec<ProviderOutcomes>,
+    /// Sent messages' receipts, by provider and template.
+    pub delivery: Vec<DeliveryCounts>,
 }
 
 fn counts(rows: Vec<Value>, key: &str) -> Vec<Count> {
@@ -87,6 +110,7 @@ impl Store {
             .query("SELECT math::mean(attempts) AS mean FROM message WHERE (status = $sent OR status = $failed) AND created_at >= $from AND created_at < $to GROUP ALL")
             .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = $queued GROUP ALL")
             .query("SELECT provider, outcome, count() AS n FROM attempt WHERE started_at >= $from AND started_at < $to GROUP BY provider, outcome")
+            .query("SELECT provider, template, delivered_at - created_at AS delivered_after, read_at != NONE AS read FROM message WHERE sent_at != NONE AND created_at >= $from AND created_at < $to")
             .bind(("from", from))
             .bind(("to", to))
             .bind(("sent", Status::Sent.as_str()))
@@ -107,6 +131,7 @@ impl Store {
         let mean: Vec<Value> = response.take(4)?;
         let queue: Vec<Value> = response.take(5)?;
         let providers: Vec<Value> = response.take(6)?;
+        let delivery = delivery_counts(response.take::<Vec<Value>>(7)?);
 
         let count_of = |status: &str| {
             by_status
@@ -139,8 +164,44 @@ impl Store {
             by_status,
             by_template,
             by_day,
+            delivery,
         })
     }
+}
+
+/// Sent messages' `(provider, template, accept -> delivered, read)` rows,
+/// added up by provider and template.
+fn delivery_counts(rows: Vec<Value>) -> Vec<DeliveryCounts> {
+    let mut groups: std::collections::BTreeMap<(String, String), (u64, u64, Vec<i64>)> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        let text = |key: &str| row[key].as_str().unwrap_or("none").to_string();
+        let group = groups
+            .entry((text("provider"), text("template")))
+            .or_default();
+        group.0 += 1;
+        if let Some(after) = row["delivered_after"].as_i64() {
+            // The platform's clock against chirp's: a skew could make it
+            // negative.
+            group.2.push(after.max(0));
+        }
+        group.1 += u64::from(row["read"].as_bool().unwrap_or(false));
+    }
+    groups
+        .into_iter()
+        .map(|((provider, template), (sent, read, mut delivered))| {
+            delivered.sort_unstable();
+            DeliveryCounts {
+                provider,
+                template,
+                sent,
+                delivered: delivered.len() as u64,
+                read,
+                accept_to_delivered_p50_ms: percentile(&delivered, 0.50),
+                accept_to_delivered_p95_ms: percentile(&delivered, 0.95),
+            }
+        })
+        .collect()
 }
 
 /// Days since the epoch as `YYYY-MM-DD`.

@@ -2,6 +2,7 @@
 
 use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow, attempts_of};
 use crate::message::{Attempt, Message, Millis, Status};
+use crate::status::DeliveryStatus;
 use crate::store::{Store, StoreError};
 
 /// Filters of `GET /api/notifications/history`. Results come newest first;
@@ -12,6 +13,8 @@ pub struct HistoryFilter {
     pub phone: Option<String>,
     /// Only in this state.
     pub status: Option<Status>,
+    /// Only sent messages whose receipts add up to this.
+    pub delivery: Option<crate::status::DeliveryStatus>,
     /// Only of this template.
     pub template: Option<String>,
     /// Only with this reference.
@@ -65,6 +68,19 @@ impl Store {
         }
         if filter.template.is_some() {
             conditions.push("template = $template");
+        }
+        // As `crate::status::Delivery::status` reads the facts.
+        match filter.delivery {
+            None => {}
+            Some(DeliveryStatus::Read) => conditions.push("read_at != NONE"),
+            Some(DeliveryStatus::Delivered) => {
+                conditions.push("delivered_at != NONE AND read_at = NONE")
+            }
+            Some(DeliveryStatus::Failed) => {
+                conditions.push("delivery_failed_at != NONE AND delivered_at = NONE")
+            }
+            Some(DeliveryStatus::Sent) => conditions
+                .push("sent_at != NONE AND delivered_at = NONE AND delivery_failed_at = NONE"),
         }
         if filter.reference_id.is_some() {
             conditions.push("reference_id = $reference_id");
