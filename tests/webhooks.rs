@@ -311,3 +311,98 @@ async fn one_source_address_is_held_to_its_rate() {
     let (code, _) = chirp.get("/api/plugins").await;
     assert_eq!(code, 200);
 }
+
+/// A `messages[]` notification: `from` wrote `text`.
+fn inbound(from: &str, id: &str, text: &str) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": NUMBER},
+            "contacts": [{"profile": {"name": "Asha"}, "wa_id": from}],
+            "messages": [{"from": from, "id": id, "timestamp": "1750000000",
+                          "type": "text", "text": {"body": text}}],
+        }}]}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Polls a phone's preferences until `done` holds.
+async fn wait_preferences(
+    chirp: &ChirpProcess,
+    phone: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, preferences) = chirp.get(&format!("/api/preferences/{phone}")).await;
+        assert_eq!(code, 200, "{preferences}");
+        if done(&preferences) {
+            return preferences;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{phone}: {preferences:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_keyword_or_the_platforms_refusal_opts_the_phone_out_of_marketing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::meta_success("wamid.refused")]);
+    let chirp = meta_options(dir.path(), &mock).start();
+    let id = send(&chirp).await;
+    assert_eq!(chirp.wait_final(&id).await["status"], "sent");
+
+    // Keywords, in any case and spacing, English or Hindi; other text is
+    // kept, and opts out of nothing.
+    for (phone, id, text) in [
+        ("919811111111", "wamid.in-1", "  Stop "),
+        ("919822222222", "wamid.in-2", "बंद"),
+        (
+            "919833333333",
+            "wamid.in-3",
+            "stop sending me offers please",
+        ),
+    ] {
+        let (code, body) = post_signed(&chirp, inbound(phone, id, text)).await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let asha = wait_preferences(&chirp, "+919811111111", |p| p["opt_out_marketing"] == true).await;
+    assert_eq!(
+        asha["opt_out_marketing_by"]["source"], "keyword:stop",
+        "{asha}"
+    );
+    let hindi = wait_preferences(&chirp, "+919822222222", |p| p["opt_out_marketing"] == true).await;
+    assert_eq!(hindi["opt_out_marketing_by"]["source"], "keyword:बंद");
+    let (_, export) = chirp.get("/api/customers/+919833333333/export").await;
+    assert_eq!(
+        export["inbound"][0]["text"], "stop sending me offers please",
+        "{export}"
+    );
+    let (_, other) = chirp.get("/api/preferences/+919833333333").await;
+    assert_eq!(other["opt_out_marketing"], false, "{other}");
+
+    // Meta refuses marketing for the first message's recipient.
+    let refused = status("wamid.refused", "failed", 1_750_000_000);
+    let mut refused = refused;
+    refused["errors"] = json!([{"code": 131050, "title": "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.", "message": "Unable to deliver the message."}]);
+    let (code, body) = post_signed(&chirp, statuses(&[refused])).await;
+    assert_eq!(code, 200, "{body}");
+    let recipient =
+        wait_preferences(&chirp, "+919876543210", |p| p["opt_out_marketing"] == true).await;
+    assert_eq!(
+        recipient["opt_out_marketing_by"]["source"], "platform:131050",
+        "{recipient}"
+    );
+    let message = chirp
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["delivery"]["status"] == "failed"
+        })
+        .await;
+    assert_eq!(message["delivery"]["error_code"], "131050");
+}

@@ -60,9 +60,10 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
         }
         stored.push(figure(events.len(), started, process_cpu() - cpu));
         let inbox = Inbox::default();
+        let config = webhooks_config();
         let started = Instant::now();
         let cpu = process_cpu();
-        apply_inbox(&store, &inbox).await.expect("apply");
+        apply_inbox(&store, &inbox, &config).await.expect("apply");
         applied.push(figure(events.len(), started, process_cpu() - cpu));
         // Platform ids are `wamid.<message id>`.
         let read = store.message(ids[0].trim_start_matches("wamid.")).await;
@@ -151,4 +152,14 @@ async fn sent(store: &Store, count: usize) -> Vec<String> {
             .collect();
         store.complete(completions).await.expect("complete");
     }
+}
+
+/// chirp's default webhook settings.
+fn webhooks_config() -> chirp::config::WebhooksConfig {
+    let env = [("CHIRP_INSECURE_NO_AUTH".to_string(), "true".to_string())]
+        .into_iter()
+        .collect();
+    chirp::config::Config::from_parts(chirp::config::RawConfig::default(), env)
+        .expect("default settings")
+        .webhooks
 }

@@ -18,7 +18,9 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::WebhooksConfig;
 use crate::message::now_millis;
-use crate::store::{Store, StoreError};
+use crate::preferences::OptOutNote;
+use crate::store::{InboxEvent, Store, StoreError};
+use crate::webhooks::WebhookEvent;
 
 /// Inbox events applied per transaction.
 const BATCH: usize = 500;
@@ -89,7 +91,7 @@ pub async fn run(
                 }
             }
         }
-        if let Err(e) = apply_inbox(&store, &inbox).await {
+        if let Err(e) = apply_inbox(&store, &inbox, &config).await {
             tracing::warn!(error = %e, "applying webhook events failed; trying again");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -105,13 +107,21 @@ pub async fn run(
     }
 }
 
-/// Applies everything in the inbox, a batch per transaction.
-pub async fn apply_inbox(store: &Store, inbox: &Inbox) -> Result<(), StoreError> {
+/// Applies everything in the inbox, a batch per transaction, and the
+/// opt-outs it carries (`config`'s keywords and platform codes).
+pub async fn apply_inbox(
+    store: &Store,
+    inbox: &Inbox,
+    config: &WebhooksConfig,
+) -> Result<(), StoreError> {
     loop {
         let batch = store.webhook_inbox(BATCH).await?;
         if batch.is_empty() {
             return Ok(());
         }
+        // Before the batch leaves the inbox: a failure here leaves it to
+        // be tried again, and an opt-out recorded twice changes nothing.
+        opt_outs(store, config, &batch).await?;
         let (applied, unmatched) = store.apply_webhook_events(&batch).await?;
         inbox
             .unmatched
@@ -181,5 +191,65 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
     inbox
         .unmatched
         .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Opts phones out of marketing for what `batch` carries: a customer's
+/// message that is one of the keywords, or a failure whose code says the
+/// customer stopped marketing (for a message chirp knows; one whose
+/// platform id has not landed yet is not followed up). The source and
+/// time are recorded; a phone already opted out keeps its first record.
+async fn opt_outs(
+    store: &Store,
+    config: &WebhooksConfig,
+    batch: &[InboxEvent],
+) -> Result<(), StoreError> {
+    for event in batch {
+        let (phone, source) = match &event.event {
+            WebhookEvent::Inbound(message) => {
+                let said = message
+                    .text
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
+                if !config.opt_out_keywords.contains(&said) {
+                    continue;
+                }
+                (message.from.as_str().to_string(), format!("keyword:{said}"))
+            }
+            WebhookEvent::Status(status) => {
+                let Some(code) = status
+                    .error
+                    .as_ref()
+                    .map(|e| &e.code)
+                    .filter(|code| config.marketing_stopped_codes.contains(code))
+                else {
+                    continue;
+                };
+                let Some(message) = store
+                    .message_of_platform_id(&event.plugin, &status.provider_message_id)
+                    .await?
+                else {
+                    continue;
+                };
+                (message.phone, format!("platform:{code}"))
+            }
+        };
+        if phone == crate::customers::ERASED_PHONE {
+            continue;
+        }
+        let mut preferences = store.preferences(&phone).await?;
+        if preferences.opt_out_marketing {
+            continue;
+        }
+        preferences.opt_out_marketing = true;
+        preferences.marketing_opt_out_by = Some(OptOutNote {
+            source: source.clone(),
+            at: now_millis(),
+        });
+        store.save_preferences(preferences).await?;
+        tracing::info!(%source, "a phone opted out of marketing");
+    }
     Ok(())
 }

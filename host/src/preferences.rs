@@ -22,8 +22,21 @@ pub struct Preferences {
     pub timezone: Option<String>,
     /// Their consent to marketing, if they gave it.
     pub opt_in: Option<OptIn>,
+    /// How and when they opted out of marketing, if chirp knows: a caller
+    /// (`api`), a keyword they sent (`keyword:STOP`), or the platform
+    /// refusing marketing for them (`platform:131050`).
+    pub marketing_opt_out_by: Option<OptOutNote>,
     /// When they were last saved; `None` until then.
     pub updated_at: Option<Millis>,
+}
+
+/// Where an opt-out from marketing came from, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OptOutNote {
+    /// `api`, `keyword:<the keyword>` or `platform:<its code>`.
+    pub source: String,
+    /// When chirp recorded it.
+    pub at: Millis,
 }
 
 /// A recipient's consent to marketing, as WhatsApp asks businesses to

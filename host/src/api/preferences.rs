@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::extract::{Fields, JsonObject};
 use super::{ApiError, AppState};
 use crate::phone::Phone;
-use crate::preferences::{OptIn, Preferences};
+use crate::preferences::{OptIn, OptOutNote, Preferences};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(read, replace))
@@ -71,6 +71,7 @@ async fn replace(
         language: fields.string("language")?,
         timezone: fields.string("timezone")?,
         opt_in: None,
+        marketing_opt_out_by: None,
         updated_at: None,
     };
     let opt_in = fields.object("opt_in")?;
@@ -139,6 +140,18 @@ async fn replace(
             "timezone is an IANA name such as Asia/Kolkata",
         ));
     }
+    // An opt-out from marketing that stands keeps where it came from; a
+    // new one came from this caller.
+    if prefs.opt_out_marketing {
+        let before = state.store.preferences(phone.as_str()).await?;
+        prefs.marketing_opt_out_by = before
+            .marketing_opt_out_by
+            .filter(|_| before.opt_out_marketing)
+            .or(Some(OptOutNote {
+                source: "api".into(),
+                at: crate::message::now_millis(),
+            }));
+    }
     Ok(Json(state.store.save_preferences(prefs).await?.into()))
 }
 
@@ -188,6 +201,16 @@ pub(super) struct OptInView {
     wording: String,
 }
 
+/// Where an opt-out from marketing came from, as recorded.
+#[derive(serde::Serialize, ToSchema)]
+#[schema(as = OptOut)]
+pub(super) struct OptOutView {
+    source: String,
+    /// When chirp recorded it.
+    #[schema(format = DateTime)]
+    at: String,
+}
+
 /// The longest opt-in source or wording version, in characters.
 const MAX_OPT_IN_TEXT: usize = 64;
 
@@ -206,6 +229,9 @@ pub(super) struct PreferencesView {
     timezone: Option<String>,
     /// Consent to marketing, if given.
     opt_in: Option<OptInView>,
+    /// Where the opt-out from marketing came from (`api`,
+    /// `keyword:<keyword>`, `platform:<code>`) and when, if recorded.
+    opt_out_marketing_by: Option<OptOutView>,
     /// Milliseconds since the Unix epoch; `null` until first saved.
     updated_at: Option<i64>,
 }
@@ -223,6 +249,10 @@ impl From<Preferences> for PreferencesView {
                 source: o.source,
                 at: crate::message::rfc3339(o.at),
                 wording: o.wording,
+            }),
+            opt_out_marketing_by: p.marketing_opt_out_by.map(|o| OptOutView {
+                source: o.source,
+                at: crate::message::rfc3339(o.at),
             }),
             updated_at: p.updated_at,
         }

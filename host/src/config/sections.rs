@@ -372,7 +372,19 @@ pub struct WebhooksConfig {
     pub max_unmatched: usize,
     /// `CHIRP_WEBHOOK_UNMATCHED_FOR`: how long such a receipt is kept.
     pub unmatched_for: Duration,
+    /// `CHIRP_OPT_OUT_KEYWORDS`: a customer's message that is one of these
+    /// (any case, spaces around ignored) opts their phone out of
+    /// marketing.
+    pub opt_out_keywords: Vec<String>,
+    /// `CHIRP_MARKETING_STOPPED_CODES`: a platform's failure codes that say
+    /// the customer stopped marketing messages (Meta's 131050); such a
+    /// receipt opts the phone out of marketing.
+    pub marketing_stopped_codes: Vec<String>,
 }
+
+/// The keywords that opt a phone out of marketing unless the operator
+/// says otherwise: English, and Hindi ("stop", "stop it", "close").
+const OPT_OUT_KEYWORDS: &str = "STOP, UNSUBSCRIBE, STOP ALL, रोकें, रोको, बंद करें, बंद करो, बंद";
 
 pub(super) fn webhooks(s: &Settings) -> Result<WebhooksConfig, ConfigError> {
     Ok(WebhooksConfig {
@@ -387,5 +399,20 @@ pub(super) fn webhooks(s: &Settings) -> Result<WebhooksConfig, ConfigError> {
             DAY * 7,
             Duration::from_secs(60)..=DAY * 90,
         )?,
+        opt_out_keywords: value::list(
+            &s.text("CHIRP_OPT_OUT_KEYWORDS")
+                .unwrap_or_else(|| OPT_OUT_KEYWORDS.into()),
+        )
+        .into_iter()
+        .map(|k| k.to_lowercase())
+        .take(100)
+        .collect(),
+        marketing_stopped_codes: value::list(
+            &s.text("CHIRP_MARKETING_STOPPED_CODES")
+                .unwrap_or_else(|| "131050".into()),
+        )
+        .into_iter()
+        .take(100)
+        .collect(),
     })
 }

@@ -7,7 +7,7 @@ use surrealdb::types::{RecordId, SurrealValue};
 
 use super::{Store, StoreError, checked};
 use crate::message::{Millis, now_millis};
-use crate::preferences::{OptIn, Preferences};
+use crate::preferences::{OptIn, OptOutNote, Preferences};
 
 /// A `preference` row.
 #[derive(Debug, Clone, SurrealValue)]
@@ -22,6 +22,9 @@ struct PreferenceRow {
     opt_in_source: Option<String>,
     opt_in_at: Option<Millis>,
     opt_in_wording: Option<String>,
+    /// Where the opt-out from marketing came from, and when.
+    opt_out_source: Option<String>,
+    opt_out_at: Option<Millis>,
     updated_at: Option<Millis>,
 }
 
@@ -42,6 +45,10 @@ impl From<PreferenceRow> for Preferences {
                 }),
                 _ => None,
             },
+            marketing_opt_out_by: row
+                .opt_out_source
+                .zip(row.opt_out_at)
+                .map(|(source, at)| OptOutNote { source, at }),
             updated_at: row.updated_at,
         }
     }
@@ -59,6 +66,8 @@ impl From<Preferences> for PreferenceRow {
             opt_in_source: p.opt_in.as_ref().map(|o| o.source.clone()),
             opt_in_at: p.opt_in.as_ref().map(|o| o.at),
             opt_in_wording: p.opt_in.map(|o| o.wording),
+            opt_out_source: p.marketing_opt_out_by.as_ref().map(|o| o.source.clone()),
+            opt_out_at: p.marketing_opt_out_by.map(|o| o.at),
             updated_at: p.updated_at,
         }
     }
@@ -87,7 +96,7 @@ impl Store {
             .db
             .query(
                 "SELECT phone, opt_out_all, opt_out_marketing, opt_out_templates, language, \
-                 timezone, opt_in_source, opt_in_at, opt_in_wording, updated_at FROM $ids",
+                 timezone, opt_in_source, opt_in_at, opt_in_wording, opt_out_source, opt_out_at, updated_at FROM $ids",
             )
             .bind(("ids", ids))
             .await?

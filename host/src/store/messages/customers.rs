@@ -280,6 +280,8 @@ mod tests {
                 "opt_in_source",
                 "opt_in_at",
                 "opt_in_wording",
+                "opt_out_source",
+                "opt_out_at",
                 "updated_at",
             ],
             &[],

@@ -10,6 +10,27 @@ use crate::store::{Store, StoreError};
 use crate::webhooks::Reported;
 
 impl Store {
+    /// The message a platform id of `plugin` names, if chirp stored it.
+    pub async fn message_of_platform_id(
+        &self,
+        plugin: &str,
+        platform_id: &str,
+    ) -> Result<Option<crate::message::Message>, StoreError> {
+        let messages: Vec<RecordId> = self
+            .db
+            .query("SELECT VALUE message FROM $id")
+            .bind(("id", super::sent_id(plugin, platform_id)))
+            .await?
+            .take(0)?;
+        match messages.into_iter().next() {
+            Some(id) => {
+                self.message(&crate::store::messages::message_key(&id))
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Receipts waiting for their message, oldest first, at most `limit`.
     pub async fn unmatched_receipts(
         &self,
