@@ -406,3 +406,56 @@ async fn a_stop_keyword_or_the_platforms_refusal_opts_the_phone_out_of_marketing
         .await;
     assert_eq!(message["delivery"]["error_code"], "131050");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn free_text_goes_only_inside_the_customers_24_hour_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = meta_options(dir.path(), &mock)
+        .set("CHIRP_FREE_TEXT_NEEDS_WINDOW", "true")
+        .start();
+    let reply = json!({"phone": "+919844444444", "text": "Your order is on its way."});
+    let (code, body) = chirp
+        .post("/api/notifications/send-message", reply.clone())
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["code"], "outside_service_window");
+    assert_eq!(body["field"], "text");
+    // Templates need no window.
+    let (code, body) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919844444444", "template": "delivery_delayed",
+                   "variables": {"eta_time": "10 minutes"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "{body}");
+
+    // The customer writes; the window opens.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut written = inbound("919844444444", "wamid.window", "where is my milk?");
+    let text = String::from_utf8(written)
+        .unwrap()
+        .replace("1750000000", &now.to_string());
+    written = text.into_bytes();
+    let (code, body) = post_signed(&chirp, written).await;
+    assert_eq!(code, 200, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, body) = chirp
+            .post("/api/notifications/send-message", reply.clone())
+            .await;
+        if code == 202 {
+            break;
+        }
+        assert_eq!(code, 422, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never opened: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

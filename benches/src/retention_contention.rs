@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use chirp::config::PrivacyConfig;
 use chirp::message::now_millis;
 use chirp::phone::Phone;
-use chirp::store::{ServerAccess, Store};
+use chirp::store::Store;
 
-use crate::retention_cost::fill;
-use crate::store_path::{new_message, store_memory};
+use crate::store_path::{fresh_store, new_message, sent_messages};
 
 /// Rounds, each on a fresh store.
 const ROUNDS: usize = 5;
@@ -34,14 +33,8 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
     let mut with_job = Vec::new();
     let mut job_outlasted = 0;
     for round in 0..ROUNDS {
-        let url = format!(
-            "surrealkv://{}",
-            dir.join(format!("contention-{round}")).display()
-        );
-        let store = Store::open(&url, &ServerAccess::default(), store_memory())
-            .await
-            .expect("open the store");
-        fill(&store, count).await;
+        let store = fresh_store(dir, &format!("contention-{round}")).await;
+        sent_messages(&store, count, false).await;
         let job_first = round % 2 == 1;
         for phase in 0..2 {
             let first_key = (1 + phase) * count;

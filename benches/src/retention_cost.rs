@@ -7,11 +7,10 @@
 use std::time::{Duration, Instant};
 
 use chirp::config::PrivacyConfig;
-use chirp::message::{Status, now_millis};
-use chirp::phone::Phone;
-use chirp::store::{Action, Completion, MessagePatch, ServerAccess, Store};
+use chirp::message::now_millis;
+use chirp::store::Action;
 
-use crate::store_path::{new_message, store_memory};
+use crate::store_path::{fresh_store, sent_messages};
 
 /// The job's batch.
 const BATCH: usize = 500;
@@ -23,14 +22,8 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
     let mut redact = Vec::new();
     let mut delete = Vec::new();
     for round in 0..ROUNDS {
-        let url = format!(
-            "surrealkv://{}",
-            dir.join(format!("store-{round}")).display()
-        );
-        let store = Store::open(&url, &ServerAccess::default(), store_memory())
-            .await
-            .expect("open the store");
-        fill(&store, count).await;
+        let store = fresh_store(dir, &format!("store-{round}")).await;
+        sent_messages(&store, count, false).await;
         let config = PrivacyConfig {
             erasure_key: dir.join("unused.key"),
             redact_after: Duration::from_secs(86_400),
@@ -74,46 +67,5 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
             crate::spread(figures.iter().map(|f| f.0), 0),
             crate::spread(figures.iter().map(|f| f.1), 0),
         );
-    }
-}
-
-/// `count` messages, inserted and completed as sent in chirp's batches.
-pub async fn fill(store: &Store, count: usize) {
-    let phone = Phone::parse("+919876543210").expect("phone");
-    for first in (0..count).step_by(256) {
-        let batch: Vec<_> = (first..(first + 256).min(count))
-            .map(|n| new_message(n, &phone))
-            .collect();
-        store.insert_batch(&batch).await.expect("insert");
-    }
-    loop {
-        let now = now_millis();
-        let claimed = store
-            .claim_due(now, 0, 256, now + 60_000, "lease")
-            .await
-            .expect("claim");
-        if claimed.is_empty() {
-            break;
-        }
-        let completions = claimed
-            .into_iter()
-            .map(|leased| Completion {
-                message_id: leased.message.id.clone(),
-                lease: leased.lease,
-                patch: MessagePatch {
-                    status: Status::Sent,
-                    attempts: 1,
-                    updated_at: now,
-                    due_at: None,
-                    sent_at: Some(now),
-                    provider_message_id: Some(format!("wamid.{}", leased.message.id)),
-                    error_code: None,
-                    error_message: None,
-                    waiting_for: None,
-                },
-                attempt: None,
-            })
-            .collect();
-        store.complete(completions).await.expect("complete");
     }
 }

@@ -182,3 +182,71 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         fingerprint: format!("order-{n}"),
     }
 }
+
+/// A fresh durable store named `name` under `dir`, bounded as chirp
+/// bounds its own.
+pub async fn fresh_store(dir: &std::path::Path, name: &str) -> Store {
+    let url = format!("surrealkv://{}", dir.join(name).display());
+    Store::open(&url, &ServerAccess::default(), store_memory())
+        .await
+        .expect("open the store")
+}
+
+/// `count` messages inserted, claimed and completed as sent in chirp's
+/// batches, each with the platform id `wamid.<message id>`, and, with
+/// `attempts`, an attempt through `myoperator` (which maps the platform id
+/// to the message, as a real send does). Returns the platform ids.
+pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<String> {
+    let phone = Phone::parse("+919876543210").expect("phone");
+    for first in (0..count).step_by(BATCH) {
+        let batch: Vec<_> = (first..(first + BATCH).min(count))
+            .map(|n| new_message(n, &phone))
+            .collect();
+        store.insert_batch(&batch).await.expect("insert");
+    }
+    let mut platform_ids = Vec::with_capacity(count);
+    loop {
+        let now = now_millis();
+        let claimed = store
+            .claim_due(now, 0, BATCH, now + 60_000, "lease")
+            .await
+            .expect("claim");
+        if claimed.is_empty() {
+            return platform_ids;
+        }
+        let completions = claimed
+            .into_iter()
+            .map(|leased| {
+                let platform_id = format!("wamid.{}", leased.message.id);
+                platform_ids.push(platform_id.clone());
+                Completion {
+                    message_id: leased.message.id.clone(),
+                    lease: leased.lease,
+                    patch: MessagePatch {
+                        status: Status::Sent,
+                        attempts: 1,
+                        updated_at: now,
+                        due_at: None,
+                        sent_at: Some(now),
+                        provider_message_id: Some(platform_id.clone()),
+                        error_code: None,
+                        error_message: None,
+                        waiting_for: None,
+                    },
+                    attempt: attempts.then(|| Attempt {
+                        message_id: leased.message.id,
+                        number: 1,
+                        started_at: now,
+                        provider: "myoperator".into(),
+                        provider_version: "0.1.0".into(),
+                        outcome: Outcome::Sent {
+                            provider_message_id: Some(platform_id),
+                        },
+                        latency_ms: 5,
+                    }),
+                }
+            })
+            .collect();
+        store.complete(completions).await.expect("complete");
+    }
+}

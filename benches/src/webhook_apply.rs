@@ -11,12 +11,10 @@
 use std::time::{Duration, Instant};
 
 use chirp::inbox::{Inbox, apply_inbox};
-use chirp::message::{Attempt, Outcome, Status, now_millis};
-use chirp::phone::Phone;
-use chirp::store::{Completion, MessagePatch, ServerAccess, Store};
+use chirp::message::now_millis;
 use chirp::webhooks::{Reported, StatusEvent, WebhookEvent};
 
-use crate::store_path::{new_message, store_memory};
+use crate::store_path::{fresh_store, sent_messages};
 
 /// Rounds, each on a fresh store.
 const ROUNDS: usize = 5;
@@ -28,14 +26,8 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
     let mut stored = Vec::new();
     let mut applied = Vec::new();
     for round in 0..ROUNDS {
-        let url = format!(
-            "surrealkv://{}",
-            dir.join(format!("webhooks-{round}")).display()
-        );
-        let store = Store::open(&url, &ServerAccess::default(), store_memory())
-            .await
-            .expect("open the store");
-        let ids = sent(&store, count).await;
+        let store = fresh_store(dir, &format!("webhooks-{round}")).await;
+        let ids = sent_messages(&store, count, true).await;
         let events: Vec<WebhookEvent> = ids
             .iter()
             .flat_map(|id| {
@@ -94,64 +86,6 @@ fn figure(events: usize, started: Instant, cpu: Duration) -> (f64, f64) {
         events as f64 / started.elapsed().as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / events as f64,
     )
-}
-
-/// `count` messages, inserted, claimed and completed as sent with the
-/// platform id `wamid.<message id>` and an attempt (which maps the id).
-/// Returns the platform ids.
-async fn sent(store: &Store, count: usize) -> Vec<String> {
-    let phone = Phone::parse("+919876543210").expect("phone");
-    for first in (0..count).step_by(256) {
-        let batch: Vec<_> = (first..(first + 256).min(count))
-            .map(|n| new_message(n, &phone))
-            .collect();
-        store.insert_batch(&batch).await.expect("insert");
-    }
-    let mut platform_ids = Vec::with_capacity(count);
-    loop {
-        let now = now_millis();
-        let claimed = store
-            .claim_due(now, 0, 256, now + 60_000, "lease")
-            .await
-            .expect("claim");
-        if claimed.is_empty() {
-            return platform_ids;
-        }
-        let completions = claimed
-            .into_iter()
-            .map(|leased| {
-                let platform_id = format!("wamid.{}", leased.message.id);
-                platform_ids.push(platform_id.clone());
-                Completion {
-                    message_id: leased.message.id.clone(),
-                    lease: leased.lease,
-                    patch: MessagePatch {
-                        status: Status::Sent,
-                        attempts: 1,
-                        updated_at: now,
-                        due_at: None,
-                        sent_at: Some(now),
-                        provider_message_id: Some(platform_id.clone()),
-                        error_code: None,
-                        error_message: None,
-                        waiting_for: None,
-                    },
-                    attempt: Some(Attempt {
-                        message_id: leased.message.id,
-                        number: 1,
-                        started_at: now,
-                        provider: "myoperator".into(),
-                        provider_version: "0.1.0".into(),
-                        outcome: Outcome::Sent {
-                            provider_message_id: Some(platform_id),
-                        },
-                        latency_ms: 5,
-                    }),
-                }
-            })
-            .collect();
-        store.complete(completions).await.expect("complete");
-    }
 }
 
 /// chirp's default webhook settings.

@@ -56,7 +56,13 @@ pub struct OptIn {
 pub struct Consent {
     /// Marketing goes only to recipients who opted in to it.
     pub marketing_needs_opt_in: bool,
+    /// Free text goes only to a phone inside its customer-service window.
+    pub free_text_needs_window: bool,
 }
+
+/// WhatsApp's customer-service window: free text may follow a customer's
+/// own message for this long.
+pub const SERVICE_WINDOW: Millis = 24 * 3600 * 1000;
 
 impl Preferences {
     /// The preferences of a recipient who never saved any.

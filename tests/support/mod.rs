@@ -170,6 +170,9 @@ impl ChirpOptions {
             // Tests run at any hour: marketing may go out at all of
             // them, unless a test about marketing hours sets its own.
             ("CHIRP_MARKETING_HOURS".into(), "00:00-00:00".into()),
+            // Most tests send free text to phones that never wrote; the
+            // window has tests of its own (tests/webhooks.rs).
+            ("CHIRP_FREE_TEXT_NEEDS_WINDOW".into(), "false".into()),
         ];
         env.extend(chirp_harness::myoperator_env(
             &mock.base_url(),

@@ -177,6 +177,9 @@ impl From<IntakeError> for ApiError {
             IntakeError::OverrideNotAllowed { .. } => {
                 ApiError::invalid("override_opt_out", "override_not_allowed", message)
             }
+            IntakeError::OutsideServiceWindow { .. } => {
+                ApiError::invalid("text", "outside_service_window", message)
+            }
             IntakeError::EventRefused { field, .. } => {
                 ApiError::invalid(field, "invalid_event", message)
             }

@@ -152,7 +152,15 @@ async fn send_message(
                 not_before: request.send_at,
                 override_opt_out: request.override_opt_out,
             };
-            intake::text_message(&recipient, draft, &provider, now)
+            let last_inbound = if recipient.consent.free_text_needs_window {
+                state
+                    .store
+                    .last_inbound_at(recipient.phone.as_str())
+                    .await?
+            } else {
+                None
+            };
+            intake::text_message(&recipient, draft, &provider, now, last_inbound)?
         }
     };
     let reason = message.skip.as_ref().map(|s| s.message.clone());

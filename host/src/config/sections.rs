@@ -196,6 +196,11 @@ pub struct DeliveryConfig {
     /// `CHIRP_MARKETING_NEEDS_OPT_IN`: marketing goes only to recipients
     /// whose preferences record an opt-in.
     pub marketing_needs_opt_in: bool,
+    /// `CHIRP_FREE_TEXT_NEEDS_WINDOW`: free text (no template) goes only to
+    /// a phone inside its 24-hour customer-service window (its last message
+    /// to the business, as a provider's webhook reported it, less than 24
+    /// hours before the send), as WhatsApp requires.
+    pub free_text_needs_window: bool,
 }
 
 impl DeliveryConfig {
@@ -203,6 +208,7 @@ impl DeliveryConfig {
     pub fn consent(&self) -> crate::preferences::Consent {
         crate::preferences::Consent {
             marketing_needs_opt_in: self.marketing_needs_opt_in,
+            free_text_needs_window: self.free_text_needs_window,
         }
     }
 }
@@ -238,6 +244,7 @@ pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
         )?,
         pause: s.boolean("CHIRP_PAUSE_DELIVERY", false)?,
         marketing_needs_opt_in: s.boolean("CHIRP_MARKETING_NEEDS_OPT_IN", false)?,
+        free_text_needs_window: s.boolean("CHIRP_FREE_TEXT_NEEDS_WINDOW", true)?,
     })
 }
 

@@ -13,6 +13,17 @@ pub enum IntakeError {
     #[error(transparent)]
     /// The template cannot be rendered with what was given.
     Render(#[from] RenderError),
+    /// Free text for a phone outside its customer-service window at the
+    /// time it would be sent.
+    #[error(
+        "free text goes only to a phone that wrote to the business in the 24 hours before the send (WhatsApp's customer-service window); {phone} {last}; send a template instead"
+    )]
+    OutsideServiceWindow {
+        /// The recipient.
+        phone: String,
+        /// When they last wrote, said for a human.
+        last: String,
+    },
     /// `override_opt_out` on a marketing template.
     #[error("{template} is a marketing template; opt-outs of marketing cannot be overridden")]
     OverrideNotAllowed {

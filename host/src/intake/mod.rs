@@ -124,13 +124,29 @@ pub struct TextDraft {
 }
 
 /// Free text counts as transactional: a service reply inside the
-/// customer's conversation window.
+/// customer's conversation window. With the operator's consent policy
+/// asking for it, the window must be open when the message would go out:
+/// `last_inbound` (when the customer last wrote) less than
+/// [`SERVICE_WINDOW`](crate::preferences::SERVICE_WINDOW) before it.
 pub fn text_message(
     recipient: &Recipient<'_>,
     draft: TextDraft,
     provider: &str,
     now: Millis,
-) -> NewMessage {
+    last_inbound: Option<Millis>,
+) -> Result<NewMessage, IntakeError> {
+    let not_before = draft.not_before.unwrap_or(now).max(now);
+    if recipient.consent.free_text_needs_window
+        && last_inbound.is_none_or(|at| at + crate::preferences::SERVICE_WINDOW <= not_before)
+    {
+        return Err(IntakeError::OutsideServiceWindow {
+            phone: recipient.phone.as_str().into(),
+            last: last_inbound.map_or_else(
+                || "never wrote".to_string(),
+                |at| format!("last wrote at {}", crate::message::rfc3339(at)),
+            ),
+        });
+    }
     let id = ulid::Ulid::new().to_string();
     let skip = opted_out(
         recipient.preferences,
@@ -139,7 +155,7 @@ pub fn text_message(
         draft.override_opt_out,
         recipient.consent,
     );
-    NewMessage {
+    Ok(NewMessage {
         idempotency_key: draft.idempotency_key.unwrap_or_else(|| id.clone()),
         fingerprint: fingerprint(&["text", recipient.phone.as_str(), &draft.text]),
         id,
@@ -151,10 +167,10 @@ pub fn text_message(
         reference_id: draft.reference_id,
         provider: provider.into(),
         created_at: now,
-        not_before: draft.not_before.unwrap_or(now).max(now),
+        not_before,
         skip,
         override_opt_out: draft.override_opt_out,
-    }
+    })
 }
 
 fn note(code: &str, message: String) -> ErrorNote {

@@ -175,7 +175,7 @@ fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
             not_before: None,
             override_opt_out: false,
         };
-        text_message(&recipient, draft, "myoperator", 0)
+        text_message(&recipient, draft, "myoperator", 0, None).unwrap()
     };
     let (marketing_out, all_out) = opted_out_of_marketing_and_of_all(&phone);
     assert!(text(&marketing_out).skip.is_none());
@@ -193,6 +193,7 @@ fn marketing_needs_a_recorded_opt_in_when_the_operator_asks_for_one() {
     let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
     let strict = Consent {
         marketing_needs_opt_in: true,
+        ..Consent::default()
     };
     let skip_of = |prefs: &Preferences, consent, template: &str, variables| {
         let recipient = Recipient {
@@ -224,4 +225,49 @@ fn marketing_needs_a_recorded_opt_in_when_the_operator_asks_for_one() {
         skip_of(&silent, Consent::default(), "churn_risk", &none),
         None
     );
+}
+
+/// With the window asked for, free text goes only to a phone that wrote in
+/// the 24 hours before the send: a scheduled send counts from its time.
+#[test]
+fn free_text_needs_the_customers_window_when_the_operator_asks_for_it() {
+    let phone = Phone::parse("+919876543210").unwrap();
+    let prefs = Preferences::defaults_for(phone.as_str());
+    let hour = 3_600_000;
+    let now = 100 * hour;
+    let send = |consent: Consent, last: Option<Millis>, at: Option<Millis>| {
+        let recipient = Recipient {
+            phone: &phone,
+            preferences: &prefs,
+            consent,
+        };
+        let draft = TextDraft {
+            text: "your milk is coming".into(),
+            reference_id: None,
+            idempotency_key: None,
+            not_before: at,
+            override_opt_out: false,
+        };
+        text_message(&recipient, draft, "meta-whatsapp", now, last).map(|m| m.not_before)
+    };
+    let window = Consent {
+        free_text_needs_window: true,
+        ..Consent::default()
+    };
+    assert_eq!(send(window, Some(now - 23 * hour), None).ok(), Some(now));
+    for (last, at) in [
+        (None, None),
+        (Some(now - 24 * hour), None),
+        (Some(now - hour), Some(now + 24 * hour)),
+    ] {
+        assert!(
+            matches!(
+                send(window, last, at),
+                Err(IntakeError::OutsideServiceWindow { .. })
+            ),
+            "{last:?} {at:?}"
+        );
+    }
+    // Off, free text goes whenever.
+    assert_eq!(send(Consent::default(), None, None).ok(), Some(now));
 }

@@ -110,7 +110,7 @@ impl Store {
             .query("SELECT math::mean(attempts) AS mean FROM message WHERE (status = $sent OR status = $failed) AND created_at >= $from AND created_at < $to GROUP ALL")
             .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = $queued GROUP ALL")
             .query("SELECT provider, outcome, count() AS n FROM attempt WHERE started_at >= $from AND started_at < $to GROUP BY provider, outcome")
-            .query("SELECT provider, template, delivered_at - created_at AS delivered_after, read_at != NONE AS read FROM message WHERE sent_at != NONE AND created_at >= $from AND created_at < $to")
+            .query("SELECT provider, template, created_at, delivered_at, read_at != NONE AS read FROM message WHERE sent_at != NONE AND created_at >= $from AND created_at < $to")
             .bind(("from", from))
             .bind(("to", to))
             .bind(("sent", Status::Sent.as_str()))
@@ -180,7 +180,10 @@ fn delivery_counts(rows: Vec<Value>) -> Vec<DeliveryCounts> {
             .entry((text("provider"), text("template")))
             .or_default();
         group.0 += 1;
-        if let Some(after) = row["delivered_after"].as_i64() {
+        if let (Some(delivered), Some(created)) =
+            (row["delivered_at"].as_i64(), row["created_at"].as_i64())
+        {
+            let after = delivered - created;
             // The platform's clock against chirp's: a skew could make it
             // negative.
             group.2.push(after.max(0));
