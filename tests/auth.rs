@@ -361,6 +361,13 @@ async fn every_route_admits_exactly_its_roles() {
                 false,
             ),
             ("GET", "/api/backup".into(), None, Access::Admin, true),
+            (
+                "GET",
+                "/api/receipts/unmatched".into(),
+                None,
+                Access::Admin,
+                true,
+            ),
         ])
         .collect();
     let (status, document) = chirp.get("/api/openapi.json").await;

@@ -162,6 +162,22 @@ async fn receipts_move_a_message_to_read_whatever_their_order_and_repeats() {
         .map(|r| r["state"].as_str().unwrap())
         .collect();
     assert_eq!(states, ["delivered", "read"]);
+    // One timeline of attempts and receipts, in time order.
+    let steps: Vec<(&str, &str)> = message["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap(), e["what"].as_str().unwrap()))
+        .collect();
+    // (The receipts carry Meta's example times of 2025, before the send.)
+    assert_eq!(
+        steps,
+        [
+            ("receipt", "delivered"),
+            ("receipt", "read"),
+            ("attempt", "sent")
+        ]
+    );
 
     // History filters by what the receipts add up to.
     for (delivery, found) in [("read", true), ("delivered", false), ("sent", false)] {
@@ -260,6 +276,19 @@ async fn the_subscription_check_bulk_bodies_and_the_hosts_bounds() {
     let over: Vec<Value> = (0..1001)
         .map(|n| status(&format!("wamid.over-{n}"), "sent", 1_750_000_000 + n))
         .collect();
+    // chirp sent none of them: they wait, visible to admins.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, waiting) = chirp.get("/api/receipts/unmatched").await;
+        assert_eq!(code, 200, "{waiting}");
+        if waiting["total"] == 1000 {
+            assert_eq!(waiting["items"].as_array().unwrap().len(), 1000);
+            assert_eq!(waiting["items"][0]["state"], "delivered");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", waiting["total"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (code, body) = post_signed(&chirp, statuses(&over)).await;
     assert_eq!(
         (code, body["code"].as_str()),

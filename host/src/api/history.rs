@@ -56,10 +56,57 @@ pub(super) struct MessageView {
     /// `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     receipts: Option<Vec<ReceiptView>>,
+    /// Attempts and receipts on one timeline, oldest first (only on
+    /// `GET /api/notifications/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// One step of a message's life after it was accepted.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TimelineEntry {
+    at: String,
+    #[schema(value_type = i64)]
+    at_ms: Millis,
+    /// `attempt` (chirp called the provider) or `receipt` (the platform
+    /// reported back).
+    kind: &'static str,
+    /// An attempt's outcome (`sent`, `retryable`, `permanent`), or what a
+    /// receipt said (`sent`, `delivered`, `read`, `failed`).
+    what: &'static str,
+    provider: String,
+    error_code: Option<String>,
+}
+
+/// Attempts (by their start) and receipts (by the platform's time) in
+/// one list, oldest first.
+fn timeline(attempts: &[Attempt], receipts: &[crate::store::StoredReceipt]) -> Vec<TimelineEntry> {
+    let mut entries: Vec<TimelineEntry> = attempts
+        .iter()
+        .map(|a| TimelineEntry {
+            at: rfc3339(a.started_at),
+            at_ms: a.started_at,
+            kind: "attempt",
+            what: a.outcome.label(),
+            provider: a.provider.clone(),
+            error_code: a.outcome.error().map(|e| e.code.clone()),
+        })
+        .chain(receipts.iter().map(|r| TimelineEntry {
+            at: rfc3339(r.at),
+            at_ms: r.at,
+            kind: "receipt",
+            what: r.state.as_str(),
+            provider: r.plugin.clone(),
+            error_code: r.error.as_ref().map(|e| e.code.clone()),
+        }))
+        .collect();
+    entries.sort_by_key(|e| e.at_ms);
+    entries
 }
 
 impl MessageView {
     pub(super) fn new(m: Message, trail: Option<Trail>) -> MessageView {
+        let timeline = trail.as_ref().map(|(a, r)| timeline(a, r));
         let (attempts, receipts) = trail.map_or((None, None), |t| (Some(t.0), Some(t.1)));
         MessageView {
             id: m.id,
@@ -82,6 +129,7 @@ impl MessageView {
             delivery: DeliveryView::new(m.delivery, m.sent_at.is_some()),
             attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
             receipts: receipts.map(|list| list.into_iter().map(ReceiptView::from).collect()),
+            timeline,
         }
     }
 }

@@ -56,7 +56,71 @@ impl WebhookDesk {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(verify, receive))
+    OpenApiRouter::new()
+        .routes(routes!(verify, receive))
+        .routes(routes!(unmatched))
+}
+
+/// The most unmatched receipts one listing shows.
+const MAX_LISTED: usize = 1_000;
+
+/// A receipt for a platform id no message has (yet).
+#[derive(Serialize, ToSchema)]
+#[schema(as = UnmatchedReceipt)]
+struct UnmatchedView {
+    /// The plugin that read it.
+    provider: String,
+    /// The platform's message id it names.
+    provider_message_id: String,
+    state: crate::webhooks::Reported,
+    /// When, by the platform's clock.
+    #[schema(format = DateTime)]
+    at: String,
+    /// When chirp received it; it is forgotten
+    /// `CHIRP_WEBHOOK_UNMATCHED_FOR` later.
+    #[schema(format = DateTime)]
+    received_at: String,
+}
+
+/// Receipts waiting for their message.
+#[derive(Serialize, ToSchema)]
+struct UnmatchedList {
+    /// How many wait in all.
+    total: usize,
+    /// The oldest of them, at most 1,000.
+    items: Vec<UnmatchedView>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/receipts/unmatched",
+    tag = "webhooks",
+    description = "Receipts whose platform id no message has (yet), oldest first (admin): a send \
+        not completed yet, or a message chirp never sent from this number.",
+    responses((status = 200, description = "Success", body = UnmatchedList)),
+)]
+async fn unmatched(
+    _admin: super::auth::Admin,
+    State(state): State<AppState>,
+) -> Result<Json<UnmatchedList>, ApiError> {
+    let rfc3339 = crate::message::rfc3339;
+    let items = state
+        .store
+        .unmatched_receipts(MAX_LISTED)
+        .await?
+        .into_iter()
+        .map(|r| UnmatchedView {
+            provider: r.plugin,
+            provider_message_id: r.provider_message_id,
+            state: r.state,
+            at: rfc3339(r.at),
+            received_at: rfc3339(r.received_at),
+        })
+        .collect();
+    Ok(Json(UnmatchedList {
+        total: state.store.count_unmatched_receipts().await?,
+        items,
+    }))
 }
 
 /// What was stored.
