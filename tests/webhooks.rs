@@ -251,6 +251,7 @@ async fn the_subscription_check_bulk_bodies_and_the_hosts_bounds() {
     let mock = MockMyOperator::start().await;
     let chirp = meta_options(dir.path(), &mock)
         .set("CHIRP_WEBHOOK_MAX_BODY_BYTES", "262144")
+        .set("CHIRP_WEBHOOK_MAX_UNMATCHED", "1500")
         .start();
     let client = reqwest::Client::new();
     let check = |token: &str| {
@@ -276,7 +277,19 @@ async fn the_subscription_check_bulk_bodies_and_the_hosts_bounds() {
     let over: Vec<Value> = (0..1001)
         .map(|n| status(&format!("wamid.over-{n}"), "sent", 1_750_000_000 + n))
         .collect();
-    // chirp sent none of them: they wait, visible to admins.
+    // Another 1,000 would pass the bound on what may wait: the platform is
+    // told to come back. (Without the bound, checked once, they were
+    // stored.)
+    let more: Vec<Value> = (0..1000)
+        .map(|n| status(&format!("wamid.more-{n}"), "delivered", 1_750_000_000 + n))
+        .collect();
+    let (code, body) = post_signed(&chirp, statuses(&more)).await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (503, Some("webhook_backlog_full")),
+        "{body}"
+    );
+    // chirp sent none of the first 1,000: they wait, visible to admins.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         let (code, waiting) = chirp.get("/api/receipts/unmatched").await;

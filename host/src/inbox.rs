@@ -38,6 +38,9 @@ pub struct Inbox {
     /// Receipts waiting for their message (an estimate between sweeps:
     /// duplicates count twice until the next sweep counts again).
     unmatched: AtomicUsize,
+    /// Events stored and not yet applied (counted from the store at start
+    /// and at each sweep, kept up to date between).
+    pending: AtomicUsize,
     /// `(plugin, platform id)` of sends completed while receipts wait.
     completed: Mutex<Vec<(String, String)>>,
     /// Completions were dropped past [`MAX_COMPLETED`]: sweep soon.
@@ -45,9 +48,15 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// Events were stored: apply them.
-    pub fn arrived(&self) {
+    /// `events` were stored: apply them.
+    pub fn arrived(&self, events: usize) {
+        self.pending.fetch_add(events, Ordering::Relaxed);
         self.wake.notify_one();
+    }
+
+    /// Events stored and not yet applied, as far as the applier knows.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Receipts waiting for their message, as far as the applier knows.
@@ -123,6 +132,11 @@ pub async fn apply_inbox(
         // be tried again, and an opt-out recorded twice changes nothing.
         opt_outs(store, config, &batch).await?;
         let (applied, unmatched) = store.apply_webhook_events(&batch).await?;
+        let _ = inbox
+            .pending
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(batch.len()))
+            });
         inbox
             .unmatched
             .fetch_add(unmatched.len(), Ordering::Relaxed);
@@ -191,6 +205,9 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
     inbox
         .unmatched
         .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);
+    inbox
+        .pending
+        .store(store.count_webhook_inbox().await?, Ordering::Relaxed);
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use crate::config::WebhooksConfig;
 use crate::inbox::Inbox;
 use crate::message::now_millis;
 use crate::plugins::{WebhookCallError, bindings};
-use crate::webhooks::{EventError, WebhookEvent};
+use crate::webhooks::EventError;
 
 /// The most query pairs and headers handed to a plugin.
 const MAX_PAIRS: usize = 100;
@@ -305,19 +305,19 @@ async fn handle(state: AppState, plugin: String, request: Request) -> Result<Res
             }
         }
     })?;
-    let receipts = events
-        .iter()
-        .filter(|e| matches!(e, WebhookEvent::Status(_)))
-        .count();
-    if receipts > 0 && desk.inbox.unmatched() + receipts > desk.config.max_unmatched {
+    // What waits is bounded: receipts without their message, and events
+    // the applier has not reached (it may be slower than the platform, or
+    // failing).
+    let waiting = desk.inbox.unmatched() + desk.inbox.pending();
+    if !events.is_empty() && waiting + events.len() > desk.config.max_unmatched {
         return Err(refuse(
             "backlog",
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "webhook_backlog_full",
                 format!(
-                    "{} receipts wait for their message (CHIRP_WEBHOOK_MAX_UNMATCHED); retry later",
-                    desk.inbox.unmatched()
+                    "{waiting} events wait to be applied or for their message \
+                     (CHIRP_WEBHOOK_MAX_UNMATCHED); retry later"
                 ),
             ),
         ));
@@ -337,7 +337,7 @@ async fn handle(state: AppState, plugin: String, request: Request) -> Result<Res
                 ),
             )
         })?;
-    desk.inbox.arrived();
+    desk.inbox.arrived(events.len());
     metrics::counter!("chirp_webhook_events_total", "plugin" => plugin)
         .increment(events.len() as u64);
     Ok(Json(Received {

@@ -77,6 +77,16 @@ impl InboxRow {
 }
 
 impl Store {
+    /// How many events wait in the inbox.
+    pub async fn count_webhook_inbox(&self) -> Result<usize, StoreError> {
+        let count: Option<i64> = self
+            .db
+            .query("RETURN count(SELECT id FROM webhook_inbox)")
+            .await?
+            .take(0)?;
+        Ok(count.unwrap_or(0).max(0) as usize)
+    }
+
     /// Stores what a provider accepted from one webhook request, in one
     /// transaction. Once this returns, the platform may be answered `200`.
     pub async fn enqueue_webhook_events(
