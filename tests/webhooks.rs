@@ -501,3 +501,64 @@ async fn free_text_goes_only_inside_the_customers_24_hour_window() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A template approved on the Meta account under its own name, language
+/// and parameter order goes out that way, and the message keeps what was
+/// sent; a provider without an approved template for it is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_sends_the_template_its_account_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = meta_options(dir.path(), &mock).start();
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"providers": {"meta-whatsapp": {
+                "template": "eta_update_v2", "languages": ["en_US"], "parameters": ["eta_time"]
+            }}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["providers"]["meta-whatsapp"]["template"],
+        "eta_update_v2"
+    );
+
+    let id = send(&chirp).await;
+    let sent = chirp.wait_final(&id).await;
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(sent["provider_template"]["name"], "eta_update_v2", "{sent}");
+    assert_eq!(sent["provider_template"]["language"], "en_US");
+    let request = &mock.received()[0];
+    assert_eq!(request.body["template"]["name"], "eta_update_v2");
+    assert_eq!(request.body["template"]["language"]["code"], "en_US");
+
+    // MyOperator has no approved template for it now: refused, not sent
+    // under a name its account does not have.
+    let (code, body) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919876543210", "template": "delivery_delayed",
+                   "variables": {"eta_time": "5 minutes"}, "provider": "myoperator"}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["code"], "not_approved_for_provider");
+    assert_eq!(body["field"], "provider");
+
+    // A parameter that is not one of the template's variables is refused
+    // when saved.
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"providers": {"meta-whatsapp": {
+                "template": "eta_update_v2", "languages": ["en_US"], "parameters": ["eta"]
+            }}}),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["field"], "providers.meta-whatsapp.parameters",
+        "{body}"
+    );
+}

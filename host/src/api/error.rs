@@ -214,6 +214,9 @@ impl From<RenderError> for ApiError {
             }
             RenderError::Render(_) => ("render_failed", e.field().to_string()),
             RenderError::TooLarge(_) => ("render_too_large", e.field().to_string()),
+            RenderError::NotApprovedFor { .. } => {
+                ("not_approved_for_provider", "provider".to_string())
+            }
         };
         ApiError::invalid(field, code, e.to_string())
     }

@@ -77,7 +77,7 @@ async fn one(
 
 /// `PUT`: any of `text` (an object of language -> text, or a string for
 /// English), `enabled`, `variables`, `category`, `description`,
-/// `whatsapp`, `sample`. Fields left out keep their value.
+/// `whatsapp`, `providers`, `sample`. Fields left out keep their value.
 #[utoipa::path(
     put,
     path = "/api/notifications/templates/{name}",
@@ -159,6 +159,15 @@ async fn update(
             )
         })?;
     }
+    if let Some(providers) = fields.value("providers") {
+        def.providers = serde_json::from_value(providers).map_err(|e| {
+            ApiError::invalid(
+                "providers",
+                "invalid_providers",
+                format!("providers is provider name -> {{template, languages, parameters}}: {e}"),
+            )
+        })?;
+    }
     if let Some(sample) = fields.object("sample")? {
         def.sample = sample.into_iter().collect();
     }
@@ -180,6 +189,8 @@ struct TemplateEdit {
     description: Option<String>,
     category: Option<Category>,
     whatsapp: Option<WhatsappTemplateView>,
+    /// The approved template per provider; replaces the whole map.
+    providers: Option<std::collections::BTreeMap<String, ApprovedTemplateView>>,
     /// Example values of the variables, for previews.
     #[schema(value_type = Option<Object>)]
     sample: Option<Map<String, Value>>,
@@ -355,12 +366,16 @@ async fn preview(
         fields.finish()?;
     }
     let rendered = catalog.render(&name, language.as_deref(), &variables)?;
+    // What the default provider would send, if it may send this template.
+    let provider_template = catalog
+        .provider_template(&name, &state.provider, &rendered.language, &variables)
+        .unwrap_or(rendered.provider_template);
     Ok(Json(Preview {
         template: name,
         version: rendered.version,
         language: rendered.language,
         text: rendered.text,
-        provider_template: rendered.provider_template.into(),
+        provider_template: provider_template.into(),
         variables,
     }))
 }
@@ -401,6 +416,11 @@ struct TemplateView {
     variables: Vec<String>,
     enabled: bool,
     whatsapp: WhatsappTemplateView,
+    /// The approved template per provider (plugin name). Once any is
+    /// named, a provider not named cannot send this template (`422`
+    /// `not_approved_for_provider`); with none, `whatsapp` serves every
+    /// provider.
+    providers: std::collections::BTreeMap<String, ApprovedTemplateView>,
     /// Text per language code; `en` is always there.
     text: std::collections::BTreeMap<String, String>,
     /// Example values of the variables, for previews.
@@ -421,6 +441,22 @@ struct WhatsappTemplateView {
     parameters: Vec<String>,
 }
 
+/// The template a provider's platform approved.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApprovedTemplate)]
+struct ApprovedTemplateView {
+    /// The approved name on the provider's platform.
+    #[schema(min_length = 1, max_length = 512)]
+    template: String,
+    /// The language codes it was approved in; a message in another
+    /// language goes in the first of them.
+    #[schema(min_items = 1, max_items = 64)]
+    languages: Vec<String>,
+    /// chirp variables in the order of the approved placeholders.
+    parameters: Vec<String>,
+}
+
 impl From<TemplateDef> for TemplateView {
     fn from(def: TemplateDef) -> TemplateView {
         TemplateView {
@@ -433,6 +469,20 @@ impl From<TemplateDef> for TemplateView {
                 template: def.whatsapp.template,
                 parameters: def.whatsapp.parameters,
             },
+            providers: def
+                .providers
+                .into_iter()
+                .map(|(provider, approved)| {
+                    (
+                        provider,
+                        ApprovedTemplateView {
+                            template: approved.template,
+                            languages: approved.languages,
+                            parameters: approved.parameters,
+                        },
+                    )
+                })
+                .collect(),
             text: def.text,
             sample: def.sample,
             version: def.version,

@@ -98,7 +98,12 @@ pub fn template_message(
         template: Some(def.name.clone()),
         template_version: Some(rendered.version),
         text: rendered.text,
-        provider_template: Some(rendered.provider_template),
+        provider_template: Some(catalog.provider_template(
+            &def.name,
+            provider,
+            &rendered.language,
+            draft.variables,
+        )?),
         reference_id: draft.reference_id,
         provider: provider.into(),
         created_at: now,

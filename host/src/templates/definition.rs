@@ -44,6 +44,20 @@ pub struct WhatsappTemplate {
     pub parameters: Vec<String>,
 }
 
+/// The template a provider's platform approved for a chirp template: its
+/// name there, the language codes it was approved in, and chirp's
+/// variables in the order of its placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTemplateDef {
+    /// The approved name on the provider's platform.
+    pub template: String,
+    /// The language codes it was approved in (at least one).
+    pub languages: Vec<String>,
+    /// chirp variables in the order of the approved placeholders.
+    pub parameters: Vec<String>,
+}
+
 /// One template file, as written in `templates/NAME.toml`; the store keeps
 /// each saved version in the same shape.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -61,8 +75,14 @@ pub struct TemplateDef {
     #[serde(default = "enabled_by_default")]
     /// Whether messages may use it.
     pub enabled: bool,
-    /// The approved template it maps to.
+    /// The approved template it maps to, for every provider not named in
+    /// `providers`.
     pub whatsapp: WhatsappTemplate,
+    /// The approved template per provider (plugin name). Once a template
+    /// names any, a provider it does not name cannot send it: each
+    /// platform account has its own approved templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub providers: BTreeMap<String, ProviderTemplateDef>,
     /// Text per language code; `en` is required.
     pub text: BTreeMap<String, String>,
     /// Example values of the variables, for previews.
@@ -104,6 +124,14 @@ pub(super) fn valid_language(code: &str) -> bool {
     (2..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
 }
 
+/// A platform's language code: `en`, `hi`, `en_US`.
+fn valid_approved_language(code: &str) -> bool {
+    (2..=8).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_')
+}
+
 pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem> {
     let valid_name = !def.name.is_empty()
         && def
@@ -142,6 +170,56 @@ pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem>
             "whatsapp.parameters",
             format!("names {p:?}, which is not among the variables"),
         ));
+    }
+    if def.providers.len() > 32 {
+        return Err(TemplateProblem::new(
+            "providers",
+            "at most 32 providers per template",
+        ));
+    }
+    for (provider, approved) in &def.providers {
+        let field = |part: &str| format!("providers.{provider}.{part}");
+        if !crate::plugins::names::is_valid(provider) {
+            return Err(TemplateProblem::new(
+                "providers",
+                format!(
+                    "{:?} is not a provider name ({})",
+                    provider.chars().take(64).collect::<String>(),
+                    crate::plugins::names::NAME_RULE
+                ),
+            ));
+        }
+        if approved.template.is_empty()
+            || approved.template.len() > 512
+            || approved.template.chars().any(char::is_control)
+        {
+            return Err(TemplateProblem::new(
+                field("template"),
+                "the approved name is 1 to 512 printable bytes",
+            ));
+        }
+        if approved.languages.is_empty()
+            || approved.languages.len() > 64
+            || approved
+                .languages
+                .iter()
+                .any(|l| !valid_approved_language(l))
+        {
+            return Err(TemplateProblem::new(
+                field("languages"),
+                "1 to 64 language codes such as en or en_US",
+            ));
+        }
+        if let Some(p) = approved
+            .parameters
+            .iter()
+            .find(|p| !def.variables.contains(p))
+        {
+            return Err(TemplateProblem::new(
+                field("parameters"),
+                format!("names {p:?}, which is not among the variables"),
+            ));
+        }
     }
     Ok(())
 }

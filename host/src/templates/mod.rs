@@ -13,7 +13,9 @@
 pub mod budget;
 mod definition;
 
-pub use definition::{Category, TemplateDef, TemplateProblem, WhatsappTemplate};
+pub use definition::{
+    Category, ProviderTemplateDef, TemplateDef, TemplateProblem, WhatsappTemplate,
+};
 use definition::{check_definition, valid_language};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +75,19 @@ pub enum RenderError {
     /// The render would cost more than a render may ([`budget`]).
     #[error("rendering refused: {0}")]
     TooLarge(String),
+    /// The template names the approved templates of some providers, and
+    /// not this one's.
+    #[error(
+        "template {template:?} has no approved template for provider {provider:?}; it has one for {known}"
+    )]
+    NotApprovedFor {
+        /// The template.
+        template: String,
+        /// The provider asked for.
+        provider: String,
+        /// The providers it has one for, listed.
+        known: String,
+    },
 }
 
 impl RenderError {
@@ -309,6 +324,59 @@ impl Catalog {
                 parameters,
             },
             version: def.version,
+        })
+    }
+}
+
+impl Catalog {
+    /// What provider `provider` is to send for template `name` rendered in
+    /// `language` with `variables` (already checked by `render`): the
+    /// provider's own approved template if the template names any, in
+    /// `language` when approved in it, else its first approved language;
+    /// the `whatsapp` mapping if the template names none.
+    pub fn provider_template(
+        &self,
+        name: &str,
+        provider: &str,
+        language: &str,
+        variables: &Map<String, Value>,
+    ) -> Result<ProviderTemplate, RenderError> {
+        let def = self
+            .defs
+            .get(name)
+            .ok_or_else(|| RenderError::UnknownTemplate(name.into()))?;
+        let values = |names: &[String]| {
+            names
+                .iter()
+                .map(|p| variables.get(p).map(plain_text).unwrap_or_default())
+                .collect()
+        };
+        if def.providers.is_empty() {
+            return Ok(ProviderTemplate {
+                name: def.whatsapp.template.clone(),
+                language: language.into(),
+                parameters: values(&def.whatsapp.parameters),
+            });
+        }
+        let approved = def
+            .providers
+            .get(provider)
+            .ok_or_else(|| RenderError::NotApprovedFor {
+                template: name.into(),
+                provider: provider.into(),
+                known: def.providers.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+        let language = approved
+            .languages
+            .iter()
+            .find(|l| l.as_str() == language)
+            .or(approved.languages.first())
+            .cloned()
+            .unwrap_or_else(|| language.into());
+        Ok(ProviderTemplate {
+            name: approved.template.clone(),
+            language,
+            parameters: values(&approved.parameters),
         })
     }
 }

@@ -136,3 +136,86 @@ text = { en = "{{ a }} {{ b }}" }"#,
         .unwrap();
     assert!(err.to_string().contains("\"b\""), "{err}");
 }
+
+/// A template approved on one provider's account sends there with that
+/// account's name, language and parameter order, and is refused for a
+/// provider that has none, rather than sent wrong; with no providers
+/// named, `whatsapp` serves every provider.
+#[test]
+fn each_provider_sends_its_own_approved_template() {
+    let mut def = repo_catalog().get("order_confirmation").unwrap().clone();
+    def.providers.insert(
+        "meta-standby".into(),
+        ProviderTemplateDef {
+            template: "order_confirmed_v2".into(),
+            languages: vec!["en_US".into(), "hi".into()],
+            parameters: vec!["total_amount".into(), "order_id".into()],
+        },
+    );
+    let catalog = Catalog::from_stored(vec![def.clone()]).0;
+    let variables =
+        vars(json!({"order_id": "A-17", "delivery_date": "25 Nov", "total_amount": 240}));
+    let hindi = catalog
+        .provider_template("order_confirmation", "meta-standby", "hi", &variables)
+        .unwrap();
+    assert_eq!(
+        (hindi.name.as_str(), hindi.language.as_str()),
+        ("order_confirmed_v2", "hi")
+    );
+    assert_eq!(hindi.parameters, ["240", "A-17"]);
+    let english = catalog
+        .provider_template("order_confirmation", "meta-standby", "en", &variables)
+        .unwrap();
+    assert_eq!(english.language, "en_US");
+    let refused = catalog.provider_template("order_confirmation", "myoperator", "en", &variables);
+    assert!(
+        matches!(&refused, Err(RenderError::NotApprovedFor { known, .. }) if known == "meta-standby"),
+        "{refused:?}"
+    );
+    let legacy = repo_catalog()
+        .provider_template("order_confirmation", "anyone", "en", &variables)
+        .unwrap();
+    assert_eq!(legacy.name, "order_confirmation");
+    assert_eq!(legacy.parameters, ["A-17", "25 Nov", "240"]);
+
+    // Checked when loaded and edited: only the template's variables, a
+    // provider's name, some languages.
+    for (provider, approved, field) in [
+        (
+            "meta-standby",
+            ProviderTemplateDef {
+                template: "x".into(),
+                languages: vec!["en".into()],
+                parameters: vec!["not_a_variable".into()],
+            },
+            "providers.meta-standby.parameters",
+        ),
+        (
+            "meta-standby",
+            ProviderTemplateDef {
+                template: "x".into(),
+                languages: vec![],
+                parameters: vec![],
+            },
+            "providers.meta-standby.languages",
+        ),
+        (
+            "Not A Name",
+            ProviderTemplateDef {
+                template: "x".into(),
+                languages: vec!["en".into()],
+                parameters: vec![],
+            },
+            "providers",
+        ),
+    ] {
+        let mut bad = def.clone();
+        bad.providers = [(provider.to_string(), approved)].into_iter().collect();
+        let (_, refused) = Catalog::from_stored(vec![bad]);
+        assert_eq!(
+            refused.first().map(|(_, p)| p.field.as_str()),
+            Some(field),
+            "{refused:?}"
+        );
+    }
+}
