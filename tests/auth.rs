@@ -368,6 +368,20 @@ async fn every_route_admits_exactly_its_roles() {
                 Access::Admin,
                 true,
             ),
+            (
+                "GET",
+                "/api/settings/provider".into(),
+                None,
+                Access::Admin,
+                true,
+            ),
+            (
+                "PUT",
+                "/api/settings/provider".into(),
+                Some(json!({"provider": "myoperator"})),
+                Access::Admin,
+                true,
+            ),
         ])
         .collect();
     let (status, document) = chirp.get("/api/openapi.json").await;

@@ -562,3 +562,116 @@ async fn a_provider_sends_the_template_its_account_approved() {
         "{body}"
     );
 }
+
+/// An operator moves new messages from MyOperator to the Meta account
+/// while messages flow: every message ends sent once, on the provider it
+/// was accepted for; the choice is audited and outlives a restart; a
+/// provider that is not loaded, or that lacks an approved template, is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_provider_moves_while_messages_flow_and_stays_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let options = meta_options(dir.path(), &mock).set("CHIRP_PROVIDER", "myoperator");
+    let options = ChirpOptions {
+        db: format!("surrealkv://{}", dir.path().join("store").display()),
+        ..options
+    };
+    let chirp = options.start();
+    let (code, setting) = chirp.get("/api/settings/provider").await;
+    assert_eq!(
+        (code, setting["provider"].as_str()),
+        (200, Some("myoperator")),
+        "{setting}"
+    );
+
+    // 300 messages, the switch after the first 150 were accepted.
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        if n == 150 {
+            let (code, body) = chirp
+                .put(
+                    "/api/settings/provider",
+                    json!({"provider": "meta-whatsapp"}),
+                )
+                .await;
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(body["provider"], "meta-whatsapp");
+        }
+        let (code, answer) = chirp
+            .post(
+                "/api/notifications/send-message",
+                json!({"phone": "+919876543210", "template": "delivery_delayed",
+                       "variables": {"eta_time": format!("{n} minutes")}}),
+            )
+            .await;
+        assert_eq!(code, 202, "{answer}");
+        ids.push(answer["id"].as_str().unwrap().to_string());
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let message = chirp.wait_final(id).await;
+        assert_eq!(message["status"], "sent", "{message}");
+        assert_eq!(message["attempt_count"], 1, "{message}");
+        let expected = if n < 150 {
+            "myoperator"
+        } else {
+            "meta-whatsapp"
+        };
+        assert_eq!(message["provider"], expected, "message {n}");
+    }
+    let received = mock.received();
+    assert_eq!(
+        received.len(),
+        300,
+        "a message was sent twice or not at all"
+    );
+    let to_meta = received
+        .iter()
+        .filter(|r| r.path.ends_with("/messages") && r.path != "/chat/messages")
+        .count();
+    assert_eq!(to_meta, 150);
+
+    // Refused: a provider that is not loaded, and one without an approved
+    // template for a template that names the others'.
+    let (code, body) = chirp
+        .put("/api/settings/provider", json!({"provider": "nobody"}))
+        .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (422, Some("unknown_provider")),
+        "{body}"
+    );
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"providers": {"meta-whatsapp": {
+                "template": "eta_update_v2", "languages": ["en"], "parameters": ["eta_time"]
+            }}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = chirp
+        .put("/api/settings/provider", json!({"provider": "myoperator"}))
+        .await;
+    assert_eq!(
+        (code, body["code"].as_str()),
+        (422, Some("not_approved_for_provider")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("delivery_delayed"),
+        "{body}"
+    );
+
+    // The choice, and who made it, outlive a restart.
+    chirp.terminate();
+    let chirp = options.start();
+    let (_, setting) = chirp.get("/api/settings/provider").await;
+    assert_eq!(setting["provider"], "meta-whatsapp", "{setting}");
+    assert_eq!(setting["changes"][0]["to"], "meta-whatsapp");
+    assert_eq!(setting["changes"][0]["from"], Value::Null);
+    assert_eq!(setting["changes"][0]["by"], "test-admin");
+}

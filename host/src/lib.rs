@@ -20,6 +20,8 @@
 //! Around it:
 //! - [`config`]: environment + `chirp.toml` -> validated [`Config`].
 //! - [`message`]: the domain types (message, attempt, outcome).
+//! - [`default_provider`]: the provider new messages go through, changed at
+//!   run time by an admin.
 //! - [`customers`]: a customer's personal data as a whole: access, erasure.
 //! - [`status`]: the message's state machine and its delivery receipts.
 //! - [`webhooks`]: what providers' webhooks report (receipts, replies),
@@ -47,6 +49,7 @@ pub mod allocator;
 pub mod api;
 pub mod config;
 pub mod customers;
+pub mod default_provider;
 pub mod delivery;
 pub mod gate;
 pub mod import;
@@ -199,6 +202,18 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
             "the configured provider is not loaded; messages will wait in the queue"
         );
     }
+    // An admin's choice of default provider, stored, outlives
+    // CHIRP_PROVIDER.
+    let provider = match store.setting(api::PROVIDER_SETTING).await {
+        Ok(Some(stored)) => {
+            if stored != config.plugins.provider {
+                tracing::info!(provider = %stored, configured = %config.plugins.provider, "the default provider an admin chose is in force");
+            }
+            stored
+        }
+        Ok(None) => config.plugins.provider.clone(),
+        Err(e) => return Err(StartError::Store(e)),
+    };
     let wake = Arc::new(Notify::new());
     let (queue, commit_tasks) = Queue::start(store.clone(), wake.clone(), config.store.committers);
     let (recipients, lookup_task) = Recipients::start(store.clone());
@@ -214,7 +229,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         recipients,
         plugins,
         templates,
-        provider: config.plugins.provider.clone(),
+        provider: default_provider::DefaultProvider::new(provider),
         rules: config.plugins.rules.clone(),
         metrics,
         auth: Arc::new(match &config.auth.jwt_secret {

@@ -184,7 +184,7 @@ async fn accept(
             preferences: &preferences,
             consent: state.consent,
         },
-        &state.provider,
+        &state.provider.get(),
         now_millis(),
     )
     .await?;

@@ -20,6 +20,7 @@ mod operations;
 mod plugins;
 mod preferences;
 mod rate_limit;
+mod settings;
 mod statistics;
 mod templates;
 mod token;
@@ -29,6 +30,7 @@ mod webhooks;
 pub use auth::{Auth, Role, SharedAuth, TokenRules};
 pub use error::ApiError;
 pub use notifications::{Content, SendRequest};
+pub use settings::PROVIDER_SETTING;
 pub use token::{MintError, TokenRequest, mint as mint_token};
 pub use webhooks::WebhookDesk;
 
@@ -61,8 +63,8 @@ pub struct AppState {
     pub plugins: Arc<Plugins>,
     /// The templates in force.
     pub templates: Arc<Templates>,
-    /// The provider new messages go through.
-    pub provider: String,
+    /// The provider new messages go through unless the caller names one.
+    pub provider: crate::default_provider::DefaultProvider,
     /// The rules plugin events go through.
     pub rules: String,
     /// Where the plugin files are.
@@ -99,6 +101,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(customers::router())
         .merge(backup::router())
         .merge(webhooks::router())
+        .merge(settings::router())
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))

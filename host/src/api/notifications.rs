@@ -110,9 +110,10 @@ async fn send_message(
         preferences: &preferences,
         consent: state.consent,
     };
+    let default_provider = state.provider.get();
     let provider = match request.provider {
-        None => state.provider.clone(),
-        Some(named) if named == state.provider || state.plugins.knows_provider(&named) => named,
+        None => default_provider,
+        Some(named) if named == default_provider || state.plugins.knows_provider(&named) => named,
         Some(named) => {
             return Err(ApiError::invalid(
                 "provider",

@@ -63,7 +63,7 @@ async fn metrics(
 )]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.ping().await.is_ok();
-    let provider = state.plugins.provider(&state.provider).is_some();
+    let provider = state.plugins.provider(&state.provider.get()).is_some();
     let ready = store && provider;
     let status = if ready {
         StatusCode::OK
@@ -126,7 +126,7 @@ struct LoadedPlugin {
 )]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = state.store.ping().await.is_ok();
-    let provider_loaded = state.plugins.provider(&state.provider).is_some();
+    let provider_loaded = state.plugins.provider(&state.provider.get()).is_some();
     let status = if store_ok {
         StatusCode::OK
     } else {
@@ -143,7 +143,7 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             (false, true) => "needs_restart",
             (false, false) => "unreachable",
         },
-        provider: state.provider.clone(),
+        provider: state.provider.get(),
         provider_loaded,
         plugins: state
             .plugins

@@ -368,7 +368,7 @@ async fn preview(
     let rendered = catalog.render(&name, language.as_deref(), &variables)?;
     // What the default provider would send, if it may send this template.
     let provider_template = catalog
-        .provider_template(&name, &state.provider, &rendered.language, &variables)
+        .provider_template(&name, &state.provider.get(), &rendered.language, &variables)
         .unwrap_or(rendered.provider_template);
     Ok(Json(Preview {
         template: name,

@@ -64,6 +64,8 @@ DEFINE TABLE IF NOT EXISTS receipt SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS receipt_unmatched SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS inbound SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS sent_id SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS setting SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS setting_change SCHEMALESS;
 ";
 
 /// Layout 1 to 2, first step, run until it moves nothing: re-keys up to

@@ -355,6 +355,13 @@ mod tests {
         ),
         // ... and the message a platform id names (id: [plugin, id]).
         ("sent_id", &["id"], &["message"]),
+        // Settings an admin changed, and their audit: no customer's data.
+        ("setting", &[], &["id", "chosen"]),
+        (
+            "setting_change",
+            &[],
+            &["id", "setting", "from", "to", "at", "by"],
+        ),
     ];
 
     /// A message for `phone` with personal data in every field that can
