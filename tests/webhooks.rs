@@ -426,6 +426,14 @@ async fn a_stop_keyword_or_the_platforms_refusal_opts_the_phone_out_of_marketing
         export["inbound"][0]["text"], "stop sending me offers please",
         "{export}"
     );
+    // Admins see it in the phone's history.
+    let (code, history) = chirp.get("/api/notifications/history/+919833333333").await;
+    assert_eq!(code, 200, "{history}");
+    assert_eq!(
+        history["inbound"][0]["text"],
+        "stop sending me offers please"
+    );
+    assert_eq!(history["inbound"][0]["provider"], "meta-whatsapp");
     let (_, other) = chirp.get("/api/preferences/+919833333333").await;
     assert_eq!(other["opt_out_marketing"], false, "{other}");
 

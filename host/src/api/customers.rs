@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use super::auth::{Admin, Caller};
 use super::history::MessageView;
 use super::preferences::{PreferencesView, phone};
+use super::views::InboundView;
 use super::{ApiError, AppState};
 use crate::customers::Erased;
 use crate::message::{now_millis, rfc3339};
@@ -40,18 +41,6 @@ struct Export {
     /// When the phone's data was erased before, if it was.
     #[schema(format = DateTime)]
     erased_at: Option<String>,
-}
-
-/// A message the customer sent.
-#[derive(Serialize, ToSchema)]
-struct InboundView {
-    text: String,
-    #[schema(format = DateTime)]
-    at: String,
-    /// The platform's id of the message it replied to, if any.
-    reply_to: Option<String>,
-    /// The provider that received it.
-    provider: String,
 }
 
 /// What an erasure did.
@@ -106,16 +95,7 @@ async fn export(
                 MessageView::new(message, Some((attempts, receipts)))
             })
             .collect(),
-        inbound: data
-            .inbound
-            .into_iter()
-            .map(|m| InboundView {
-                text: m.text,
-                at: rfc3339(m.at),
-                reply_to: m.reply_to,
-                provider: m.plugin,
-            })
-            .collect(),
+        inbound: data.inbound.into_iter().map(InboundView::from).collect(),
         erased_at: data.erased_at.map(rfc3339),
     }))
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Caller, Role};
 use super::extract::{QueryParams, parse_time};
-use super::views::{DeliveryView, ErrorNoteView, ProviderTemplateView, ReceiptView};
+use super::views::{DeliveryView, ErrorNoteView, InboundView, ProviderTemplateView, ReceiptView};
 use super::{ApiError, AppState};
 use crate::message::{Attempt, Message, Millis, Status, rfc3339};
 use crate::phone::Phone;
@@ -238,6 +238,10 @@ struct HistoryParams {
 #[derive(Serialize, ToSchema)]
 struct Page {
     items: Vec<MessageView>,
+    /// What the recipient wrote to the business, newest first, at most
+    /// `limit` (only on `GET /api/notifications/history/{phone}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inbound: Option<Vec<InboundView>>,
     /// Pass as `cursor` for the next (older) page; `null` on the last page.
     next_cursor: Option<String>,
 }
@@ -264,7 +268,7 @@ async fn history(
             None => filter.phone = caller.phone.clone(),
         }
     }
-    page(&state, filter).await
+    page(&state, filter).await.map(Json)
 }
 
 /// `GET /api/notifications/history/{phone}`: one recipient's messages.
@@ -287,10 +291,22 @@ async fn history_of_phone(
     caller.may_access(phone.as_str())?;
     let mut filter = history_filter(params)?;
     filter.phone = Some(phone.as_str().to_string());
-    page(&state, filter).await
+    let limit = filter.limit;
+    let mut answer = page(&state, filter).await?;
+    answer.inbound = Some(
+        state
+            .store
+            .inbound_recent(phone.as_str(), limit)
+            .await?
+            .into_iter()
+            .map(InboundView::from)
+            .collect(),
+    );
+    Ok(Json(answer))
 }
 
-async fn page(state: &AppState, mut filter: HistoryFilter) -> Result<Json<Page>, ApiError> {
+/// The page of messages `filter` selects.
+async fn page(state: &AppState, mut filter: HistoryFilter) -> Result<Page, ApiError> {
     let limit = filter.limit;
     filter.limit = limit + 1;
     let mut messages = state.store.history(&filter).await?;
@@ -300,13 +316,14 @@ async fn page(state: &AppState, mut filter: HistoryFilter) -> Result<Json<Page>,
     } else {
         None
     };
-    Ok(Json(Page {
+    Ok(Page {
         items: messages
             .into_iter()
             .map(|m| MessageView::new(m, None))
             .collect(),
+        inbound: None,
         next_cursor,
-    }))
+    })
 }
 
 fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {

@@ -99,3 +99,27 @@ impl From<crate::store::StoredReceipt> for ReceiptView {
         }
     }
 }
+
+/// A message a customer sent to the business.
+#[derive(Serialize, ToSchema)]
+#[schema(as = InboundMessage)]
+pub(super) struct InboundView {
+    text: String,
+    #[schema(format = DateTime)]
+    at: String,
+    /// The platform's id of the message it replied to, if any.
+    reply_to: Option<String>,
+    /// The provider that received it.
+    provider: String,
+}
+
+impl From<crate::customers::InboundMessage> for InboundView {
+    fn from(m: crate::customers::InboundMessage) -> InboundView {
+        InboundView {
+            text: m.text,
+            at: crate::message::rfc3339(m.at),
+            reply_to: m.reply_to,
+            provider: m.plugin,
+        }
+    }
+}

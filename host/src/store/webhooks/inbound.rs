@@ -26,15 +26,40 @@ impl Store {
         }))
     }
 
+    /// The last `limit` messages `phone` wrote to the business, newest
+    /// first.
+    pub async fn inbound_recent(
+        &self,
+        phone: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::customers::InboundMessage>, StoreError> {
+        self.inbound_query(phone, Some(limit)).await
+    }
+
     /// What `phone` wrote to the business, oldest first.
     pub async fn inbound_of(
         &self,
         phone: &str,
     ) -> Result<Vec<crate::customers::InboundMessage>, StoreError> {
+        self.inbound_query(phone, None).await
+    }
+
+    /// `phone`'s messages: all, oldest first; or the newest `limit`,
+    /// newest first.
+    async fn inbound_query(
+        &self,
+        phone: &str,
+        newest: Option<usize>,
+    ) -> Result<Vec<crate::customers::InboundMessage>, StoreError> {
+        let query = match newest {
+            None => "SELECT * FROM $range",
+            Some(_) => "SELECT * FROM $range ORDER BY id DESC LIMIT $limit",
+        };
         let rows: Vec<InboundRow> = self
             .db
-            .query("SELECT * FROM $range")
+            .query(query)
             .bind(("range", inbound_range(phone)))
+            .bind(("limit", newest.unwrap_or(0) as i64))
             .await?
             .take(0)?;
         rows.into_iter()
