@@ -684,3 +684,55 @@ async fn the_default_provider_moves_while_messages_flow_and_stays_moved() {
     assert_eq!(setting["changes"][0]["from"], Value::Null);
     assert_eq!(setting["changes"][0]["by"], "test-admin");
 }
+
+/// Bodies are read whole, so how many are read at once is bounded, from
+/// all addresses together: two senders that trickle their bodies hold
+/// the route's two places, and a third request is told to come back
+/// until one of them goes. (Without the bound, checked once, the third
+/// was read and stored.)
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_bodies_cannot_hold_more_than_the_routes_places() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = meta_options(dir.path(), &mock)
+        .set("CHIRP_WEBHOOK_CONCURRENCY", "2")
+        .start();
+    let address = chirp.base.trim_start_matches("http://").to_string();
+    let mut trickling = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST {ROUTE} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n{{"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        trickling.push(stream);
+    }
+    let body = statuses(&[status("wamid.busy", "delivered", 1_750_000_000)]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, answer) = post_signed(&chirp, body.clone()).await;
+        if code == 503 {
+            assert_eq!(answer["code"], "webhook_busy", "{answer}");
+            break;
+        }
+        // The two may not have reached the handler yet.
+        assert!(std::time::Instant::now() < deadline, "{code} {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(trickling);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, answer) = post_signed(&chirp, body.clone()).await;
+        if code == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{code} {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

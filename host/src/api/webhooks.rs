@@ -41,6 +41,8 @@ pub struct WebhookDesk {
     limiter: Arc<super::rate_limit::RateLimit>,
     /// The applier, told when events are stored.
     pub inbox: Arc<Inbox>,
+    /// Requests being read and handled now, from every source.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebhookDesk {
@@ -48,6 +50,7 @@ impl WebhookDesk {
     pub fn new(config: WebhooksConfig, inbox: Arc<Inbox>) -> WebhookDesk {
         let rate = NonZeroU32::new(config.rate_per_source).unwrap_or(NonZeroU32::MIN);
         WebhookDesk {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
             config,
             limiter: Arc::new(super::rate_limit::RateLimit::new(rate)),
             inbox,
@@ -199,6 +202,18 @@ async fn handle(state: AppState, plugin: String, request: Request) -> Result<Res
             ),
         ));
     }
+    // Bodies are read whole: how many are read at once bounds the memory
+    // strangers can hold, whatever their addresses.
+    let Ok(_reading) = desk.in_flight.clone().try_acquire_owned() else {
+        return Err(refuse(
+            "busy",
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "webhook_busy",
+                "too many webhook requests at once (CHIRP_WEBHOOK_CONCURRENCY); retry later",
+            ),
+        ));
+    };
     let body = axum::body::to_bytes(body, desk.config.max_body_bytes)
         .await
         .map_err(|_| {

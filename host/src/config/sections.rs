@@ -373,6 +373,10 @@ pub struct WebhooksConfig {
     pub rate_per_source: u32,
     /// `CHIRP_WEBHOOK_MAX_EVENTS`: the most events one request may carry.
     pub max_events: usize,
+    /// `CHIRP_WEBHOOK_CONCURRENCY`: the most webhook requests read at once,
+    /// from all sources together (each may hold a body of
+    /// `max_body_bytes`); past it, `503`.
+    pub concurrency: usize,
     /// `CHIRP_WEBHOOK_MAX_UNMATCHED`: the most receipts kept for platform
     /// ids no message has; past it, requests are answered `503` (the
     /// platform retries later).
@@ -399,6 +403,7 @@ pub(super) fn webhooks(s: &Settings) -> Result<WebhooksConfig, ConfigError> {
             as usize,
         rate_per_source: s.whole_number("CHIRP_WEBHOOK_RATE", 100, 1..=100_000)? as u32,
         max_events: s.whole_number("CHIRP_WEBHOOK_MAX_EVENTS", 1_000, 1..=10_000)? as usize,
+        concurrency: s.whole_number("CHIRP_WEBHOOK_CONCURRENCY", 64, 1..=10_000)? as usize,
         max_unmatched: s.whole_number("CHIRP_WEBHOOK_MAX_UNMATCHED", 100_000, 1..=10_000_000)?
             as usize,
         unmatched_for: s.duration(
