@@ -6,7 +6,7 @@
 //! what a message said is either erased by [`crate::store::Store::erase`]
 //! and read by [`crate::store::Store::customer_data`], or named as holding
 //! nothing personal; a test of the store fails on any field that is
-//! neither (`store/customers.rs`).
+//! neither (`store/messages/customers/tests.rs`).
 
 use std::path::Path;
 

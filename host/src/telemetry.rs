@@ -145,13 +145,17 @@ pub fn commit_batch(messages: usize, took: Duration) {
 /// provider and state, receipts still waiting for their message,
 /// customers' messages.
 pub fn webhook_events_applied(applied: &crate::store::Applied) {
+    let mut by_series = std::collections::BTreeMap::new();
     for (provider, state) in &applied.states {
+        *by_series.entry((provider, state.as_str())).or_insert(0u64) += 1;
+    }
+    for ((provider, state), receipts) in by_series {
         metrics::counter!(
             "chirp_receipts_total",
             "provider" => provider.clone(),
-            "status" => state.as_str()
+            "status" => state
         )
-        .increment(1);
+        .increment(receipts);
     }
     metrics::counter!("chirp_receipts_unmatched_total").increment(applied.unmatched as u64);
     metrics::counter!("chirp_inbound_messages_total").increment(applied.inbound as u64);

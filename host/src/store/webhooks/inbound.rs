@@ -11,19 +11,8 @@ use crate::store::{Store, StoreError};
 impl Store {
     /// When `phone` last wrote to the business, by the platform's clock.
     pub async fn last_inbound_at(&self, phone: &str) -> Result<Option<Millis>, StoreError> {
-        let rows: Vec<InboundRow> = self
-            .db
-            .query("SELECT * FROM $range ORDER BY id DESC LIMIT 1")
-            .bind(("range", inbound_range(phone)))
-            .await?
-            .take(0)?;
-        Ok(rows.first().and_then(|row| match &row.id.key {
-            RecordIdKey::Array(key) => match key.get(1) {
-                Some(Value::Number(at)) => at.to_int(),
-                _ => None,
-            },
-            _ => None,
-        }))
+        let newest = self.inbound_query(phone, Some(1)).await?;
+        Ok(newest.first().map(|message| message.at))
     }
 
     /// The last `limit` messages `phone` wrote to the business, newest
