@@ -223,25 +223,33 @@ async fn receipts_move_a_message_to_read_whatever_their_order_and_repeats() {
 async fn a_receipt_that_beats_the_send_is_kept_until_the_id_lands() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
-    // The platform answers the send late; its receipt comes first.
+    // The platform answers the send late; its receipts come first: a
+    // delivery, then its refusal of marketing (which must still opt the
+    // phone out once the id lands: without the check in `inbox::match_ids`,
+    // checked once, the phone stayed opted in).
     mock.script([Reply::meta_success("wamid.early").after(Duration::from_millis(1500))]);
     let chirp = meta_options(dir.path(), &mock).start();
     let id = send(&chirp).await;
+    let mut refused = status("wamid.early", "failed", 1_750_000_100);
+    refused["errors"] = json!([{"code": 131050, "title": "Unable to deliver the message.", "message": "Unable to deliver the message."}]);
     let (code, body) = post_signed(
         &chirp,
-        statuses(&[status("wamid.early", "delivered", 1_750_000_000)]),
+        statuses(&[status("wamid.early", "delivered", 1_750_000_000), refused]),
     )
     .await;
     assert_eq!(code, 200, "{body}");
     let message = chirp
         .wait_for(&id, Duration::from_secs(15), |m| {
-            m["delivery"]["status"] == "delivered"
+            m["receipts"].as_array().is_some_and(|r| r.len() == 2)
         })
         .await;
+    assert_eq!(message["delivery"]["status"], "delivered", "{message:#}");
+    assert_eq!(message["delivery"]["error_code"], "131050", "{message:#}");
+    let recipient =
+        wait_preferences(&chirp, "+919876543210", |p| p["opt_out_marketing"] == true).await;
     assert_eq!(
-        message["receipts"].as_array().unwrap().len(),
-        1,
-        "{message:#}"
+        recipient["opt_out_marketing_by"]["source"], "platform:131050",
+        "{recipient}"
     );
 }
 

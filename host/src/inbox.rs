@@ -105,7 +105,7 @@ pub async fn run(
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        if let Err(e) = match_completed(&store, &inbox).await {
+        if let Err(e) = match_completed(&store, &inbox, &config).await {
             tracing::warn!(error = %e, "matching receipts failed; the next sweep tries again");
         }
         tokio::select! {
@@ -144,24 +144,32 @@ pub async fn apply_inbox(
         // A send that completed between the lookup above and now told no
         // one (nothing was waiting yet): look once more, now that the
         // count says receipts wait.
-        match_ids(store, inbox, unmatched).await?;
+        match_ids(store, inbox, config, unmatched).await?;
     }
 }
 
 /// Matches the receipts waiting for the platform ids of sends completed
 /// since the last time.
-async fn match_completed(store: &Store, inbox: &Inbox) -> Result<(), StoreError> {
+async fn match_completed(
+    store: &Store,
+    inbox: &Inbox,
+    config: &WebhooksConfig,
+) -> Result<(), StoreError> {
     let completed = match inbox.completed.lock() {
         Ok(mut completed) => std::mem::take(&mut *completed),
         Err(_) => return Ok(()),
     };
-    match_ids(store, inbox, completed).await
+    match_ids(store, inbox, config, completed).await
 }
 
-/// Matches the receipts waiting for these `(plugin, platform id)`s.
+/// Matches the receipts waiting for these `(plugin, platform id)`s. A
+/// failure among them whose code says the customer stopped marketing opts
+/// the phone out before the receipt leaves the waiting list, so a failure
+/// here leaves it to the next match.
 async fn match_ids(
     store: &Store,
     inbox: &Inbox,
+    config: &WebhooksConfig,
     ids: Vec<(String, String)>,
 ) -> Result<(), StoreError> {
     let mut by_plugin: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -172,7 +180,16 @@ async fn match_ids(
         ids.sort();
         ids.dedup();
         for chunk in ids.chunks(BATCH) {
-            let applied = store.match_receipts(&plugin, chunk).await?;
+            let waiting = store.waiting_receipts(&plugin, chunk).await?;
+            for (message_id, code) in waiting.failures() {
+                if !config.marketing_stopped_codes.contains(&code) {
+                    continue;
+                }
+                if let Some(message) = store.message(&message_id).await? {
+                    opt_out(store, &message.phone, format!("platform:{code}")).await?;
+                }
+            }
+            let applied = store.match_waiting(waiting).await?;
             let _ = inbox
                 .unmatched
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -201,7 +218,7 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
         .into_iter()
         .map(|r| (r.plugin, r.provider_message_id))
         .collect();
-    match_ids(store, inbox, ids).await?;
+    match_ids(store, inbox, config, ids).await?;
     inbox
         .unmatched
         .store(store.count_unmatched_receipts().await?, Ordering::Relaxed);
@@ -213,9 +230,9 @@ async fn sweep(store: &Store, inbox: &Inbox, config: &WebhooksConfig) -> Result<
 
 /// Opts phones out of marketing for what `batch` carries: a customer's
 /// message that is one of the keywords, or a failure whose code says the
-/// customer stopped marketing (for a message chirp knows; one whose
-/// platform id has not landed yet is not followed up). The source and
-/// time are recorded; a phone already opted out keeps its first record.
+/// customer stopped marketing, for a message chirp knows (one whose
+/// platform id has not landed yet opts out when it is matched, in
+/// [`match_ids`]).
 async fn opt_outs(
     store: &Store,
     config: &WebhooksConfig,
@@ -253,20 +270,27 @@ async fn opt_outs(
                 (message.phone, format!("platform:{code}"))
             }
         };
-        if phone == crate::customers::ERASED_PHONE {
-            continue;
-        }
-        let mut preferences = store.preferences(&phone).await?;
-        if preferences.opt_out_marketing {
-            continue;
-        }
-        preferences.opt_out_marketing = true;
-        preferences.marketing_opt_out_by = Some(OptOutNote {
-            source: source.clone(),
-            at: now_millis(),
-        });
-        store.save_preferences(preferences).await?;
-        tracing::info!(%source, "a phone opted out of marketing");
+        opt_out(store, &phone, source).await?;
     }
+    Ok(())
+}
+
+/// Opts `phone` out of marketing, recording `source` and the time; a phone
+/// already opted out keeps its first record.
+async fn opt_out(store: &Store, phone: &str, source: String) -> Result<(), StoreError> {
+    if phone == crate::customers::ERASED_PHONE {
+        return Ok(());
+    }
+    let mut preferences = store.preferences(phone).await?;
+    if preferences.opt_out_marketing {
+        return Ok(());
+    }
+    preferences.opt_out_marketing = true;
+    preferences.marketing_opt_out_by = Some(OptOutNote {
+        source: source.clone(),
+        at: now_millis(),
+    });
+    store.save_preferences(preferences).await?;
+    tracing::info!(%source, "a phone opted out of marketing");
     Ok(())
 }

@@ -27,7 +27,7 @@ pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, Messa
 pub use settings::SettingChange;
 pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
-pub use webhooks::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt};
+pub use webhooks::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt, WaitingReceipts};
 
 /// A plain message with the caller key `key-{n}`, and an empty store in
 /// memory, for tests.

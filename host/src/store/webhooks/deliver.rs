@@ -75,26 +75,50 @@ impl Status<'_> {
     }
 }
 
+/// Receipts waiting for their platform ids, and the messages those ids
+/// name now ([`Store::waiting_receipts`]).
+pub struct WaitingReceipts {
+    plugin: String,
+    waiting: Vec<(RecordId, StatusEvent, Millis)>,
+    owners: HashMap<(String, String), String>,
+}
+
+impl WaitingReceipts {
+    /// The message `event`'s platform id names, if any.
+    fn owner(&self, event: &StatusEvent) -> Option<&str> {
+        self.owners
+            .get(&(self.plugin.clone(), event.provider_message_id.clone()))
+            .map(String::as_str)
+    }
+
+    /// The failures among them whose message is known: `(message id,
+    /// platform's error code)`.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.waiting
+            .iter()
+            .filter_map(|(_, event, _)| {
+                let code = &event.error.as_ref()?.code;
+                Some((self.owner(event)?.to_string(), code.clone()))
+            })
+            .collect()
+    }
+}
+
 impl Store {
-    /// Receipts kept for platform ids of `plugin` that now name a message
-    /// (their sends completed): moved onto the messages' timelines.
-    /// Returns what it did.
-    pub async fn match_receipts(
+    /// Receipts kept for platform ids of `plugin`, read with the messages
+    /// those ids now name (their sends completed). Nothing is moved until
+    /// [`Store::match_waiting`].
+    pub async fn waiting_receipts(
         &self,
         plugin: &str,
         provider_message_ids: &[String],
-    ) -> Result<Applied, StoreError> {
-        let ranges: Vec<RecordId> = provider_message_ids
-            .iter()
-            .map(|id| {
-                range_of(
-                    "receipt_unmatched",
-                    vec![plugin.to_string().into_value(), id.clone().into_value()],
-                )
-            })
-            .collect();
+    ) -> Result<WaitingReceipts, StoreError> {
         let mut waiting: Vec<(RecordId, StatusEvent, Millis)> = Vec::new();
-        for range in ranges {
+        for id in provider_message_ids {
+            let range = range_of(
+                "receipt_unmatched",
+                vec![plugin.to_string().into_value(), id.clone().into_value()],
+            );
             let rows: Vec<ReceiptRow> = self
                 .db
                 .query("SELECT * FROM $range")
@@ -119,34 +143,48 @@ impl Store {
                 ));
             }
         }
-        if waiting.is_empty() {
-            return Ok(Applied::default());
-        }
-        let owners = self
-            .owners(waiting.iter().map(|(_, event, _)| (plugin, event)))
-            .await?;
-        let statuses: Vec<(RecordId, Status)> = waiting
+        let owners = if waiting.is_empty() {
+            HashMap::new()
+        } else {
+            self.owners(waiting.iter().map(|(_, event, _)| (plugin, event)))
+                .await?
+        };
+        Ok(WaitingReceipts {
+            plugin: plugin.to_string(),
+            waiting,
+            owners,
+        })
+    }
+
+    /// Moves the receipts of `waiting` whose message is known onto the
+    /// messages' timelines, and out of the waiting list, in one
+    /// transaction. Returns what it did.
+    pub async fn match_waiting(&self, waiting: WaitingReceipts) -> Result<Applied, StoreError> {
+        let plugin = waiting.plugin.as_str();
+        let mut matched = Vec::new();
+        let mut released = Vec::new();
+        let statuses: Vec<(RecordId, String, Status)> = waiting
+            .waiting
             .iter()
-            .map(|(id, event, received_at)| {
-                (
+            .filter_map(|(id, event, received_at)| {
+                let message = waiting.owner(event)?;
+                Some((
                     id.clone(),
+                    message.to_string(),
                     Status {
                         plugin,
                         event,
                         received_at: *received_at,
                     },
-                )
+                ))
             })
             .collect();
-        let mut matched = Vec::new();
-        let mut released = Vec::new();
-        for (id, status) in &statuses {
-            if let Some(message) =
-                owners.get(&(plugin.to_string(), status.event.provider_message_id.clone()))
-            {
-                matched.push((message.clone(), status));
-                released.push(id.clone());
-            }
+        if statuses.is_empty() {
+            return Ok(Applied::default());
+        }
+        for (id, message, status) in &statuses {
+            matched.push((message.clone(), status));
+            released.push(id.clone());
         }
         self.deliver(
             matched,

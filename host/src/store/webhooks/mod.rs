@@ -27,6 +27,8 @@ mod inbox;
 mod read;
 mod rows;
 
+pub use deliver::WaitingReceipts;
+
 use std::ops::Bound;
 
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
