@@ -101,12 +101,17 @@ enum Access {
 }
 
 /// What an admitted caller gets from each route of the matrix, in the
-/// state the test sets up: acceptance is `202`; resending the caller's
-/// message, which was sent, is `409`; everything else `200`.
+/// state the test sets up: acceptance is `202`; resending or cancelling
+/// the caller's message, which was sent, is `409`; everything else `200`.
 fn allowed_status(method: &str, path: &str) -> u16 {
     match (method, path) {
         ("POST", "/api/notifications/send-message" | "/api/events") => 202,
         ("POST", resend) if resend.starts_with("/api/notifications/resend/") => 409,
+        ("POST", cancel)
+            if cancel.ends_with("/cancel") && cancel != "/api/notifications/cancel" =>
+        {
+            409
+        }
         // Public, the same for every caller: the plugin checks the request,
         // and this one reads no webhooks.
         (_, webhook) if webhook.starts_with("/api/webhooks/") => 404,
@@ -183,6 +188,27 @@ async fn every_route_admits_exactly_its_roles() {
             "POST",
             format!("/api/notifications/resend/{own_id}"),
             Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            "/api/notifications/batch".into(),
+            Some(json!({"messages": [{"phone": OWN, "text": "in a batch"}]})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            format!("/api/notifications/{own_id}/cancel"),
+            Some(json!({})),
+            Access::Admin,
+            true,
+        ),
+        (
+            "POST",
+            "/api/notifications/cancel".into(),
+            Some(json!({"reference_id": "r"})),
             Access::Admin,
             true,
         ),

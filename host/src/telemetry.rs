@@ -47,6 +47,10 @@ fn describe() {
         "Messages that ran out of attempts or failed permanently"
     );
     metrics::describe_counter!(
+        "chirp_messages_cancelled_total",
+        "Messages taken back before they were sent, by who asked (admin, event)"
+    );
+    metrics::describe_counter!(
         "chirp_retries_total",
         "Attempts that failed and will be retried"
     );
@@ -101,6 +105,13 @@ pub fn accepted(n: u64) {
 /// `n` messages skipped.
 pub fn skipped(n: u64) {
     metrics::counter!("chirp_messages_skipped_total").increment(n);
+}
+
+/// `n` messages cancelled, by whom (`admin`, `event`).
+pub fn cancelled(n: u64, by: &'static str) {
+    if n > 0 {
+        metrics::counter!("chirp_messages_cancelled_total", "by" => by).increment(n);
+    }
 }
 
 /// A message sent.

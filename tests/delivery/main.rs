@@ -7,6 +7,8 @@
 mod support;
 
 mod backup;
+mod batch;
+mod cancel;
 mod customers;
 mod durability;
 mod process;

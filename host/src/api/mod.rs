@@ -6,6 +6,8 @@
 
 mod auth;
 mod backup;
+mod batch;
+mod cancel;
 mod constraints;
 mod customers;
 mod error;
@@ -91,6 +93,8 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
     let auth = state.auth.clone();
     let (routes, document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
         .merge(notifications::router())
+        .merge(cancel::router())
+        .merge(batch::router(config.max_batch_body_bytes))
         .merge(history::router())
         .merge(statistics::router())
         .merge(operations::router())

@@ -16,7 +16,7 @@ use super::auth::Admin;
 use super::extract::{Fields, JsonObject, parse_time};
 use super::{ApiError, AppState};
 use crate::intake::{self, Draft, Recipient};
-use crate::message::{Millis, Status, now_millis};
+use crate::message::{Millis, NewMessage, Status, now_millis};
 use crate::phone::Phone;
 
 /// Longest accepted `reference_id`, `idempotency_key` and `language`.
@@ -36,7 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // read field by field by the handler; this is its schema
-struct SendMessageRequest {
+pub(super) struct SendMessageRequest {
     /// The recipient, E.164.
     #[schema(example = "+919876543210")]
     phone: String,
@@ -104,6 +104,35 @@ async fn send_message(
     JsonObject(body): JsonObject,
 ) -> Result<impl IntoResponse, ApiError> {
     let request = SendRequest::read(body)?;
+    let message = draft(&state, request).await?;
+    let reason = message.skip.as_ref().map(|s| s.message.clone());
+    let key = message.idempotency_key.clone();
+    let accepted = state.queue.enqueue(message).await?;
+    if accepted.key_reused {
+        return Err(key_reused(&key));
+    }
+    let mut headers = HeaderMap::new();
+    if accepted.replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    match (accepted.replayed, accepted.status) {
+        (true, _) => {}
+        (false, Status::Skipped) => crate::telemetry::skipped(1),
+        (false, _) => crate::telemetry::accepted(1),
+    }
+    tracing::debug!(id = %accepted.id, by = %caller.subject, replayed = accepted.replayed, "message accepted");
+    let answer = Accepted {
+        id: accepted.id,
+        status: accepted.status,
+        reason: reason.filter(|_| !accepted.replayed),
+    };
+    Ok((StatusCode::ACCEPTED, headers, Json(answer)))
+}
+
+/// The message a checked `send-message` request (or a batch's item) asks
+/// for: the recipient's preferences, the provider, the render or the
+/// free text's window. Nothing is stored.
+pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewMessage, ApiError> {
     let preferences = state.recipients.preferences(request.phone.as_str()).await?;
     let recipient = Recipient {
         phone: &request.phone,
@@ -164,33 +193,12 @@ async fn send_message(
             intake::text_message(&recipient, draft, &provider, now, last_inbound)?
         }
     };
-    let reason = message.skip.as_ref().map(|s| s.message.clone());
-    let key = message.idempotency_key.clone();
-    let accepted = state.queue.enqueue(message).await?;
-    if accepted.key_reused {
-        return Err(key_reused(&key));
-    }
-    let mut headers = HeaderMap::new();
-    if accepted.replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    match (accepted.replayed, accepted.status) {
-        (true, _) => {}
-        (false, Status::Skipped) => crate::telemetry::skipped(1),
-        (false, _) => crate::telemetry::accepted(1),
-    }
-    tracing::debug!(id = %accepted.id, by = %caller.subject, replayed = accepted.replayed, "message accepted");
-    let answer = Accepted {
-        id: accepted.id,
-        status: accepted.status,
-        reason: reason.filter(|_| !accepted.replayed),
-    };
-    Ok((StatusCode::ACCEPTED, headers, Json(answer)))
+    Ok(message)
 }
 
 /// The answer to an idempotency key used before for another request. It
 /// names the key, never the earlier message.
-fn key_reused(key: &str) -> ApiError {
+pub(super) fn key_reused(key: &str) -> ApiError {
     ApiError {
         field: Some("idempotency_key".into()),
         ..ApiError::new(

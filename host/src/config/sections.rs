@@ -19,6 +19,9 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// `CHIRP_MAX_BODY_BYTES`: the largest request body the API reads.
     pub max_body_bytes: usize,
+    /// `CHIRP_BATCH_MAX_BODY_BYTES`: the largest body of
+    /// `POST /api/notifications/batch` (up to 1,000 messages).
+    pub max_batch_body_bytes: usize,
     /// `CHIRP_API_RATE_LIMIT`: requests per second per token; `None` (the
     /// default, or `off`) is no limit.
     pub rate_limit: Option<u32>,
@@ -36,6 +39,11 @@ pub(super) fn api(s: &Settings) -> Result<ApiConfig, ConfigError> {
         })?,
         max_body_bytes: s.whole_number("CHIRP_MAX_BODY_BYTES", 64 * 1024, 1024..=16 << 20)?
             as usize,
+        max_batch_body_bytes: s.whole_number(
+            "CHIRP_BATCH_MAX_BODY_BYTES",
+            8 << 20,
+            64 * 1024..=64 << 20,
+        )? as usize,
         rate_limit: s.read("CHIRP_API_RATE_LIMIT", None, |text| match text.trim() {
             "off" => Ok(None),
             number => value::whole_number(number, 1..=1_000_000).map(|n| Some(n as u32)),

@@ -82,6 +82,9 @@ impl From<StoreError> for QueueError {
 /// to answer.
 struct Pending {
     messages: Vec<NewMessage>,
+    /// Stored whole or not at all (one event's messages), or each on its
+    /// own (a batch's items: one key reused refuses only its item).
+    whole: bool,
     reply: oneshot::Sender<Result<Vec<Inserted>, QueueError>>,
 }
 
@@ -141,13 +144,35 @@ impl Queue {
         &self,
         messages: Vec<NewMessage>,
     ) -> Result<Vec<Inserted>, QueueError> {
+        self.enqueue_together(messages, true).await
+    }
+
+    /// Stores `messages` durably in one transaction, each on its own: a
+    /// key reused for another request refuses that message alone. Answers
+    /// in the same order.
+    pub async fn enqueue_each(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<Inserted>, QueueError> {
+        self.enqueue_together(messages, false).await
+    }
+
+    async fn enqueue_together(
+        &self,
+        messages: Vec<NewMessage>,
+        whole: bool,
+    ) -> Result<Vec<Inserted>, QueueError> {
         let Some(first) = messages.first() else {
             return Ok(Vec::new());
         };
         let committer = self.committer_for(&first.idempotency_key);
         let (reply, answer) = oneshot::channel();
         committer
-            .send(Pending { messages, reply })
+            .send(Pending {
+                messages,
+                whole,
+                reply,
+            })
             .await
             .map_err(|_| QueueError::Closed)?;
         answer.await.map_err(|_| QueueError::Closed)?
@@ -166,7 +191,13 @@ async fn commit_loop(store: Store, mut rx: mpsc::Receiver<Pending>, wake: Arc<No
             .iter()
             .flat_map(|p| p.messages.iter().cloned())
             .collect();
-        let groups: Vec<usize> = batch.iter().map(|p| p.messages.len()).collect();
+        let groups: Vec<usize> = batch
+            .iter()
+            .flat_map(|p| match p.whole {
+                true => vec![p.messages.len()],
+                false => vec![1; p.messages.len()],
+            })
+            .collect();
         let started = Instant::now();
         let committed = store.insert_groups(&messages, &groups).await;
         let took = started.elapsed();

@@ -23,7 +23,10 @@ mod webhooks;
 pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
-pub use messages::{Action, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch, Pass};
+pub use messages::{
+    Action, CancelledByReference, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch,
+    Pass,
+};
 pub use settings::SettingChange;
 pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;

@@ -2,6 +2,7 @@
 //! layout is described in [`super::schema`]), by path:
 //! - [`accept`]: accepted messages in, one per caller key.
 //! - [`queue`]: claims with a lease, completions, resends, release.
+//! - [`cancel`]: messages taken back before they are sent.
 //! - [`read`]: a message and its audit trail, the history.
 //! - [`customers`]: one customer's data across the tables: read out,
 //!   erased.
@@ -10,6 +11,7 @@
 //! - [`rows`]: the rows as chirp writes and reads them.
 
 mod accept;
+mod cancel;
 mod customers;
 mod queue;
 mod read;
@@ -17,6 +19,7 @@ mod retention;
 mod rows;
 
 pub use accept::Inserted;
+pub use cancel::CancelledByReference;
 pub use queue::{Completion, DueCounts, MessagePatch};
 pub use read::HistoryFilter;
 pub use retention::{Action, Pass};
