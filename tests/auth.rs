@@ -115,6 +115,9 @@ fn allowed_status(method: &str, path: &str) -> u16 {
         // Public, the same for every caller: the plugin checks the request,
         // and this one reads no webhooks.
         (_, webhook) if webhook.starts_with("/api/webhooks/") => 404,
+        ("POST", "/api/callbacks/endpoints") => 201,
+        ("DELETE", removed) if removed.starts_with("/api/callbacks/endpoints/") => 204,
+        ("POST", replay) if replay.ends_with("/replay") => 202,
         _ => 200,
     }
 }
@@ -124,7 +127,24 @@ async fn every_route_admits_exactly_its_roles() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
     let plugins = support::plugins_dir_with_rules(dir.path());
-    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock)
+        .set("CHIRP_CALLBACK_HOSTS", "127.0.0.1:9")
+        .set("CHIRP_CALLBACK_ALLOW_PRIVATE", "true")
+        .start();
+    // Callback endpoints (nothing listens there: callbacks stay pending),
+    // one to keep and one the matrix removes.
+    let mut endpoints = Vec::new();
+    for _ in 0..2 {
+        let (status, endpoint) = chirp
+            .post(
+                "/api/callbacks/endpoints",
+                json!({"url": "http://127.0.0.1:9/hook"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{endpoint}");
+        endpoints.push(endpoint["id"].as_str().unwrap().to_string());
+    }
+    let (keep, doomed) = (endpoints[0].clone(), endpoints[1].clone());
     let (_, own) = chirp
         .post(
             "/api/notifications/send-message",
@@ -140,6 +160,10 @@ async fn every_route_admits_exactly_its_roles() {
     let own_id = own["id"].as_str().unwrap().to_string();
     let other_id = other["id"].as_str().unwrap().to_string();
     chirp.wait_final(&own_id).await;
+    let (_, log) = chirp
+        .get(&format!("/api/callbacks?message_id={own_id}"))
+        .await;
+    let callback_id = log["callbacks"][0]["id"].as_str().unwrap().to_string();
 
     let text = json!({"phone": OWN, "text": "hi"});
     let template = json!({"text": {"en": "⏰ Delivery ETA: {{ eta_time }}"}});
@@ -408,6 +432,49 @@ async fn every_route_admits_exactly_its_roles() {
                 Access::Admin,
                 true,
             ),
+            (
+                "GET",
+                "/api/callbacks/endpoints".into(),
+                None,
+                Access::Admin,
+                true,
+            ),
+            (
+                "POST",
+                "/api/callbacks/endpoints".into(),
+                Some(json!({"url": "http://127.0.0.1:9/other"})),
+                Access::Admin,
+                true,
+            ),
+            (
+                "POST",
+                format!("/api/callbacks/endpoints/{keep}/rotate-secret"),
+                Some(json!({})),
+                Access::Admin,
+                true,
+            ),
+            (
+                "DELETE",
+                format!("/api/callbacks/endpoints/{doomed}"),
+                None,
+                Access::Admin,
+                true,
+            ),
+            ("GET", "/api/callbacks".into(), None, Access::Admin, true),
+            (
+                "GET",
+                format!("/api/callbacks/{callback_id}"),
+                None,
+                Access::Admin,
+                true,
+            ),
+            (
+                "POST",
+                format!("/api/callbacks/{callback_id}/replay"),
+                Some(json!({})),
+                Access::Admin,
+                true,
+            ),
         ])
         .collect();
     let (status, document) = chirp.get("/api/openapi.json").await;
@@ -511,7 +578,9 @@ async fn every_documented_example_is_accepted_and_answered_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
     let plugins = support::plugins_dir_with_rules(dir.path());
-    let chirp = ChirpOptions::new("mem://", plugins, &mock).start();
+    let chirp = ChirpOptions::new("mem://", plugins, &mock)
+        .set("CHIRP_CALLBACK_HOSTS", "backend.earlybird.example")
+        .start();
     let (_, document) = chirp.get("/api/openapi.json").await;
     let document = support::openapi::Document { json: document };
     let mut tried = Vec::new();

@@ -178,6 +178,7 @@ mod tests {
             last_error: None,
             override_opt_out: false,
             delivery: Default::default(),
+            callbacks: Vec::new(),
         }
     }
 

@@ -33,6 +33,7 @@
 //! - [`admin`]: `chirp backup`, `chirp restore` and `chirp import`.
 //! - [`import`]: reading the old system's mongoexport.
 //! - [`inbox`]: applies what webhooks reported to messages and phones.
+//! - [`callbacks`]: signed status callbacks to the caller's backend.
 //! - [`retention`]: the job that redacts, then deletes, what was kept long
 //!   enough.
 //! - [`telemetry`]: the Prometheus series.
@@ -47,6 +48,7 @@
 pub mod admin;
 pub mod allocator;
 pub mod api;
+pub mod callbacks;
 pub mod config;
 pub mod customers;
 pub mod default_provider;
@@ -214,6 +216,9 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         Ok(None) => config.plugins.provider.clone(),
         Err(e) => return Err(StartError::Store(e)),
     };
+    let callbacks = Arc::new(
+        callbacks::registry::Registry::load(store.clone(), config.callbacks.clone()).await?,
+    );
     let wake = Arc::new(Notify::new());
     let (queue, commit_tasks) = Queue::start(store.clone(), wake.clone(), config.store.committers);
     let (recipients, lookup_task) = Recipients::start(store.clone());
@@ -245,6 +250,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         erasure_key: Arc::new(erasure_key),
         consent: config.delivery.consent(),
         webhooks: api::WebhookDesk::new(config.webhooks.clone(), Arc::new(inbox::Inbox::default())),
+        callbacks,
     };
     Ok(Chirp {
         config,
@@ -315,6 +321,18 @@ impl Chirp {
             config.webhooks.clone(),
             stop_tx.subscribe(),
         ));
+        let callbacks_task = match plugins::network::Clients::new() {
+            Ok(clients) => tokio::spawn(callbacks::sender::run(
+                state.store.clone(),
+                state.callbacks.clone(),
+                clients,
+                stop_tx.subscribe(),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the HTTP client for status callbacks; none will be posted");
+                tokio::spawn(async {})
+            }
+        };
         let store = state.store.clone();
         let app =
             api::router(state, &config.api).into_make_service_with_connect_info::<SocketAddr>();
@@ -333,6 +351,7 @@ impl Chirp {
             let _ = scheduler_task.await;
             let _ = retention_task.await;
             let _ = inbox_task.await;
+            let _ = callbacks_task.await;
             served
         })
         .await;

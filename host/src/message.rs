@@ -89,6 +89,8 @@ pub struct NewMessage {
     /// reuses an idempotency key with something else is refused, not
     /// answered with the first message.
     pub fingerprint: String,
+    /// The callback endpoints its changes are reported to.
+    pub callbacks: Vec<String>,
 }
 
 /// A short, stable digest of what a request asked for (`parts` in order),
@@ -161,6 +163,8 @@ pub struct Message {
     pub override_opt_out: bool,
     /// What the platform's receipts said after the send.
     pub delivery: crate::status::Delivery,
+    /// The callback endpoints its changes are reported to.
+    pub callbacks: Vec<String>,
 }
 
 /// A code and a human explanation, as recorded for a failed attempt or a

@@ -51,6 +51,10 @@ fn describe() {
         "Messages taken back before they were sent, by who asked (admin, event)"
     );
     metrics::describe_counter!(
+        "chirp_callbacks_total",
+        "Status callback posts by outcome (delivered, retry, failed: given up, dropped)"
+    );
+    metrics::describe_counter!(
         "chirp_retries_total",
         "Attempts that failed and will be retried"
     );
@@ -112,6 +116,14 @@ pub fn cancelled(n: u64, by: &'static str) {
     if n > 0 {
         metrics::counter!("chirp_messages_cancelled_total", "by" => by).increment(n);
     }
+}
+
+/// A status callback posted: `delivered`, `pending` (to be tried again),
+/// `failed` (given up) or `dropped` (its endpoint is gone or no longer
+/// allowed).
+pub fn callback_posted(outcome: &'static str, retrying: bool) {
+    let outcome = if retrying { "retry" } else { outcome };
+    metrics::counter!("chirp_callbacks_total", "outcome" => outcome).increment(1);
 }
 
 /// A message sent.

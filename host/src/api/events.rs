@@ -190,6 +190,14 @@ async fn accept(
     .await?;
     let templates: Vec<Option<String>> = messages.iter().map(|m| m.template.clone()).collect();
     let not_before: Vec<i64> = messages.iter().map(|m| m.not_before).collect();
+    let callbacks = state.callbacks.targets(None);
+    let messages = messages
+        .into_iter()
+        .map(|m| crate::message::NewMessage {
+            callbacks: callbacks.clone(),
+            ..m
+        })
+        .collect();
     let stored = state.queue.enqueue_all(messages).await?;
     if stored.iter().any(|s| s.key_reused) {
         return Err(ApiError {

@@ -7,6 +7,7 @@
 mod auth;
 mod backup;
 mod batch;
+mod callbacks;
 mod cancel;
 mod constraints;
 mod customers;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub erasure_key: Arc<crate::customers::ErasureKey>,
     /// The webhook route's bounds and the inbox it feeds.
     pub webhooks: WebhookDesk,
+    /// The status callback endpoints in force.
+    pub callbacks: Arc<crate::callbacks::registry::Registry>,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -95,6 +98,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .merge(notifications::router())
         .merge(cancel::router())
         .merge(batch::router(config.max_batch_body_bytes))
+        .merge(callbacks::router())
         .merge(history::router())
         .merge(statistics::router())
         .merge(operations::router())

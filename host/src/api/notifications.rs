@@ -66,6 +66,10 @@ pub(super) struct SendMessageRequest {
     /// Hold the message until this RFC 3339 time (1970 to 9999).
     #[schema(format = DateTime)]
     send_at: Option<String>,
+    /// A registered callback endpoint (its id) to report this message's
+    /// changes to, besides the endpoints of scope `all`.
+    #[schema(min_length = 1, max_length = 200)]
+    callback_endpoint: Option<String>,
 }
 
 /// The answer to an accepted message.
@@ -133,6 +137,18 @@ async fn send_message(
 /// for: the recipient's preferences, the provider, the render or the
 /// free text's window. Nothing is stored.
 pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewMessage, ApiError> {
+    if let Some(named) = &request.callback_endpoint
+        && state.callbacks.get(named).is_none()
+    {
+        return Err(ApiError::invalid(
+            "callback_endpoint",
+            "unknown_callback_endpoint",
+            format!("no callback endpoint {named:?} is registered"),
+        ));
+    }
+    let callbacks = state
+        .callbacks
+        .targets(request.callback_endpoint.as_deref());
     let preferences = state.recipients.preferences(request.phone.as_str()).await?;
     let recipient = Recipient {
         phone: &request.phone,
@@ -193,7 +209,10 @@ pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewM
             intake::text_message(&recipient, draft, &provider, now, last_inbound)?
         }
     };
-    Ok(message)
+    Ok(NewMessage {
+        callbacks,
+        ..message
+    })
 }
 
 /// The answer to an idempotency key used before for another request. It
@@ -248,6 +267,8 @@ pub struct SendRequest {
     pub override_opt_out: bool,
     /// Not before this time.
     pub send_at: Option<Millis>,
+    /// A callback endpoint named for this message.
+    pub callback_endpoint: Option<String>,
 }
 
 impl SendRequest {
@@ -267,6 +288,7 @@ impl SendRequest {
             .string("send_at")?
             .map(|t| parse_time("send_at", &t))
             .transpose()?;
+        let callback_endpoint = bounded(fields.string("callback_endpoint")?, "callback_endpoint")?;
         fields.finish()?;
 
         let phone = Phone::parse(&phone_text)
@@ -317,6 +339,7 @@ impl SendRequest {
             provider,
             override_opt_out,
             send_at,
+            callback_endpoint,
         })
     }
 }

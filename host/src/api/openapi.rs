@@ -55,6 +55,7 @@ pub const PUBLIC_PATHS: [&str; 5] = [
         (name = "preferences", description = "Recipients' opt-outs, language and time zone"),
         (name = "customers", description = "A customer's data: access and erasure"),
         (name = "plugins", description = "Provider and rules components"),
+        (name = "callbacks", description = "Signed status callbacks to the caller's backend: endpoints and their log"),
         (name = "operations", description = "Health, readiness, metrics"),
     ),
     components(schemas(super::error::ErrorBody))

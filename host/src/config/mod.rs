@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod callbacks;
 mod plugins;
 mod sections;
 mod settings;
 mod timing;
 pub mod value;
+pub use callbacks::CallbacksConfig;
 pub use plugins::{PluginSettings, SANDBOX_PREFIX, SETTINGS_PREFIX};
 pub use sections::{
     ApiConfig, AuthConfig, DeliveryConfig, PluginsConfig, PrivacyConfig, StoreConfig,
@@ -152,6 +154,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// What providers' webhooks may send.
     pub webhooks: WebhooksConfig,
+    /// Where status callbacks may go, and their retries.
+    pub callbacks: CallbacksConfig,
     /// `CHIRP_TEMPLATES_DIR`: where the message templates are.
     pub templates_dir: PathBuf,
     /// `CHIRP_LOG_FORMAT`: `text` or `json`.
@@ -191,6 +195,7 @@ impl Config {
             plugins: sections::plugins(&s, plugin_settings)?,
             privacy: sections::privacy(&s)?,
             webhooks: sections::webhooks(&s)?,
+            callbacks: callbacks::callbacks(&s)?,
             templates_dir: s.path("CHIRP_TEMPLATES_DIR", "templates"),
             log_format: sections::log_format(&s)?,
         };

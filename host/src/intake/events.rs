@@ -204,6 +204,7 @@ pub async fn event_messages(
                     skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),
+                    callbacks: Vec::new(),
                 });
                 skipped.push(Skipped {
                     template: skip.template,

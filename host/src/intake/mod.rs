@@ -111,6 +111,7 @@ pub fn template_message(
         skip,
         override_opt_out: draft.override_opt_out,
         fingerprint,
+        callbacks: Vec::new(),
     })
 }
 
@@ -175,6 +176,7 @@ pub fn text_message(
         not_before,
         skip,
         override_opt_out: draft.override_opt_out,
+        callbacks: Vec::new(),
     })
 }
 

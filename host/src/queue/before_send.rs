@@ -85,6 +85,7 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
     Some(Completion {
         message_id: leased.message.id.clone(),
         lease: leased.lease.clone(),
+        report: super::scheduler::report(&leased.message, &patch, now),
         patch,
         attempt: None,
     })
@@ -131,6 +132,7 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
         lease: leased.lease.clone(),
         patch,
         attempt: None,
+        report: None,
     }
 }
 

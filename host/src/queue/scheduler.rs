@@ -23,9 +23,10 @@ use tokio::time::Instant;
 
 use super::before_send::{hand_back, not_sent, untouched, wait_turn};
 use super::retry::{Next, RetryPolicy};
+use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::delivery::{self, Delivery, Providers};
 use crate::gate::MarketingHours;
-use crate::message::{Leased, Millis, Status, after, now_millis};
+use crate::message::{Leased, Message, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
 use crate::store::{Completion, MessagePatch, Store};
 use crate::templates::Templates;
@@ -369,12 +370,35 @@ pub fn complete(
             Some(attempt)
         }
     };
+    let report = report(message, &patch, now);
     Completion {
         message_id: message.id.clone(),
         lease: leased.lease.clone(),
         patch,
         attempt,
+        report,
     }
+}
+
+/// The change `patch` makes to `message` that its callback endpoints hear
+/// of: sent, failed or skipped (a retry is no change for them).
+pub(super) fn report(message: &Message, patch: &MessagePatch, now: Millis) -> Option<Report> {
+    if message.callbacks.is_empty() || patch.status == Status::Queued {
+        return None;
+    }
+    let state = CallbackState::of_status(patch.status)?;
+    Some(Report {
+        change: Change {
+            message_id: message.id.clone(),
+            reference_id: message.reference_id.clone(),
+            template: message.template.clone(),
+            state,
+            at: now,
+            reason: patch.error_message.clone(),
+            error_code: patch.error_code.clone(),
+        },
+        endpoints: message.callbacks.clone(),
+    })
 }
 
 /// Writes completions in batches. A batch the store refuses is retried: its

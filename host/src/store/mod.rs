@@ -9,6 +9,7 @@
 
 mod background;
 mod backup;
+mod callbacks;
 mod database;
 mod layout_1;
 mod link;
@@ -20,6 +21,7 @@ mod statistics;
 mod templates;
 mod webhooks;
 
+pub use callbacks::{CallbackAttempt, CallbackCounts, CallbackFilter, Due, Posted, StoredCallback};
 pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;

@@ -17,6 +17,9 @@
 //!   `sent` or `failed`.
 //! - `message_phone`, `message_reference`: the history's filters.
 //!
+//! Outside `message`, `callback_due` (`due_at` of status callbacks waiting
+//! to be posted) is the callbacks' sender's queue.
+//!
 //! Idempotency keys given by callers live in `idempotency`, one record per
 //! key whose id is the key (a direct read, and a second insert of a key
 //! fails). Keys chirp generates equal the message id and need no record.
@@ -66,6 +69,10 @@ DEFINE TABLE IF NOT EXISTS inbound SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS sent_id SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS setting SCHEMALESS;
 DEFINE TABLE IF NOT EXISTS setting_change SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS callback_endpoint SCHEMALESS;
+DEFINE TABLE IF NOT EXISTS callback SCHEMALESS;
+DEFINE INDEX IF NOT EXISTS callback_due ON callback FIELDS due_at;
+DEFINE TABLE IF NOT EXISTS callback_attempt SCHEMALESS;
 ";
 
 /// Layout 1 to 2, first step, run until it moves nothing: re-keys up to

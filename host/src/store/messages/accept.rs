@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::rows::MessageRow;
+use crate::callbacks::{Change, State};
 use crate::message::{NewMessage, Status};
+use crate::store::callbacks::change_rows;
 use crate::store::{Store, StoreError, checked};
 
 /// How many times a batch of accepted messages is inserted again after
@@ -97,6 +99,7 @@ impl Store {
         let mut known = self.known_keys(batch).await?;
         let mut rows = Vec::with_capacity(batch.len());
         let mut keys = Vec::new();
+        let mut callbacks = Vec::new();
         let mut results = Vec::with_capacity(batch.len());
         let mut rest = batch;
         for &size in groups {
@@ -137,6 +140,7 @@ impl Store {
                     (inserted.clone(), Some(m.fingerprint.clone())),
                 );
                 rows.push(MessageRow::from_new(m));
+                callbacks.extend(change_rows(&accepted(m), &m.callbacks));
                 if m.idempotency_key != m.id {
                     keys.push(KeyRow {
                         id: RecordId::new("idempotency", m.idempotency_key.as_str()),
@@ -150,19 +154,28 @@ impl Store {
         if rows.is_empty() {
             return Ok(results);
         }
-        let query = if keys.is_empty() {
-            "INSERT INTO message $rows RETURN NONE"
-        } else {
-            "BEGIN TRANSACTION; \
-             INSERT INTO message $rows RETURN NONE; \
-             INSERT INTO idempotency $keys RETURN NONE; \
-             COMMIT TRANSACTION;"
+        let query = match (keys.is_empty(), callbacks.is_empty()) {
+            (true, true) => "INSERT INTO message $rows RETURN NONE",
+            (false, true) => {
+                "BEGIN TRANSACTION; \
+                 INSERT INTO message $rows RETURN NONE; \
+                 INSERT INTO idempotency $keys RETURN NONE; \
+                 COMMIT TRANSACTION;"
+            }
+            (_, false) => {
+                "BEGIN TRANSACTION; \
+                 INSERT INTO message $rows RETURN NONE; \
+                 IF array::len($keys) > 0 { INSERT INTO idempotency $keys RETURN NONE; }; \
+                 INSERT IGNORE INTO callback $callbacks RETURN NONE; \
+                 COMMIT TRANSACTION;"
+            }
         };
         checked(
             self.db
                 .query(query)
                 .bind(("rows", rows))
                 .bind(("keys", keys))
+                .bind(("callbacks", callbacks))
                 .await?,
         )?;
         Ok(results)
@@ -214,5 +227,23 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+/// The change a message's acceptance reports: `accepted`, or `skipped`
+/// with its reason.
+fn accepted(m: &NewMessage) -> Change {
+    Change {
+        message_id: m.id.clone(),
+        reference_id: m.reference_id.clone(),
+        template: m.template.clone(),
+        state: if m.skip.is_some() {
+            State::Skipped
+        } else {
+            State::Accepted
+        },
+        at: m.created_at,
+        reason: m.skip.as_ref().map(|s| s.message.clone()),
+        error_code: m.skip.as_ref().map(|s| s.code.clone()),
     }
 }

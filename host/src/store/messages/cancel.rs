@@ -7,6 +7,7 @@
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::rows::{MESSAGE_FIELDS, MessageRow, message_key};
+use crate::callbacks::State;
 use crate::message::{ErrorNote, Message, Millis};
 use crate::status::{Status, Transition};
 use crate::store::{Store, StoreError};
@@ -107,18 +108,23 @@ impl Store {
     }
 
     /// Moves those of `ids` that are queued to `cancelled` (off the
-    /// schedule and any provider's waiting list), in one transaction.
-    /// Returns the messages it moved, as they are afterwards.
+    /// schedule and any provider's waiting list) and reports each to its
+    /// callback endpoints, in one transaction. Returns the messages it
+    /// moved, as they are afterwards.
     async fn cancel_queued(
         &self,
         ids: Vec<RecordId>,
         why: &ErrorNote,
         now: Millis,
     ) -> Result<Vec<MessageRow>, StoreError> {
+        let callbacks = self
+            .change_reports(&ids, State::Cancelled, now, why)
+            .await?;
         self.write(async {
             // One statement (a block), so one transaction; the statement
             // moves only queued messages, so running it twice changes
-            // nothing the second time.
+            // nothing the second time, and only the messages it moved get
+            // their callbacks.
             let rows: Vec<MessageRow> = self
                 .db
                 .query(format!(
@@ -129,10 +135,17 @@ impl Store {
                        FOR $m IN $moved {{ \
                          DELETE type::record('waiting', record::id($m.id)) RETURN NONE; \
                        }}; \
+                       LET $changed = $moved.id; \
+                       FOR $c IN $callbacks {{ \
+                         IF $c.message IN $changed {{ \
+                           INSERT IGNORE INTO callback $c RETURN NONE; \
+                         }}; \
+                       }}; \
                        RETURN $moved; \
                      }}"
                 ))
                 .bind(("ids", ids))
+                .bind(("callbacks", callbacks))
                 .bind(("from", Transition::Cancel.from_names()))
                 .bind(("to", Transition::Cancel.to().as_str()))
                 .bind(("code", why.code.clone()))

@@ -123,6 +123,10 @@ impl Store {
                 .iter()
                 .map(|m| crate::store::webhooks::receipts_of(&message_key(&m.id)))
                 .collect();
+            let callbacks: Vec<RecordId> = batch
+                .iter()
+                .map(|m| crate::store::callbacks::callbacks_of(&message_key(&m.id)))
+                .collect();
             let sent_ids: Vec<RecordId> = batch
                 .iter()
                 .filter_map(|m| {
@@ -150,6 +154,8 @@ impl Store {
                                 };
                                 UPDATE $receipts SET error_message = NONE, event_id = NONE
                                     RETURN NONE;
+                                UPDATE $callbacks SET reference_id = NONE, reason = NONE
+                                    RETURN NONE;
                                 DELETE $sent_ids RETURN NONE;
                                 RETURN array::len(UPDATE $attempts SET error_message = NONE,
                                     provider_message_id = NONE RETURN VALUE id);
@@ -159,6 +165,7 @@ impl Store {
                         .bind(("attempts", attempts))
                         .bind(("keys", keys))
                         .bind(("receipts", receipts))
+                        .bind(("callbacks", callbacks))
                         .bind(("sent_ids", sent_ids))
                         .bind(("cancelled", Status::Cancelled.as_str()))
                         .bind(("cancel_from", cancel_from.clone()))

@@ -6,8 +6,10 @@
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow};
-use crate::message::{Attempt, Leased, Message, Millis};
+use crate::callbacks::State;
+use crate::message::{Attempt, ErrorNote, Leased, Message, Millis};
 use crate::status::{Status, Transition};
+use crate::store::callbacks::{CallbackRow, change_rows};
 use crate::store::{Store, StoreError, checked};
 
 /// The state a message moves to after an attempt (or a deferral).
@@ -46,6 +48,9 @@ pub struct Completion {
     pub patch: MessagePatch,
     /// The attempt, if a provider was called.
     pub attempt: Option<Attempt>,
+    /// The change to report to the message's callback endpoints, if any;
+    /// written only if this lease still holds the message.
+    pub report: Option<crate::callbacks::Report>,
 }
 
 /// The message a platform's id names.
@@ -67,6 +72,7 @@ struct CompletionRow {
     id: String,
     lease: String,
     patch: StoredPatch,
+    callbacks: Vec<CallbackRow>,
 }
 
 /// A [`MessagePatch`] as merged into the message: one object, so that the
@@ -224,14 +230,21 @@ impl Store {
                     })
                 })
                 .collect();
-            let updates: Vec<CompletionRow> = batch
+            // Completions that report to callback endpoints write their
+            // callbacks only if the lease still held the message.
+            let (reported, updates): (Vec<CompletionRow>, Vec<CompletionRow>) = batch
                 .into_iter()
                 .map(|c| CompletionRow {
+                    callbacks: c
+                        .report
+                        .as_ref()
+                        .map(|r| change_rows(&r.change, &r.endpoints))
+                        .unwrap_or_default(),
                     id: c.message_id,
                     lease: c.lease,
                     patch: c.patch.into(),
                 })
-                .collect();
+                .partition(|c| !c.callbacks.is_empty());
             let results = self
                 .db
                 .query(
@@ -240,6 +253,13 @@ impl Store {
                      UPDATE type::record('message', $c.id) MERGE $c.patch
                      WHERE lease = $c.lease RETURN NONE;
                  };
+                 FOR $c IN $reported {
+                     LET $held = (UPDATE type::record('message', $c.id) MERGE $c.patch
+                         WHERE lease = $c.lease RETURN VALUE id);
+                     IF array::len($held) > 0 {
+                         INSERT IGNORE INTO callback $c.callbacks RETURN NONE;
+                     };
+                 };
                  IF array::len($attempts) > 0 { INSERT IGNORE INTO attempt $attempts RETURN NONE; };
                  FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
                  IF array::len($sent_ids) > 0 { INSERT IGNORE INTO sent_id $sent_ids RETURN NONE; };
@@ -247,6 +267,7 @@ impl Store {
                 )
                 .bind(("sent_ids", sent_ids))
                 .bind(("updates", updates))
+                .bind(("reported", reported))
                 .bind(("attempts", attempts))
                 .bind(("waiting", waiting))
                 .await?;
@@ -270,15 +291,29 @@ impl Store {
             // Two resends at once conflict in the store's optimistic
             // transactions; the statement is idempotent (it moves only a failed
             // message), so the loser simply runs it again and finds nothing to do.
+            let why = ErrorNote {
+                code: "resent".into(),
+                message: "put back in the queue by an admin".into(),
+            };
+            let callbacks = self
+                .change_reports(&[RecordId::new("message", id)], State::Queued, now, &why)
+                .await?;
             let mut tries = 0;
             let rows: Vec<MessageRow> = loop {
                 let result = self
                     .db
                     .query(format!(
-                        "UPDATE type::record('message', $id) SET status = $to, due_at = $now, \
-                         retry_base = attempts, updated_at = $now \
-                     WHERE status IN $from RETURN {MESSAGE_FIELDS}"
+                        "{{ \
+                           LET $moved = (UPDATE type::record('message', $id) SET status = $to, \
+                             due_at = $now, retry_base = attempts, updated_at = $now \
+                             WHERE status IN $from RETURN {MESSAGE_FIELDS}); \
+                           IF array::len($moved) > 0 AND array::len($callbacks) > 0 {{ \
+                             INSERT IGNORE INTO callback $callbacks RETURN NONE; \
+                           }}; \
+                           RETURN $moved; \
+                         }}"
                     ))
+                    .bind(("callbacks", callbacks.clone()))
                     .bind(("from", Transition::Resend.from_names()))
                     .bind(("to", Transition::Resend.to().as_str()))
                     .bind(("id", id.to_string()))

@@ -296,6 +296,16 @@ impl Store {
             .iter()
             .map(|id| crate::store::webhooks::receipts_of(&message_key(id)))
             .collect();
+        let callbacks: Vec<RecordId> = changes
+            .act
+            .iter()
+            .map(|id| crate::store::callbacks::callbacks_of(&message_key(id)))
+            .collect();
+        let callback_posts: Vec<RecordId> = changes
+            .act
+            .iter()
+            .map(|id| crate::store::callbacks::callback_attempts_of(&message_key(id)))
+            .collect();
         let statement = match pass.action {
             Action::Redact => {
                 "UPDATE $ids SET text = '', wa_parameters = NONE, reference_id = NONE,
@@ -304,11 +314,14 @@ impl Store {
                  UPDATE $attempts SET error_message = NONE, provider_message_id = NONE
                      RETURN NONE;
                  UPDATE $receipts SET error_message = NONE, event_id = NONE RETURN NONE;
+                 UPDATE $callbacks SET reference_id = NONE, reason = NONE RETURN NONE;
                  DELETE $sent_ids RETURN NONE;"
             }
             Action::Delete => {
                 "DELETE $attempts RETURN NONE;
                  DELETE $receipts RETURN NONE;
+                 DELETE $callbacks RETURN NONE;
+                 DELETE $callback_posts RETURN NONE;
                  DELETE $sent_ids RETURN NONE;
                  DELETE $keys RETURN NONE;
                  DELETE $waiting RETURN NONE;
@@ -333,6 +346,8 @@ impl Store {
                     .bind(("attempts", attempts))
                     .bind(("keys", changes.keys))
                     .bind(("receipts", receipts))
+                    .bind(("callbacks", callbacks))
+                    .bind(("callback_posts", callback_posts))
                     .bind(("sent_ids", changes.sent_ids))
                     .bind(("waiting", waiting))
                     .bind(("hold", changes.hold))
@@ -433,6 +448,7 @@ mod tests {
             .iter()
             .filter(|l| l.message.id != messages[5].id)
             .map(|l| Completion {
+                report: None,
                 message_id: l.message.id.clone(),
                 lease: l.lease.clone(),
                 patch: MessagePatch {
@@ -536,6 +552,7 @@ mod tests {
         assert_eq!(claimed.len(), 1);
         store
             .complete(vec![Completion {
+                report: None,
                 message_id: messages[5].id.clone(),
                 lease: claimed[0].lease.clone(),
                 patch: MessagePatch {

@@ -12,7 +12,7 @@ use crate::store::StoreError;
 pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
-     override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code";
+     override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks";
 
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct MessageRow {
@@ -45,6 +45,9 @@ pub(super) struct MessageRow {
     pub(super) read_at: Option<i64>,
     pub(super) delivery_failed_at: Option<i64>,
     pub(super) delivery_error_code: Option<String>,
+    /// The callback endpoints it reports to; written only when there are
+    /// some.
+    pub(in crate::store) callbacks: Option<Vec<String>>,
 }
 
 impl MessageRow {
@@ -78,6 +81,7 @@ impl MessageRow {
             read_at: None,
             delivery_failed_at: None,
             delivery_error_code: None,
+            callbacks: (!m.callbacks.is_empty()).then(|| m.callbacks.clone()),
         }
     }
 
@@ -134,6 +138,7 @@ impl MessageRow {
                 read_at: self.read_at,
                 failed: self.delivery_failed_at.zip(self.delivery_error_code),
             },
+            callbacks: self.callbacks.unwrap_or_default(),
         })
     }
 }

@@ -35,6 +35,7 @@ pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         skip: None,
         override_opt_out: false,
         fingerprint: format!("request-{n}"),
+        callbacks: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ async fn claims_start_at_the_floor_and_report_when_each_was_due() {
 
 fn sent(message_id: &str, lease: &str, now: Millis) -> Completion {
     Completion {
+        report: None,
         message_id: message_id.into(),
         lease: lease.into(),
         patch: MessagePatch {

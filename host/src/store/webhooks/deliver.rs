@@ -9,10 +9,12 @@ use std::collections::HashMap;
 use surrealdb::types::{RecordId, RecordIdKey, SurrealValue, Value};
 
 use super::read::unmatched_key;
-use super::rows::{DeliveryRow, InboundRow, ReceiptRow, SentIdRow};
+use super::rows::{DeliveryNow, DeliveryRow, InboundRow, ReceiptRow, SentIdRow};
 use super::{Applied, keyed, range_of, sent_id};
-use crate::message::{ErrorNote, Millis};
-use crate::status::{Delivery, Receipt};
+use crate::callbacks::{Change, State};
+use crate::message::{ErrorNote, Millis, now_millis};
+use crate::status::{Delivery, DeliveryStatus, Receipt};
+use crate::store::callbacks::{CallbackRow, change_rows};
 use crate::store::messages::message_key;
 use crate::store::{Store, StoreError, checked};
 use crate::webhooks::{Reported, StatusEvent};
@@ -245,33 +247,47 @@ impl Store {
             .iter()
             .map(|(id, _)| RecordId::new("message", id.as_str()))
             .collect();
-        let current: Vec<DeliveryRow> = if message_ids.is_empty() {
+        let current: Vec<DeliveryNow> = if message_ids.is_empty() {
             Vec::new()
         } else {
             self.db
                 .query(
-                    "SELECT id, delivered_at, read_at, delivery_failed_at, delivery_error_code \
-                     FROM $ids",
+                    "SELECT id, delivered_at, read_at, delivery_failed_at, delivery_error_code, \
+                     reference_id, template, callbacks FROM $ids",
                 )
                 .bind(("ids", message_ids))
                 .await?
                 .take(0)?
         };
+        let mut reports: HashMap<String, (Change, Vec<String>)> = HashMap::new();
         let mut deliveries: HashMap<String, (Delivery, bool)> = current
             .into_iter()
             .map(|row| {
-                (
-                    message_key(&row.id),
-                    (
-                        Delivery {
-                            delivered_at: row.delivered_at,
-                            read_at: row.read_at,
-                            failed: row.delivery_failed_at.zip(row.delivery_error_code),
-                        },
-                        false,
-                    ),
-                )
+                let id = message_key(&row.id);
+                let delivery = Delivery {
+                    delivered_at: row.delivered_at,
+                    read_at: row.read_at,
+                    failed: row.delivery_failed_at.zip(row.delivery_error_code),
+                };
+                if let Some(endpoints) = row.callbacks.filter(|e| !e.is_empty()) {
+                    let change = Change {
+                        message_id: id.clone(),
+                        reference_id: row.reference_id,
+                        template: row.template,
+                        // Replaced below by what the receipts make it.
+                        state: State::Sent,
+                        at: now_millis(),
+                        reason: None,
+                        error_code: None,
+                    };
+                    reports.insert(id.clone(), (change, endpoints));
+                }
+                (id, (delivery, false))
             })
+            .collect();
+        let before: HashMap<String, DeliveryStatus> = deliveries
+            .iter()
+            .map(|(id, (d, _))| (id.clone(), d.status()))
             .collect();
         let mut receipts = Vec::new();
         for (message_id, status) in &matched {
@@ -289,6 +305,11 @@ impl Store {
                 .push((status.plugin.to_string(), status.event.state));
         }
         applied.receipts = receipts.len();
+        let deliveries_after: HashMap<String, Delivery> = deliveries
+            .iter()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(id, (d, _))| (id.clone(), d.clone()))
+            .collect();
         let updates: Vec<DeliveryRow> = deliveries
             .into_iter()
             .filter(|(_, (_, changed))| *changed)
@@ -301,6 +322,34 @@ impl Store {
             })
             .collect();
         applied.messages_changed = updates.len();
+        // A delivery status that moved is reported to the message's
+        // callback endpoints (a fact that leaves the status as it was,
+        // such as a failure after a read, is not).
+        let callbacks: Vec<CallbackRow> = deliveries_after
+            .iter()
+            .filter_map(|(id, after)| {
+                let (mut change, endpoints) = reports.remove(id)?;
+                if before.get(id) == Some(&after.status()) {
+                    return None;
+                }
+                change.state = match after.status() {
+                    DeliveryStatus::Delivered => State::Delivered,
+                    DeliveryStatus::Read => State::Read,
+                    DeliveryStatus::Failed => State::Failed,
+                    DeliveryStatus::Sent => return None,
+                };
+                if let Some((_, code)) = after
+                    .failed
+                    .as_ref()
+                    .filter(|_| change.state == State::Failed)
+                {
+                    change.reason = Some("the platform could not deliver it".into());
+                    change.error_code = Some(code.clone());
+                }
+                Some(change_rows(&change, &endpoints))
+            })
+            .flatten()
+            .collect();
         self.write(async {
             checked(
                 self.db
@@ -313,6 +362,9 @@ impl Store {
                              UPDATE $u.id SET delivered_at = $u.delivered_at, read_at = $u.read_at,
                                  delivery_failed_at = $u.delivery_failed_at,
                                  delivery_error_code = $u.delivery_error_code RETURN NONE;
+                         };
+                         IF array::len($callbacks) > 0 {
+                             INSERT IGNORE INTO callback $callbacks RETURN NONE;
                          };
                          IF array::len($unmatched) > 0 {
                              INSERT IGNORE INTO receipt_unmatched $unmatched RETURN NONE;
@@ -327,6 +379,7 @@ impl Store {
                     .bind(("receipts", receipts))
                     .bind(("updates", updates))
                     .bind(("unmatched", unmatched))
+                    .bind(("callbacks", callbacks))
                     .bind(("inbound", inbound))
                     .bind(("done", done))
                     .bind(("released", released))

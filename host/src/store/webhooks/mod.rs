@@ -96,12 +96,12 @@ pub struct UnmatchedReceipt {
 }
 
 /// A record id whose key is an array of `parts`.
-pub(super) fn keyed(table: &str, parts: Vec<Value>) -> RecordId {
+pub(in crate::store) fn keyed(table: &str, parts: Vec<Value>) -> RecordId {
     RecordId::new(table, Array::from(parts))
 }
 
 /// Every id of `table` whose key is an array starting with `prefix`.
-pub(super) fn range_of(table: &str, prefix: Vec<Value>) -> RecordId {
+pub(in crate::store) fn range_of(table: &str, prefix: Vec<Value>) -> RecordId {
     let bound = |last: Value| {
         let mut key = prefix.clone();
         key.push(last);

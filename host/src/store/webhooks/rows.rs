@@ -54,3 +54,17 @@ pub(super) struct DeliveryRow {
     pub(super) delivery_failed_at: Option<i64>,
     pub(super) delivery_error_code: Option<String>,
 }
+
+/// A message's delivery facts as the applier reads them, with what its
+/// callbacks report.
+#[derive(Debug, SurrealValue)]
+pub(super) struct DeliveryNow {
+    pub(super) id: RecordId,
+    pub(super) delivered_at: Option<i64>,
+    pub(super) read_at: Option<i64>,
+    pub(super) delivery_failed_at: Option<i64>,
+    pub(super) delivery_error_code: Option<String>,
+    pub(super) reference_id: Option<String>,
+    pub(super) template: Option<String>,
+    pub(super) callbacks: Option<Vec<String>>,
+}

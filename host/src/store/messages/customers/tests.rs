@@ -54,6 +54,7 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "read_at",
             "delivery_failed_at",
             "delivery_error_code",
+            "callbacks",
         ],
     ),
     (
@@ -160,6 +161,47 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
     ),
     // ... and the message a platform id names (id: [plugin, id]).
     ("sent_id", &["id"], &["message"]),
+    // Status callbacks (id: [message, endpoint, time, state]): the
+    // caller's reference and the reason (an error can quote the
+    // customer) are personal; the posts hold the receiver's answers.
+    (
+        "callback",
+        &["reference_id", "reason"],
+        &[
+            "id",
+            "message",
+            "endpoint",
+            "webhook_id",
+            "state",
+            "at",
+            "template",
+            "error_code",
+            "due_at",
+            "outcome",
+            "attempts",
+            "first_tried_at",
+            "delivered_at",
+        ],
+    ),
+    (
+        "callback_attempt",
+        &[],
+        &["id", "at", "status", "latency_ms", "error"],
+    ),
+    // The endpoints: the operator's and admins' data, no customer's.
+    (
+        "callback_endpoint",
+        &[],
+        &[
+            "id",
+            "url",
+            "scope",
+            "secrets",
+            "description",
+            "created_at",
+            "created_by",
+        ],
+    ),
     // Settings an admin changed, and their audit: no customer's data.
     ("setting", &[], &["id", "chosen"]),
     (
@@ -185,6 +227,7 @@ fn personal(phone: &str, key: &str, secret: &str) -> NewMessage {
         }),
         reference_id: Some(format!("reference of {secret}")),
         fingerprint: format!("fingerprint of {secret}"),
+        callbacks: vec!["endpoint-1".into()],
         ..message(0, 1_000)
     }
 }
@@ -262,6 +305,7 @@ async fn every_field_is_classified_and_erasure_leaves_no_trace() {
             Completion {
                 message_id: leased.message.id.clone(),
                 lease: leased.lease.clone(),
+                report: None,
                 // Ana's was sent, with a platform id; Ben's waits for
                 // a retry.
                 patch: MessagePatch {
