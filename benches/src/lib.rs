@@ -3,8 +3,9 @@
 //! chirp, the load generator and a SurrealDB server to run it against; and
 //! the in-process scenarios of `chirp-bench` (the store alone, the drain
 //! through the component against native, the retention job, the upgrade,
-//! webhook receipts).
+//! webhook receipts); scenario 14 (batch accept) through a chirp process.
 
+pub mod batch_accept;
 pub mod load;
 pub mod native_provider;
 pub mod process;

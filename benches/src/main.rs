@@ -586,6 +586,23 @@ async fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         chirp_bench::webhook_apply::run(options.messages, dir.path(), process_cpu).await;
     }
+
+    // 14. Accepting in batches against one request per message.
+    if options.runs(14) {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan::success()).await;
+        let mut setup = stage.setup(&options, &mock);
+        setup.paused = true;
+        let chirp = start(&setup);
+        chirp_bench::batch_accept::run(
+            &chirp.base,
+            || chirp.cpu(),
+            options.messages,
+            options.connections,
+        )
+        .await;
+        chirp.stop();
+    }
 }
 
 /// Rewrites the plugin file with a different custom section (same code, a

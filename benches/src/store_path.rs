@@ -88,6 +88,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
             .map(|leased| {
                 let number = leased.message.attempts + 1;
                 Completion {
+                    report: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {
@@ -180,6 +181,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         skip: None,
         override_opt_out: false,
         fingerprint: format!("order-{n}"),
+        callbacks: Vec::new(),
     }
 }
 
@@ -220,6 +222,7 @@ pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<S
                 let platform_id = format!("wamid.{}", leased.message.id);
                 platform_ids.push(platform_id.clone());
                 Completion {
+                    report: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {

@@ -230,6 +230,26 @@ async fn every_change_arrives_signed_once_and_in_order_after_the_receiver_comes_
         assert!(std::time::Instant::now() < deadline, "no replay");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let (_, stats) = chirp.get("/api/notifications/statistics").await;
+    assert_eq!(stats["callbacks"]["pending"], 0, "{stats:#}");
+    assert_eq!(stats["callbacks"]["delivered"], 6, "{stats:#}");
+    let metrics = chirp
+        .http
+        .get(chirp.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("chirp_callbacks_total{outcome=\"retry\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chirp_messages_cancelled_total{by=\"admin\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

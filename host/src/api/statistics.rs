@@ -57,7 +57,15 @@ async fn statistics(
         .unwrap_or(Millis::MAX);
     // A range that ends before it starts holds no messages.
     let to = to.max(from);
-    Ok(Json(state.store.statistics(from, to).await?.into()))
+    let mut view: StatisticsView = state.store.statistics(from, to).await?.into();
+    let callbacks = state.store.count_callbacks().await?;
+    view.callbacks = CallbacksView {
+        pending: callbacks.pending,
+        delivered: callbacks.delivered,
+        failed: callbacks.failed,
+        dropped: callbacks.dropped,
+    };
+    Ok(Json(view))
 }
 
 /// One count of a group.
@@ -99,6 +107,22 @@ struct StatisticsView {
     provider_outcomes: Vec<ProviderOutcomesView>,
     /// Sent messages' receipts, by provider and template.
     delivery: Vec<DeliveryCountsView>,
+    /// Status callbacks by outcome (all time, whatever the range).
+    callbacks: CallbacksView,
+}
+
+/// Status callbacks by outcome.
+#[derive(Serialize, ToSchema, Default)]
+#[schema(as = CallbackCounts)]
+struct CallbacksView {
+    /// Waiting to be posted (again).
+    pending: u64,
+    /// Taken by their receivers.
+    delivered: u64,
+    /// Given up.
+    failed: u64,
+    /// Not posted: their endpoint was removed or is no longer allowed.
+    dropped: u64,
 }
 
 /// What the receipts of one provider's and template's sent messages add
@@ -169,6 +193,7 @@ impl From<Statistics> for StatisticsView {
                     accept_to_delivered_p95_ms: d.accept_to_delivered_p95_ms,
                 })
                 .collect(),
+            callbacks: CallbacksView::default(),
         }
     }
 }
