@@ -492,7 +492,7 @@ mod rules {
 
     async fn decide(plugins: &Plugins, event: &Event) -> Result<Vec<Decision>, String> {
         let (_, answer) = plugins.decide("rules-earlybird", event).await.unwrap();
-        answer.unwrap()
+        answer.unwrap().map(|a| a.decisions)
     }
 
     fn sends(decisions: &[Decision]) -> Vec<(String, Option<u64>)> {

@@ -744,3 +744,57 @@ async fn slow_bodies_cannot_hold_more_than_the_routes_places() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Plugins built for `chirp:plugin@0.2.0` (the checked-in files, never
+/// rebuilt) keep working now that chirp speaks 0.2.1: the Meta component
+/// sends and reads its webhooks, and the rules component decides (and,
+/// built before `cancellation`, cancels nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_built_for_0_2_0_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::meta_success("wamid.old-build")]);
+    let options = meta_options(dir.path(), &mock);
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/plugins");
+    for (fixture, name) in [
+        ("meta-whatsapp-0.2.0.wasm", "meta-whatsapp.wasm"),
+        ("rules-earlybird-0.2.0.wasm", "rules-earlybird.wasm"),
+    ] {
+        std::fs::copy(fixtures.join(fixture), options.plugins_dir.join(name)).unwrap();
+    }
+    let chirp = options.start();
+    for file in ["meta-whatsapp.wasm", "rules-earlybird.wasm"] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let row = chirp.plugin_row(file).await;
+            if row.as_ref().is_some_and(|r| r["state"] == "active") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{file}: {row:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let id = send(&chirp).await;
+    assert_eq!(chirp.wait_final(&id).await["status"], "sent");
+    let (code, body) = post_signed(
+        &chirp,
+        statuses(&[status("wamid.old-build", "delivered", 1_750_000_000)]),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    chirp
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["delivery"]["status"] == "delivered"
+        })
+        .await;
+    let (code, answer) = chirp
+        .post(
+            "/api/events",
+            json!({"type": "subscription.paused", "reference_id": "SUB-1",
+                   "customer": {"phone": "+919876543210"}, "data": {"resume_date": "5 Mar"}}),
+        )
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["cancelled"], json!([]), "{answer}");
+}

@@ -179,6 +179,7 @@ mod tests {
             override_opt_out: false,
             delivery: Default::default(),
             callbacks: Vec::new(),
+            cancelled_messages: Vec::new(),
         }
     }
 

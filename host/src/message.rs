@@ -165,6 +165,8 @@ pub struct Message {
     pub delivery: crate::status::Delivery,
     /// The callback endpoints its changes are reported to.
     pub callbacks: Vec<String>,
+    /// The earlier messages the event that made it cancelled.
+    pub cancelled_messages: Vec<String>,
 }
 
 /// A code and a human explanation, as recorded for a failed attempt or a

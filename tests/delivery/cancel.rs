@@ -158,3 +158,93 @@ async fn a_references_pending_messages_are_cancelled_by_template_or_all() {
         assert_eq!(answer["field"], field, "{answer}");
     }
 }
+
+#[tokio::test]
+async fn a_paused_subscription_cancels_its_waiting_reminders() {
+    let w = World::new(true, false).await;
+    let chirp = w.options.start();
+    let customer = json!({"phone": "+919876543210", "name": "Asha"});
+    let event = |kind: &str, reference: &str, data: Value| json!({"type": kind, "reference_id": reference, "customer": customer, "data": data});
+    // A delivery of subscription SUB-9 (its reminder waits for the
+    // evening before), another reminder of SUB-9 sent directly, and a
+    // delivery of another subscription.
+    let mut reminders = Vec::new();
+    for (reference, order) in [("SUB-9", "A-1"), ("SUB-10", "B-1")] {
+        let (code, answer) = chirp
+            .post(
+                "/api/events",
+                event(
+                    "order.created",
+                    reference,
+                    json!({"order_id": order, "delivery_date": "2998-03-01", "total_amount": 240}),
+                ),
+            )
+            .await;
+        assert_eq!(code, 202, "{answer}");
+        let reminder = answer["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["template"] == "delivery_reminder")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        reminders.push(reminder);
+    }
+    reminders.insert(
+        1,
+        accept(&chirp, reminder("+919876543210", "SUB-9", Some(LATER))).await,
+    );
+    let sub9 = &reminders[..2];
+
+    let (code, paused) = chirp
+        .post(
+            "/api/events",
+            event(
+                "subscription.paused",
+                "SUB-9",
+                json!({"resume_date": "5 Mar"}),
+            ),
+        )
+        .await;
+    assert_eq!(code, 202, "{paused}");
+    let mut cancelled: Vec<String> = paused["cancelled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    cancelled.sort();
+    cancelled.dedup();
+    let mut expected: Vec<String> = sub9.to_vec();
+    expected.sort();
+    assert_eq!(cancelled, expected, "{paused:#}");
+
+    // Recorded on both: the reminder names the event, the pause
+    // confirmation names what it cancelled.
+    let (_, reminder) = chirp
+        .get(&format!("/api/notifications/{}", expected[0]))
+        .await;
+    assert_eq!(reminder["status"], "cancelled", "{reminder:#}");
+    assert_eq!(reminder["last_error"]["code"], "cancelled_by_event");
+    let why = reminder["last_error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("subscription.paused of SUB-9") && why.contains("subscription paused"),
+        "{why}"
+    );
+    let confirmation = paused["messages"][0]["id"].as_str().unwrap();
+    let (_, confirmation) = chirp
+        .get(&format!("/api/notifications/{confirmation}"))
+        .await;
+    assert_eq!(
+        confirmation["cancelled_messages"],
+        json!(expected),
+        "{confirmation:#}"
+    );
+    // The other subscription's reminder waits on.
+    let (_, other) = chirp
+        .get(&format!("/api/notifications/{}", reminders[2]))
+        .await;
+    assert_eq!(other["status"], "queued", "{other:#}");
+}

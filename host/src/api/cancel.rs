@@ -186,6 +186,7 @@ async fn cancel_reference(
         .cancel_reference(
             &reference_id,
             templates.as_deref(),
+            &[],
             &why,
             now_millis(),
             MAX_PER_REFERENCE,

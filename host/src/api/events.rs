@@ -67,7 +67,12 @@ struct EventAccepted {
     messages: Vec<EventMessage>,
     /// Templates the rules decided not to send, with why.
     skipped: Vec<SkippedView>,
+    /// Earlier messages of the reference the rules took back (cancelled).
+    cancelled: Vec<String>,
 }
+
+/// The most earlier messages one cancel request of an event looks at.
+const MAX_CANCELLED_PER_EVENT: usize = 1_000;
 
 /// One message an event made.
 #[derive(Serialize, ToSchema)]
@@ -174,7 +179,11 @@ async fn accept(
         data: &data,
     };
     let catalog = state.templates.current();
-    let (messages, skipped) = intake::event_messages(
+    let intake::EventOutcome {
+        messages,
+        skipped,
+        cancels,
+    } = intake::event_messages(
         &state.plugins,
         &state.rules,
         &catalog,
@@ -212,6 +221,7 @@ async fn accept(
             )
         });
     }
+    let cancelled = cancel_earlier(&state, &kind, &reference_id, &stored, &cancels).await?;
     let replayed = stored.iter().all(|s| s.replayed) && !stored.is_empty();
     let fresh = stored.iter().filter(|s| !s.replayed);
     let (skips, sends): (Vec<_>, Vec<_>) =
@@ -238,8 +248,59 @@ async fn accept(
             replayed,
             messages,
             skipped: skipped.into_iter().map(SkippedView::from).collect(),
+            cancelled,
         }),
     ))
+}
+
+/// Carries out what the rules take back for an event whose messages are
+/// `stored`: the earlier messages of its reference still waiting, of the
+/// templates named, never the event's own; each records the event, and the
+/// event's messages record them. After the event's messages are stored, so
+/// that a refused event cancels nothing; a repeat of the event (a retry
+/// after a lost answer or a crash) does it again, which changes nothing
+/// once done.
+async fn cancel_earlier(
+    state: &AppState,
+    kind: &str,
+    reference_id: &str,
+    stored: &[crate::store::Inserted],
+    cancels: &[intake::Cancellation],
+) -> Result<Vec<String>, ApiError> {
+    let own: Vec<String> = stored.iter().map(|s| s.id.clone()).collect();
+    let mut cancelled = Vec::new();
+    for cancel in cancels {
+        let why = crate::message::ErrorNote {
+            code: "cancelled_by_event".into(),
+            message: format!(
+                "cancelled by event {kind} of {reference_id}{}: {}",
+                own.first()
+                    .map(|id| format!(" (message {id})"))
+                    .unwrap_or_default(),
+                cancel.reason
+            ),
+        };
+        let done = state
+            .store
+            .cancel_reference(
+                reference_id,
+                Some(&cancel.templates),
+                &own,
+                &why,
+                now_millis(),
+                MAX_CANCELLED_PER_EVENT,
+            )
+            .await?;
+        cancelled.extend(done.cancelled);
+    }
+    if !cancelled.is_empty() {
+        crate::telemetry::cancelled(cancelled.len() as u64, "event");
+        tracing::info!(%kind, %reference_id, cancelled = cancelled.len(), "an event cancelled earlier messages");
+        if !own.is_empty() {
+            state.store.note_cancelled(&own, &cancelled).await?;
+        }
+    }
+    Ok(cancelled)
 }
 
 /// A template the rules decided not to send, with why.

@@ -49,6 +49,9 @@ pub(super) struct MessageView {
     last_error: Option<ErrorNoteView>,
     /// What the platform reported after the send.
     delivery: DeliveryView,
+    /// Earlier messages the event that made this one cancelled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cancelled_messages: Vec<String>,
     /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<Vec<AttemptView>>,
@@ -127,6 +130,7 @@ impl MessageView {
             provider_message_id: m.provider_message_id,
             last_error: m.last_error.map(Into::into),
             delivery: DeliveryView::new(m.delivery, m.sent_at.is_some()),
+            cancelled_messages: m.cancelled_messages,
             attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
             receipts: receipts.map(|list| list.into_iter().map(ReceiptView::from).collect()),
             timeline,

@@ -4,7 +4,7 @@
 use crate::plugins::CallError;
 use crate::templates::RenderError;
 
-use super::events::MAX_DECISIONS;
+use super::events::{MAX_CANCELLED_TEMPLATES, MAX_CANCELS, MAX_DECISIONS};
 
 /// Why a request or event cannot become messages. The API chooses how
 /// each is answered (`api/error.rs`).
@@ -86,6 +86,24 @@ pub enum RulesAnswerError {
     /// repeated: it could be anything).
     #[error("a skip of a template chirp does not have ({name_bytes} bytes of name)")]
     UnknownSkippedTemplate {
+        /// The length of the name given.
+        name_bytes: usize,
+    },
+    /// More cancel requests than one event may make.
+    #[error("{given} cancel requests for one event; chirp takes at most {MAX_CANCELS}")]
+    TooManyCancels {
+        /// How many the rules gave.
+        given: usize,
+    },
+    /// A cancel request of no templates, or of too many.
+    #[error("a cancel request of {given} templates; chirp takes 1 to {MAX_CANCELLED_TEMPLATES}")]
+    CancelTemplates {
+        /// How many it named.
+        given: usize,
+    },
+    /// A cancel request of a template chirp does not have.
+    #[error("a cancel request of a template chirp does not have ({name_bytes} bytes of name)")]
+    UnknownCancelledTemplate {
         /// The length of the name given.
         name_bytes: usize,
     },

@@ -38,8 +38,34 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What the rules take back for an event: the messages of its reference
+/// still waiting, of these templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    /// chirp's template names (each one chirp has).
+    pub templates: Vec<String>,
+    /// Why, in the rules' words (bounded).
+    pub reason: String,
+}
+
+/// What an event comes to.
+#[derive(Debug)]
+pub struct EventOutcome {
+    /// Its messages, skipped ones included.
+    pub messages: Vec<NewMessage>,
+    /// The rules' decisions not to send.
+    pub skipped: Vec<Skipped>,
+    /// What it takes back.
+    pub cancels: Vec<Cancellation>,
+}
+
 /// The most decisions a rules plugin may give for one event.
 pub(super) const MAX_DECISIONS: usize = 32;
+/// The most cancel requests for one event, and templates in one.
+pub(super) const MAX_CANCELS: usize = 10;
+pub(super) const MAX_CANCELLED_TEMPLATES: usize = 50;
+/// The longest reason of a cancel request, in characters.
+const MAX_CANCEL_REASON: usize = 500;
 /// The longest text of a rules plugin's that chirp keeps (an error or a
 /// reason to skip), in characters.
 const MAX_RULES_TEXT: usize = 1024;
@@ -62,7 +88,7 @@ pub async fn event_messages(
     recipient: &Recipient<'_>,
     provider: &str,
     now: Millis,
-) -> Result<(Vec<NewMessage>, Vec<Skipped>), IntakeError> {
+) -> Result<EventOutcome, IntakeError> {
     let call = bindings::Event {
         kind: event.kind.into(),
         reference_id: event.reference_id.into(),
@@ -86,7 +112,7 @@ pub async fn event_messages(
         .decide(rules, &call)
         .await
         .map_err(|NotLoaded(name)| IntakeError::RulesNotLoaded(name.to_string()))?;
-    let decisions = answer
+    let answer = answer
         .map_err(IntakeError::RulesFailed)?
         .map_err(|problem| {
             // The rules name the field (`data.order_id`) in their message,
@@ -102,6 +128,8 @@ pub async fn event_messages(
                 .collect::<String>();
             IntakeError::EventRefused { field, problem }
         })?;
+    let cancels = cancellations(catalog, answer.cancels)?;
+    let decisions = answer.decisions;
     // An event leads to a few messages; a plugin that answers thousands
     // would have chirp store them all in one transaction.
     if decisions.len() > MAX_DECISIONS {
@@ -213,5 +241,51 @@ pub async fn event_messages(
             }
         }
     }
-    Ok((messages, skipped))
+    Ok(EventOutcome {
+        messages,
+        skipped,
+        cancels,
+    })
+}
+
+/// The rules' cancel requests, checked: at most [`MAX_CANCELS`], each of 1
+/// to [`MAX_CANCELLED_TEMPLATES`] templates chirp has, with a reason.
+fn cancellations(
+    catalog: &Catalog,
+    requests: Vec<bindings::CancelRequest>,
+) -> Result<Vec<Cancellation>, IntakeError> {
+    let refuse = |e| Err(IntakeError::RulesOutOfBounds(e));
+    if requests.len() > MAX_CANCELS {
+        return refuse(RulesAnswerError::TooManyCancels {
+            given: requests.len(),
+        });
+    }
+    let mut cancels = Vec::with_capacity(requests.len());
+    for request in requests {
+        if request.templates.is_empty() || request.templates.len() > MAX_CANCELLED_TEMPLATES {
+            return refuse(RulesAnswerError::CancelTemplates {
+                given: request.templates.len(),
+            });
+        }
+        if let Some(unknown) = request.templates.iter().find(|t| catalog.get(t).is_none()) {
+            return refuse(RulesAnswerError::UnknownCancelledTemplate {
+                name_bytes: unknown.len(),
+            });
+        }
+        let reason: String = request
+            .reason
+            .trim()
+            .chars()
+            .take(MAX_CANCEL_REASON)
+            .collect();
+        cancels.push(Cancellation {
+            templates: request.templates,
+            reason: if reason.is_empty() {
+                "the rules cancelled it".into()
+            } else {
+                reason
+            },
+        });
+    }
+    Ok(cancels)
 }

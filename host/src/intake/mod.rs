@@ -11,7 +11,7 @@ mod error;
 mod events;
 
 pub use error::{IntakeError, RulesAnswerError};
-pub use events::{Event, Skipped, event_messages};
+pub use events::{Cancellation, Event, EventOutcome, Skipped, event_messages};
 
 use serde_json::{Map, Value};
 

@@ -2,10 +2,12 @@
 //! same files the guests use: one module per world, and one per world of
 //! each released version still loaded (`wit/frozen/`).
 //!
-//! Every version's interfaces that 0.2.0 kept unchanged are bound to
-//! 0.2.0's Rust types (`with`): wasmtime checks component types by
-//! structure, so a 0.1.0 component's `message` is 0.2.0's `Message`, and
+//! Every version's interfaces that 0.2.x kept unchanged are bound to
+//! today's Rust types (`with`): wasmtime checks component types by
+//! structure, so a 0.1.0 component's `message` is today's `Message`, and
 //! the host has one implementation of each import and one set of types.
+//! A 0.2.0 component needs no bindings of its own: 0.2.1 only added to
+//! 0.2.0, and wasmtime matches its `@0.2.0` names to `@0.2.1`'s.
 //! The `rules` world's imports (logging) are the provider world's, so the
 //! host implements them once.
 
@@ -52,6 +54,22 @@ pub mod rules {
     });
 }
 
+/// The `cancelling-rules` world: `rules`' exports and `cancellation`.
+/// Generated: its items are documented in `wit/rules.wit`.
+#[allow(missing_docs)]
+pub mod cancelling_rules {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "cancelling-rules",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "chirp:plugin/log": super::provider::chirp::plugin::log,
+            "chirp:plugin/event-types": super::rules::chirp::plugin::event_types,
+        },
+    });
+}
+
 /// `chirp:plugin@0.1.0`'s `provider` world, bound to today's types.
 #[allow(missing_docs)]
 pub mod provider_0_1 {
@@ -84,6 +102,8 @@ pub mod rules_0_1 {
     });
 }
 
+pub use cancelling_rules::exports::chirp::plugin::cancellation::CancelRequest;
+pub use cancelling_rules::{CancellingRules, CancellingRulesPre};
 pub use provider::chirp::plugin::log::Level;
 pub use provider::chirp::plugin::types::{
     Descriptor, Failure, Message, Receipt, SendError, TemplateRef,

@@ -71,6 +71,15 @@ pub enum WebhookCallError {
 /// A provider's own answer to `send`.
 pub type SendAnswer = Result<bindings::Receipt, bindings::SendError>;
 
+/// What a rules plugin answered for one event.
+#[derive(Debug, Clone)]
+pub struct RulesAnswer {
+    /// Its decisions, in order.
+    pub decisions: Vec<bindings::Decision>,
+    /// What it takes back.
+    pub cancels: Vec<bindings::CancelRequest>,
+}
+
 impl Plugins {
     /// Sends one message through provider `name`. Returns the version of
     /// the provider that took the call and what the call came to.
@@ -90,19 +99,14 @@ impl Plugins {
         Ok((provider.meta.version.clone(), answer))
     }
 
-    /// The decisions of rules plugin `name` for `event`, with the version
-    /// that made them.
+    /// The decisions of rules plugin `name` for `event`, and what it takes
+    /// back (a plugin built for `cancelling-rules`; none otherwise), with
+    /// the version that made them. Both come from one instance.
     pub async fn decide(
         &self,
         name: &str,
         event: &bindings::Event,
-    ) -> Result<
-        (
-            String,
-            Result<Result<Vec<bindings::Decision>, String>, CallError>,
-        ),
-        NotLoaded,
-    > {
+    ) -> Result<(String, Result<Result<RulesAnswer, String>, CallError>), NotLoaded> {
         let rules = self
             .read()
             .rules
@@ -112,7 +116,13 @@ impl Plugins {
         let grant = rules.grant.clone();
         let answer = self
             .call(&rules.pre, grant, async |r, store| {
-                r.decide(store, event).await
+                let decisions = match r.decide(store, event).await? {
+                    Ok(decisions) => decisions,
+                    Err(problem) => return Ok(Err(problem)),
+                };
+                Ok(r.cancels(store, event)
+                    .await?
+                    .map(|cancels| RulesAnswer { decisions, cancels }))
             })
             .await;
         Ok((rules.meta.version.clone(), answer))

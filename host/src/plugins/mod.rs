@@ -45,7 +45,7 @@ mod registry;
 pub mod watcher;
 pub mod worlds;
 
-pub use call::{CallError, NotLoaded, SendAnswer, WebhookAnswer, WebhookCallError};
+pub use call::{CallError, NotLoaded, RulesAnswer, SendAnswer, WebhookAnswer, WebhookCallError};
 use registry::Registry;
 pub use registry::{PluginFile, Rejection};
 

@@ -14,8 +14,8 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
 use super::bindings::{
-    self, Decision, Descriptor, Event, Message, RulesDescriptor, WebhookProviderPre, http, log,
-    provider_0_1, rules_0_1,
+    self, CancelRequest, CancellingRulesPre, Decision, Descriptor, Event, Message, RulesDescriptor,
+    WebhookProviderPre, http, log, provider_0_1, rules_0_1,
 };
 use super::call::{Instantiate, SendAnswer};
 use super::host::HostState;
@@ -58,7 +58,7 @@ impl ProviderComponent {
     /// The `chirp:plugin` version it was built against.
     pub fn version(&self) -> &'static str {
         match self {
-            ProviderComponent::Current { .. } => "0.2.0",
+            ProviderComponent::Current { .. } => "0.2",
             ProviderComponent::Released0_1(_) => "0.1.0",
         }
     }
@@ -130,7 +130,9 @@ impl Instantiate for WebhookProviderPre<HostState> {
 /// A rules component, as built.
 #[derive(Clone)]
 pub enum RulesComponent {
-    /// Against 0.2.0.
+    /// Against 0.2.1's `cancelling-rules`: decides, and cancels.
+    Cancelling(CancellingRulesPre<HostState>),
+    /// Against 0.2.x's `rules`.
     Current(bindings::RulesPre<HostState>),
     /// Against 0.1.0.
     Released0_1(rules_0_1::RulesPre<HostState>),
@@ -138,7 +140,9 @@ pub enum RulesComponent {
 
 /// An instance of a [`RulesComponent`].
 pub enum RulesInstance {
-    /// Built against 0.2.0.
+    /// Built against 0.2.1's `cancelling-rules`.
+    Cancelling(bindings::CancellingRules),
+    /// Built against 0.2.x's `rules`.
     Current(bindings::Rules),
     /// Built against 0.1.0.
     Released0_1(rules_0_1::Rules),
@@ -147,6 +151,9 @@ pub enum RulesInstance {
 impl RulesComponent {
     /// The rules world `pre` was built for, if any.
     pub fn find(pre: &InstancePre<HostState>) -> Option<RulesComponent> {
+        if let Ok(rules) = CancellingRulesPre::new(pre.clone()) {
+            return Some(RulesComponent::Cancelling(rules));
+        }
         if let Ok(rules) = bindings::RulesPre::new(pre.clone()) {
             return Some(RulesComponent::Current(rules));
         }
@@ -160,6 +167,9 @@ impl Instantiate for RulesComponent {
     type Bindings = RulesInstance;
     async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<RulesInstance> {
         Ok(match self {
+            RulesComponent::Cancelling(pre) => {
+                RulesInstance::Cancelling(pre.instantiate_async(store).await?)
+            }
             RulesComponent::Current(pre) => {
                 RulesInstance::Current(pre.instantiate_async(store).await?)
             }
@@ -177,6 +187,7 @@ impl RulesInstance {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<RulesDescriptor> {
         match self {
+            RulesInstance::Cancelling(r) => r.chirp_plugin_selection().call_describe(store).await,
             RulesInstance::Current(r) => r.chirp_plugin_selection().call_describe(store).await,
             RulesInstance::Released0_1(r) => r.chirp_plugin_selection().call_describe(store).await,
         }
@@ -189,10 +200,39 @@ impl RulesInstance {
         event: &Event,
     ) -> wasmtime::Result<Result<Vec<Decision>, String>> {
         match self {
+            RulesInstance::Cancelling(r) => {
+                r.chirp_plugin_selection().call_decide(store, event).await
+            }
             RulesInstance::Current(r) => r.chirp_plugin_selection().call_decide(store, event).await,
             RulesInstance::Released0_1(r) => {
                 r.chirp_plugin_selection().call_decide(store, event).await
             }
+        }
+    }
+}
+
+impl RulesInstance {
+    /// `cancellation.cancels`; none for a component without it.
+    pub async fn cancels(
+        &self,
+        store: &mut Store<HostState>,
+        event: &Event,
+    ) -> wasmtime::Result<Result<Vec<CancelRequest>, String>> {
+        match self {
+            RulesInstance::Cancelling(r) => {
+                r.chirp_plugin_cancellation()
+                    .call_cancels(store, event)
+                    .await
+            }
+            RulesInstance::Current(_) | RulesInstance::Released0_1(_) => Ok(Ok(Vec::new())),
+        }
+    }
+
+    /// The world it was built for.
+    pub fn world(&self) -> &'static str {
+        match self {
+            RulesInstance::Cancelling(_) => "cancelling-rules",
+            RulesInstance::Current(_) | RulesInstance::Released0_1(_) => "rules",
         }
     }
 }

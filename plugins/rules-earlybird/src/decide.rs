@@ -30,6 +30,17 @@ pub const KINDS: [(&str, &[&str]); 9] = [
     ("customer.churn_risk", &["churn_risk"]),
 ];
 
+/// What an event takes back of what earlier events of its reference asked
+/// for, and why: a paused subscription gets no delivery reminders, a
+/// recorded payment no payment reminders.
+pub fn cancels(kind: &str) -> Vec<(Vec<&'static str>, &'static str)> {
+    match kind {
+        "subscription.paused" => vec![(vec!["delivery_reminder"], "subscription paused")],
+        "payment.recorded" => vec![(vec!["payment_reminder"], "payment recorded")],
+        _ => Vec::new(),
+    }
+}
+
 /// The variables each template needs from the event's payload.
 fn variables_of(template: &str) -> &'static [&'static str] {
     match template {
@@ -417,5 +428,23 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(&d[0], Decision::Skip { .. }));
+    }
+
+    #[test]
+    fn a_pause_takes_back_reminders_and_a_payment_its_reminder() {
+        assert_eq!(
+            cancels("subscription.paused"),
+            [(vec!["delivery_reminder"], "subscription paused")]
+        );
+        assert_eq!(cancels("payment.recorded")[0].0, ["payment_reminder"]);
+        assert!(cancels("order.created").is_empty());
+        // Only templates the rules know.
+        for (kind, _) in KINDS {
+            for (templates, _) in cancels(kind) {
+                for t in templates {
+                    assert!(KINDS.iter().any(|(_, ts)| ts.contains(&t)), "{t}");
+                }
+            }
+        }
     }
 }

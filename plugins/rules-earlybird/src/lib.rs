@@ -9,10 +9,11 @@ pub mod decide;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "rules",
+    world: "cancelling-rules",
 });
 
 use chirp::plugin::event_types::{Decision, Event, RulesDescriptor, Send, Skip};
+use exports::chirp::plugin::cancellation::{CancelRequest, Guest as Cancellation};
 use exports::chirp::plugin::selection::Guest;
 
 struct EarlyBirdRules;
@@ -60,3 +61,15 @@ impl Guest for EarlyBirdRules {
 }
 
 export!(EarlyBirdRules);
+
+impl Cancellation for EarlyBirdRules {
+    fn cancels(event: Event) -> Result<Vec<CancelRequest>, String> {
+        Ok(decide::cancels(&event.kind)
+            .into_iter()
+            .map(|(templates, reason)| CancelRequest {
+                templates: templates.into_iter().map(String::from).collect(),
+                reason: reason.into(),
+            })
+            .collect())
+    }
+}

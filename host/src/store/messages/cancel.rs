@@ -50,11 +50,13 @@ impl Store {
     }
 
     /// Cancels the queued messages of `reference_id` (of `templates` only,
-    /// if given), looking at no more than `limit` of them.
+    /// if given; never those in `except`), looking at no more than `limit`
+    /// of them.
     pub async fn cancel_reference(
         &self,
         reference_id: &str,
         templates: Option<&[String]>,
+        except: &[String],
         why: &ErrorNote,
         now: Millis,
         limit: usize,
@@ -82,7 +84,8 @@ impl Store {
         let mut pending = Vec::new();
         for row in rows.into_iter().take(limit) {
             let wanted = templates
-                .is_none_or(|names| row.template.as_ref().is_some_and(|t| names.contains(t)));
+                .is_none_or(|names| row.template.as_ref().is_some_and(|t| names.contains(t)))
+                && !except.contains(&message_key(&row.id));
             if !wanted {
                 continue;
             }
@@ -154,6 +157,30 @@ impl Store {
                 .await?
                 .take(0)?;
             Ok(rows)
+        })
+        .await
+    }
+
+    /// Records on `messages` (an event's) the messages the event
+    /// `cancelled`.
+    pub async fn note_cancelled(
+        &self,
+        messages: &[String],
+        cancelled: &[String],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<RecordId> = messages
+            .iter()
+            .map(|id| RecordId::new("message", id.as_str()))
+            .collect();
+        self.write(async {
+            crate::store::checked(
+                self.db
+                    .query("UPDATE $ids SET cancelled_messages = $cancelled RETURN NONE")
+                    .bind(("ids", ids))
+                    .bind(("cancelled", cancelled.to_vec()))
+                    .await?,
+            )
+            .map(|_| ())
         })
         .await
     }

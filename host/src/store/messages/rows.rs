@@ -12,7 +12,8 @@ use crate::store::StoreError;
 pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_version, text, wa_template, \
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
-     override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks";
+     override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks, \
+     cancelled_messages";
 
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct MessageRow {
@@ -48,6 +49,8 @@ pub(super) struct MessageRow {
     /// The callback endpoints it reports to; written only when there are
     /// some.
     pub(in crate::store) callbacks: Option<Vec<String>>,
+    /// The earlier messages the event that made this one cancelled.
+    pub(super) cancelled_messages: Option<Vec<String>>,
 }
 
 impl MessageRow {
@@ -82,6 +85,7 @@ impl MessageRow {
             delivery_failed_at: None,
             delivery_error_code: None,
             callbacks: (!m.callbacks.is_empty()).then(|| m.callbacks.clone()),
+            cancelled_messages: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl MessageRow {
                 failed: self.delivery_failed_at.zip(self.delivery_error_code),
             },
             callbacks: self.callbacks.unwrap_or_default(),
+            cancelled_messages: self.cancelled_messages.unwrap_or_default(),
         })
     }
 }

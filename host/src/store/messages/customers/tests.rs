@@ -55,6 +55,7 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "delivery_failed_at",
             "delivery_error_code",
             "callbacks",
+            "cancelled_messages",
         ],
     ),
     (
