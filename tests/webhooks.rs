@@ -798,3 +798,33 @@ async fn plugins_built_for_0_2_0_keep_working() {
     assert_eq!(code, 202, "{answer}");
     assert_eq!(answer["cancelled"], json!([]), "{answer}");
 }
+
+/// Receipts reach the caller's backend too: delivered and read, once each,
+/// after accepted and sent; a receipt that changes nothing (a repeat) is
+/// not reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn receipts_are_reported_to_the_callers_backend_in_order() {
+    use support::callbacks::{Receiver, register, with_callbacks};
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::meta_success("wamid.reported")]);
+    let receiver = Receiver::start().await;
+    let chirp = with_callbacks(meta_options(dir.path(), &mock), &receiver).start();
+    let endpoint = register(&chirp, json!({"url": receiver.url()})).await;
+    receiver.hold(endpoint["secret"].as_str().unwrap());
+    let id = send(&chirp).await;
+    assert_eq!(chirp.wait_final(&id).await["status"], "sent");
+    for state in ["delivered", "delivered", "read"] {
+        let (code, body) = post_signed(
+            &chirp,
+            statuses(&[status("wamid.reported", state, 1_750_000_000)]),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    receiver
+        .wait_states(&id, &["accepted", "sent", "delivered", "read"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.states_of(&id).len(), 4);
+}

@@ -6,6 +6,7 @@
 // Each test crate uses some of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod callbacks;
 pub mod openapi;
 
 use std::path::{Path, PathBuf};
