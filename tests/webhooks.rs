@@ -240,7 +240,9 @@ async fn a_receipt_that_beats_the_send_is_kept_until_the_id_lands() {
     assert_eq!(code, 200, "{body}");
     let message = chirp
         .wait_for(&id, Duration::from_secs(15), |m| {
+            // The message and its receipts are two reads: wait for both.
             m["receipts"].as_array().is_some_and(|r| r.len() == 2)
+                && m["delivery"]["status"] == "delivered"
         })
         .await;
     assert_eq!(message["delivery"]["status"], "delivered", "{message:#}");

@@ -5,13 +5,19 @@
 //! the same number in batches of [`BATCH`] over [`BATCH_CONNECTIONS`]
 //! connections; the median and range of messages per second and of chirp's
 //! CPU per message. Then open loop: batches offered at a fixed rate for a
-//! fixed time, with the latency of each batch from when it was due.
+//! fixed time, with the latency of each batch from when it was due. Last,
+//! what status callbacks cost: batches with one callback endpoint
+//! registered (every message's `accepted` callback written in its
+//! transaction and posted to a receiver on loopback) against none,
+//! alternated; CPU counted until the receiver has every callback.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+use chirp_harness::mock::faulty::Mock;
 
 use crate::load::{Spec, admin_client, drive, message_body};
 use crate::spread;
@@ -33,12 +39,14 @@ struct Run {
 }
 
 /// Runs the scenario against chirp at `base` (delivery paused), whose CPU
-/// `chirp_cpu` reads.
+/// `chirp_cpu` reads; `receiver` takes its callbacks (chirp allows its
+/// address).
 pub async fn run(
     base: &str,
     chirp_cpu: impl Fn() -> Duration,
     messages: usize,
     connections: usize,
+    receiver: &Mock,
 ) {
     let mut single = Vec::new();
     let mut batched = Vec::new();
@@ -89,6 +97,75 @@ pub async fn run(
         );
     }
     open_loop(base, &chirp_cpu).await;
+    callbacks_cost(base, &chirp_cpu, messages, receiver).await;
+}
+
+/// Batches with one callback endpoint against none, alternated.
+async fn callbacks_cost(
+    base: &str,
+    chirp_cpu: &impl Fn() -> Duration,
+    messages: usize,
+    receiver: &Mock,
+) {
+    let client = admin_client(1);
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 0..ROUNDS {
+        for with_endpoint in [round % 2 == 0, round % 2 == 1] {
+            let endpoint = if with_endpoint {
+                let answer = client
+                    .post(format!("{base}/api/callbacks/endpoints"))
+                    .header("content-type", "application/json")
+                    .body(json!({"url": format!("{}/callbacks", receiver.base)}).to_string())
+                    .send()
+                    .await
+                    .expect("register an endpoint")
+                    .text()
+                    .await
+                    .expect("answer");
+                let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+                Some(answer["id"].as_str().expect("endpoint id").to_string())
+            } else {
+                None
+            };
+            let before = receiver.count();
+            let cpu = chirp_cpu();
+            let started = Instant::now();
+            let accepted = batches(base, messages, &format!("cb-{round}-{with_endpoint}")).await;
+            let accepting = started.elapsed();
+            if endpoint.is_some() {
+                let got = receiver
+                    .wait_for(before + accepted as u64, Duration::from_secs(600))
+                    .await;
+                assert_eq!(got, before + accepted as u64, "callbacks missing");
+            }
+            let run = Run {
+                rate: accepted as f64 / accepting.as_secs_f64(),
+                cpu_us: (chirp_cpu() - cpu).as_secs_f64() * 1e6 / accepted.max(1) as f64,
+            };
+            if let Some(id) = endpoint {
+                client
+                    .delete(format!("{base}/api/callbacks/endpoints/{id}"))
+                    .send()
+                    .await
+                    .expect("remove the endpoint");
+                with.push((run, started.elapsed()));
+            } else {
+                without.push((run, accepting));
+            }
+        }
+    }
+    for (name, runs) in [
+        ("no callback endpoint", &without),
+        ("one callback endpoint, every callback posted", &with),
+    ] {
+        println!(
+            "14. accept in batches of {BATCH}, {name}: {} msg/s accepted, chirp CPU {} µs per message, all callbacks posted after {} s ({ROUNDS} rounds, {messages} messages each)",
+            spread(runs.iter().map(|(r, _)| r.rate), 0),
+            spread(runs.iter().map(|(r, _)| r.cpu_us), 1),
+            spread(runs.iter().map(|(_, t)| t.as_secs_f64()), 2),
+        );
+    }
 }
 
 /// Sends `messages` messages in batches over [`BATCH_CONNECTIONS`]

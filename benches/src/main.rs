@@ -591,7 +591,12 @@ async fn main() {
     if options.runs(14) {
         let stage = Stage::new(&options);
         let mock = Mock::start(Plan::success()).await;
-        let mut setup = stage.setup(&options, &mock);
+        let receiver = Mock::start(Plan::success()).await;
+        let receiver_host = receiver.base.trim_start_matches("http://").to_string();
+        let mut setup = stage
+            .setup(&options, &mock)
+            .set("CHIRP_CALLBACK_HOSTS", &receiver_host)
+            .set("CHIRP_CALLBACK_ALLOW_PRIVATE", "true");
         setup.paused = true;
         let chirp = start(&setup);
         chirp_bench::batch_accept::run(
@@ -599,6 +604,7 @@ async fn main() {
             || chirp.cpu(),
             options.messages,
             options.connections,
+            &receiver,
         )
         .await;
         chirp.stop();
