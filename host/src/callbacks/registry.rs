@@ -13,7 +13,7 @@ use super::signature::{self, BadSecret};
 use super::{Endpoint, Scope, Secret};
 use crate::config::CallbacksConfig;
 use crate::message::Millis;
-use crate::plugins::network::is_public;
+use crate::plugins::network::{authority, is_public, literal_ip};
 use crate::store::{Store, StoreError};
 
 /// The most endpoints registered at once.
@@ -198,26 +198,15 @@ impl Registry {
         if parsed.fragment().is_some() {
             return refuse("the URL has a fragment".into());
         }
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| RegistryError::Url("the URL has no host".into()))?
-            .to_ascii_lowercase();
-        let authority = match parsed.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        };
+        let authority =
+            authority(&parsed).ok_or_else(|| RegistryError::Url("the URL has no host".into()))?;
         if !self.config.hosts.contains(&authority) {
             return refuse(format!(
                 "{authority} is not among the hosts the operator allows callbacks to \
                  (CHIRP_CALLBACK_HOSTS)"
             ));
         }
-        let literal = match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal
+        if let Some(ip) = literal_ip(&parsed)
             && !self.config.allow_private
             && !is_public(ip)
         {

@@ -81,6 +81,27 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         && !(s[0] == 0x3fff && s[1] < 0x1000) // documentation (RFC 9637)
 }
 
+/// The `host[:port]` `url` names, lower case, as operators list the hosts
+/// a plugin or a callback may reach; `None` without a host.
+pub fn authority(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
+/// The address `url` names literally, if it names one. The URL parser has
+/// already read every spelling of an address (decimal, octal, short forms,
+/// IPv6 with an IPv4 inside) into one; a name is left to [`PublicOnly`].
+pub fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// A resolver that answers only public addresses.
 #[derive(Debug, Default)]
 pub struct PublicOnly;

@@ -17,7 +17,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 use super::{HostState, Outbound};
 use crate::plugins::bindings::http;
-use crate::plugins::network::is_public;
+use crate::plugins::network::{authority, is_public, literal_ip};
 
 /// The longest URL a plugin may ask for.
 const MAX_URL_BYTES: usize = 8 * 1024;
@@ -60,28 +60,15 @@ impl HostState {
         if !url.username().is_empty() || url.password().is_some() {
             return denied("the URL carries user info; send credentials in a header".into());
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| http::Error::Denied("URL has no host".into()))?
-            .to_ascii_lowercase();
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        };
+        let authority =
+            authority(&url).ok_or_else(|| http::Error::Denied("URL has no host".into()))?;
         if !self.grant.hosts.contains(&authority) {
             return denied(format!(
                 "{authority} is not among the hosts plugin {} may reach",
                 self.grant.plugin
             ));
         }
-        // The URL parser has already read every spelling of an address
-        // (decimal, octal, short forms, IPv6 with an IPv4 inside) into one.
-        let literal_ip = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-            _ => None,
-        };
-        if let Some(ip) = literal_ip
+        if let Some(ip) = literal_ip(&url)
             && !self.grant.allow_private
             && !is_public(ip)
         {
