@@ -312,13 +312,27 @@ struct CallbackParams {
     message_id: Option<String>,
     /// Only those to this endpoint.
     endpoint: Option<String>,
-    /// `pending`, `delivered`, `failed` or `dropped`.
+    /// Only callbacks in this outcome.
+    #[param(value_type = Option<CallbackOutcome>)]
     outcome: Option<String>,
     /// `next_cursor` of the page before.
     cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+}
+
+/// What became of a callback: `pending` (to be posted, again),
+/// `delivered`, `failed` (given up) or `dropped` (its endpoint was removed
+/// or is no longer allowed).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // the query's schema; the handler reads the text
+enum CallbackOutcome {
+    Pending,
+    Delivered,
+    Failed,
+    Dropped,
 }
 
 /// A page of callbacks.
