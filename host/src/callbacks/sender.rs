@@ -100,22 +100,22 @@ async fn pass(store: &Store, registry: &Registry, clients: &Clients) -> Result<u
         jobs.push((first, behind));
     }
     let concurrency = registry.config().concurrency;
-    let results: Vec<Result<usize, StoreError>> = futures::stream::iter(jobs)
+    let posted: Vec<(Due, Posted, Vec<Due>)> = futures::stream::iter(jobs)
         .map(|(first, behind)| async move {
             let posted = post(registry, clients, &first).await;
-            store.record_post(&first, &posted).await?;
             crate::telemetry::callback_posted(posted.outcome, posted.next.is_some());
-            if let Some(next) = posted.next {
-                store.defer_callbacks(&behind, next).await?;
-            }
-            Ok(1 + behind.len())
+            (first, posted, behind)
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    for result in results {
-        moved += result?;
-    }
+    // One transaction for the pass's posts: a commit per post would bound
+    // the sender to the store's commits per second.
+    store.record_posts(&posted).await?;
+    moved += posted
+        .iter()
+        .map(|(_, _, behind)| 1 + behind.len())
+        .sum::<usize>();
     Ok(moved)
 }
 

@@ -118,7 +118,7 @@ pub struct CallbackCounts {
     pub dropped: u64,
 }
 
-#[derive(Debug, SurrealValue)]
+#[derive(Debug, Clone, SurrealValue)]
 struct AttemptRow {
     id: RecordId,
     at: i64,
@@ -232,41 +232,77 @@ impl Store {
         }
     }
 
-    /// Records a post of `due` and what comes next, in one transaction.
-    pub async fn record_post(&self, due: &Due, posted: &Posted) -> Result<(), StoreError> {
-        let id = due.record();
-        let number = due.attempts + 1;
-        let RecordIdKey::Array(key) = &id.key else {
-            return Err(StoreError::Corrupt("callback key".into()));
-        };
-        let mut attempt_key: Vec<Value> = key.iter().cloned().collect();
-        attempt_key.push(i64::from(number).into_value());
-        let attempt = AttemptRow {
-            id: keyed("callback_attempt", attempt_key),
-            at: posted.at,
-            status: posted.status.map(i64::from),
-            latency_ms: posted.latency_ms.min(i64::MAX as u64) as i64,
-            error: posted.error.clone(),
-        };
-        let delivered_at = (posted.outcome == "delivered").then_some(posted.at);
+    /// Records the posts of one pass and what comes next for each, and
+    /// moves the callbacks waiting behind a failed one to its next try, in
+    /// one transaction: `posts` are `(callback, its post, the callbacks of
+    /// its message and endpoint behind it)`.
+    pub async fn record_posts(&self, posts: &[(Due, Posted, Vec<Due>)]) -> Result<(), StoreError> {
+        #[derive(SurrealValue)]
+        struct PostRow {
+            id: RecordId,
+            number: i64,
+            next: Option<i64>,
+            outcome: String,
+            at: i64,
+            delivered_at: Option<i64>,
+            attempt: AttemptRow,
+            behind: Vec<RecordId>,
+        }
+        let mut rows = Vec::with_capacity(posts.len());
+        for (due, posted, behind) in posts {
+            let id = due.record();
+            let number = due.attempts + 1;
+            let RecordIdKey::Array(key) = &id.key else {
+                return Err(StoreError::Corrupt("callback key".into()));
+            };
+            let mut attempt_key: Vec<Value> = key.iter().cloned().collect();
+            attempt_key.push(i64::from(number).into_value());
+            rows.push(PostRow {
+                attempt: AttemptRow {
+                    id: keyed("callback_attempt", attempt_key),
+                    at: posted.at,
+                    status: posted.status.map(i64::from),
+                    latency_ms: posted.latency_ms.min(i64::MAX as u64) as i64,
+                    error: posted.error.clone(),
+                },
+                id,
+                number: i64::from(number),
+                next: posted.next,
+                outcome: posted.outcome.to_string(),
+                at: posted.at,
+                delivered_at: (posted.outcome == "delivered").then_some(posted.at),
+                // Only a callback to be tried again holds the ones behind.
+                behind: match posted.next {
+                    Some(_) => behind.iter().map(Due::record).collect(),
+                    None => Vec::new(),
+                },
+            });
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
         self.write(async {
             crate::store::checked(
                 self.db
                     .query(
                         "BEGIN TRANSACTION;
-                         UPDATE $id SET attempts = $number, due_at = $next, outcome = $outcome,
-                             first_tried_at = first_tried_at ?? $at,
-                             delivered_at = $delivered_at RETURN NONE;
-                         INSERT IGNORE INTO callback_attempt $attempt RETURN NONE;
+                         FOR $p IN $posts {
+                             UPDATE $p.id SET attempts = $p.number, due_at = $p.next,
+                                 outcome = $p.outcome, first_tried_at = first_tried_at ?? $p.at,
+                                 delivered_at = $p.delivered_at RETURN NONE;
+                             IF array::len($p.behind) > 0 {
+                                 UPDATE $p.behind SET due_at = $p.next
+                                     WHERE outcome = 'pending' AND due_at < $p.next RETURN NONE;
+                             };
+                         };
+                         INSERT IGNORE INTO callback_attempt $attempts RETURN NONE;
                          COMMIT TRANSACTION;",
                     )
-                    .bind(("id", id))
-                    .bind(("number", i64::from(number)))
-                    .bind(("next", posted.next))
-                    .bind(("outcome", posted.outcome))
-                    .bind(("at", posted.at))
-                    .bind(("delivered_at", delivered_at))
-                    .bind(("attempt", attempt))
+                    .bind((
+                        "attempts",
+                        rows.iter().map(|r| r.attempt.clone()).collect::<Vec<_>>(),
+                    ))
+                    .bind(("posts", rows))
                     .await?,
             )
             .map(|_| ())
