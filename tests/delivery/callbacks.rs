@@ -244,3 +244,36 @@ async fn only_the_operators_hosts_can_be_registered() {
     assert_eq!(code, 422, "{answer}");
     assert_eq!(answer["field"], "callback_endpoint");
 }
+
+/// More callbacks than the sender reads in one pass all arrive: the ones
+/// done with are not read again. (Before `due_at >= 0` in
+/// `Store::due_callbacks`, the first 200 delivered were, and the rest
+/// never left.)
+#[tokio::test]
+async fn more_callbacks_than_one_pass_all_arrive() {
+    let w = world().await;
+    let receiver = Receiver::start().await;
+    let chirp = with_callbacks(w.options.clone(), &receiver).start();
+    let endpoint = register(&chirp, json!({"url": receiver.url()})).await;
+    receiver.hold(endpoint["secret"].as_str().unwrap());
+    let messages: Vec<Value> = (0..450)
+        .map(|n| {
+            json!({"phone": format!("+9198{n:08}"), "text": "later",
+                   "send_at": "2999-01-01T00:00:00Z"})
+        })
+        .collect();
+    let (code, answer) = chirp
+        .post("/api/notifications/batch", json!({"messages": messages}))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["accepted"], 450);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while receiver.webhook_ids().len() < 450 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 450 callbacks",
+            receiver.webhook_ids().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -192,7 +192,13 @@ impl Store {
     pub async fn due_callbacks(&self, now: Millis, limit: usize) -> Result<Vec<Due>, StoreError> {
         let rows: Vec<CallbackRow> = self
             .db
-            .query("SELECT * FROM callback WHERE due_at <= $now ORDER BY due_at LIMIT $limit")
+            // `due_at >= 0` leaves out the callbacks done with (`NONE`, which
+            // sorts before every number): without it a pass read the first
+            // 200 of those again and again and posted nothing more.
+            .query(
+                "SELECT * FROM callback WHERE due_at <= $now AND due_at >= 0 \
+                 ORDER BY due_at LIMIT $limit",
+            )
             .bind(("now", now))
             .bind(("limit", limit as i64))
             .await?
