@@ -6,7 +6,8 @@
 //! message is checked again, just before any provider call, against the
 //! state as it is now: an opt-out or a disabled template that applies makes
 //! it `skipped` with the reason; marketing outside the marketing hours in
-//! the recipient's time zone is held to the next allowed time. Pure: the
+//! the recipient's time zone is held to the next allowed time; a message
+//! whose expiry has passed is `expired`, never sent. Pure: the
 //! scheduler reads the preferences (one query per claim) and the catalog.
 
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
@@ -93,6 +94,8 @@ pub enum Verdict {
     Skip(ErrorNote),
     /// Marketing outside its hours: due again at this time.
     Hold(Millis),
+    /// Its expiry passed: stored as `expired`, with why.
+    Expire(ErrorNote),
 }
 
 /// The verdict on `message` at `now`, given the recipient's `preferences`
@@ -105,6 +108,15 @@ pub fn verdict(
     consent: Consent,
     now: Millis,
 ) -> Verdict {
+    if let Some(at) = message.expires_at.filter(|_| message.is_past_expiry(now)) {
+        return Verdict::Expire(ErrorNote {
+            code: "expired".into(),
+            message: format!(
+                "its time to be sent ran out at {} before it could be sent",
+                crate::message::rfc3339(at)
+            ),
+        });
+    }
     let template = message.template.as_ref().and_then(|name| catalog.get(name));
     if let Some(def) = template
         && !def.enabled
@@ -173,6 +185,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             due_at: None,
+            expires_at: None,
             sent_at: None,
             provider_message_id: None,
             last_error: None,
@@ -190,6 +203,33 @@ mod tests {
             .single()
             .unwrap()
             .timestamp_millis()
+    }
+
+    /// A message is sent up to, not at, its expiry; after that nothing
+    /// else is asked.
+    #[test]
+    fn a_message_past_its_expiry_expires_instead_of_going_out() {
+        let catalog = catalog();
+        let prefs = Preferences::defaults_for("+919876543210");
+        let m = Message {
+            expires_at: Some(ist(12, 0)),
+            ..message("delivery_delayed")
+        };
+        let at = |now| {
+            verdict(
+                &m,
+                &prefs,
+                &catalog,
+                MarketingHours::default(),
+                Consent::default(),
+                now,
+            )
+        };
+        assert_eq!(at(ist(12, 0) - 1), Verdict::Send);
+        assert!(matches!(at(ist(12, 0)), Verdict::Expire(note) if note.code == "expired"));
+        assert!(matches!(at(ist(13, 0)), Verdict::Expire(_)));
+        assert_eq!(m.due_by_expiry(ist(14, 0)), ist(12, 0));
+        assert_eq!(m.due_by_expiry(ist(11, 0)), ist(11, 0));
     }
 
     #[test]

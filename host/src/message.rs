@@ -80,6 +80,9 @@ pub struct NewMessage {
     pub created_at: Millis,
     /// When it may first be sent (now, or later for scheduled sends).
     pub not_before: Millis,
+    /// After this it is never sent (`expired`): the caller's time, or its
+    /// template's `expire_after` from `not_before`.
+    pub expires_at: Option<Millis>,
     /// Why it will not be sent at all, if so: it is stored as `skipped`.
     pub skip: Option<ErrorNote>,
     /// The caller let a transactional message through an opt-out; checked
@@ -119,6 +122,20 @@ impl NewMessage {
     }
 }
 
+impl Message {
+    /// Whether its time to be sent has passed at `now`.
+    pub fn is_past_expiry(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// `due`, or the message's expiry if that comes first: a message is
+    /// looked at again no later than when it expires, so that it is marked
+    /// `expired` then instead of at a later retry's time.
+    pub fn due_by_expiry(&self, due: Millis) -> Millis {
+        self.expires_at.map_or(due, |at| due.min(at))
+    }
+}
+
 /// A message as stored, with where it is in its life.
 #[derive(Debug, Clone)]
 pub struct Message {
@@ -153,6 +170,8 @@ pub struct Message {
     pub updated_at: Millis,
     /// When the next attempt is due, while `queued`.
     pub due_at: Option<Millis>,
+    /// After this it is never sent.
+    pub expires_at: Option<Millis>,
     /// When the provider accepted it.
     pub sent_at: Option<Millis>,
     /// The platform's id of it, if the provider gave one.

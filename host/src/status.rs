@@ -8,14 +8,14 @@
 //! ```text
 //!                 accept                 claim                 sent
 //!   (request) ─────────────▶ queued ─────────────▶ sending ─────────────▶ sent
-//!       │                    ▲  │ ▲                │ │ │ │                  │
-//!       │ accept_skipped     │  │ └──── retry ─────┘ │ │ │   fall_back      │
-//!       ▼                    │  │                    │ │ └──────▶ queued ◀──┘
-//!    skipped ◀───── skip ────┼──┼────────────────────┘ │        (next route)
-//!                            │  ├── cancel ──▶ cancelled
-//!                  resend    │  └── expire ──▶ expired
-//!                  fall_back │                       │ fail
-//!    failed ─────────────────┘ ◀─────────────────────┘
+//!       │                    ▲  │ ▲                │ │ │ │ │                │
+//!       │ accept_skipped     │  │ └──── retry ─────┘ │ │ │ │ fall_back      │
+//!       ▼                    │  │                    │ │ │ └──────▶ queued ◀┘
+//!    skipped ◀───── skip ────┼──┼────────────────────┘ │ │        (next route)
+//!                            │  └── cancel ──▶ cancelled │
+//!                  resend    │      expired ◀── expire ──┘
+//!                  fall_back │                         │ fail
+//!    failed ─────────────────┘ ◀───────────────────────┘
 //! ```
 //!
 //! `sending` is also claimed again when its lease runs out (the worker
@@ -148,7 +148,8 @@ pub enum Transition {
     Resend,
     /// Taken back before it was claimed.
     Cancel,
-    /// Its time passed while it waited.
+    /// Its expiry passed while it waited: found when it is claimed (a
+    /// message is due again no later than its expiry), never sent.
     Expire,
     /// Onto the next route of its chain: the channel cannot reach the
     /// recipient, or no delivery receipt came in time.
@@ -178,7 +179,8 @@ impl Transition {
                 &[Sending]
             }
             Transition::Resend => &[Failed],
-            Transition::Cancel | Transition::Expire => &[Queued],
+            Transition::Cancel => &[Queued],
+            Transition::Expire => &[Sending],
             Transition::FallBack => &[Sending, Failed, Sent],
         }
     }
@@ -338,7 +340,7 @@ mod tests {
             (Sending, Skip, Skipped),
             (Failed, Resend, Queued),
             (Queued, Cancel, Cancelled),
-            (Queued, Expire, Expired),
+            (Sending, Expire, Expired),
             (Sending, FallBack, Queued),
             (Failed, FallBack, Queued),
             (Status::Sent, FallBack, Queued),

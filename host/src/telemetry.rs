@@ -111,6 +111,11 @@ pub fn skipped(n: u64) {
     metrics::counter!("chirp_messages_skipped_total").increment(n);
 }
 
+/// A message expired before it could be sent.
+pub fn expired() {
+    metrics::counter!("chirp_messages_expired_total").increment(1);
+}
+
 /// `n` messages cancelled, by whom (`admin`, `event`).
 pub fn cancelled(n: u64, by: &'static str) {
     if n > 0 {

@@ -12,6 +12,7 @@ mod callbacks;
 mod cancel;
 mod customers;
 mod durability;
+mod expiry;
 mod process;
 mod reading;
 mod sending;

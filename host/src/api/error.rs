@@ -177,6 +177,9 @@ impl From<IntakeError> for ApiError {
             IntakeError::OverrideNotAllowed { .. } => {
                 ApiError::invalid("override_opt_out", "override_not_allowed", message)
             }
+            IntakeError::ExpiresBeforeSend { .. } => {
+                ApiError::invalid("expires_at", "expires_before_send", message)
+            }
             IntakeError::OutsideServiceWindow { .. } => {
                 ApiError::invalid("text", "outside_service_window", message)
             }

@@ -44,6 +44,9 @@ pub(super) struct MessageView {
     created_at: String,
     updated_at: String,
     next_attempt_at: Option<String>,
+    /// After this it is never sent (`expired`); absent: it does not expire.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<String>,
     sent_at: Option<String>,
     provider_message_id: Option<String>,
     last_error: Option<ErrorNoteView>,
@@ -126,6 +129,7 @@ impl MessageView {
             created_at: rfc3339(m.created_at),
             updated_at: rfc3339(m.updated_at),
             next_attempt_at: m.due_at.map(rfc3339),
+            expires_at: m.expires_at.map(rfc3339),
             sent_at: m.sent_at.map(rfc3339),
             provider_message_id: m.provider_message_id,
             last_error: m.last_error.map(Into::into),

@@ -66,6 +66,11 @@ pub(super) struct SendMessageRequest {
     /// Hold the message until this RFC 3339 time (1970 to 9999).
     #[schema(format = DateTime)]
     send_at: Option<String>,
+    /// Never send after this RFC 3339 time: the message is `expired`
+    /// instead (default: the template's `expire_after` from its time to be
+    /// sent). Must come after `send_at` (or now).
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
     /// A registered callback endpoint (its id) to report this message's
     /// changes to, besides the endpoints of scope `all`.
     #[schema(min_length = 1, max_length = 200)]
@@ -179,6 +184,7 @@ pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewM
                 reference_id: request.reference_id,
                 idempotency_key: request.idempotency_key,
                 not_before: request.send_at,
+                expires_at: request.expires_at,
                 override_opt_out: request.override_opt_out,
                 fingerprint: None,
             };
@@ -196,6 +202,7 @@ pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewM
                 reference_id: request.reference_id,
                 idempotency_key: request.idempotency_key,
                 not_before: request.send_at,
+                expires_at: request.expires_at,
                 override_opt_out: request.override_opt_out,
             };
             let last_inbound = if recipient.consent.free_text_needs_window {
@@ -267,6 +274,8 @@ pub struct SendRequest {
     pub override_opt_out: bool,
     /// Not before this time.
     pub send_at: Option<Millis>,
+    /// Never after this time.
+    pub expires_at: Option<Millis>,
     /// A callback endpoint named for this message.
     pub callback_endpoint: Option<String>,
 }
@@ -287,6 +296,10 @@ impl SendRequest {
         let send_at = fields
             .string("send_at")?
             .map(|t| parse_time("send_at", &t))
+            .transpose()?;
+        let expires_at = fields
+            .string("expires_at")?
+            .map(|t| parse_time("expires_at", &t))
             .transpose()?;
         let callback_endpoint = bounded(fields.string("callback_endpoint")?, "callback_endpoint")?;
         fields.finish()?;
@@ -339,6 +352,7 @@ impl SendRequest {
             provider,
             override_opt_out,
             send_at,
+            expires_at,
             callback_endpoint,
         })
     }
@@ -379,7 +393,7 @@ struct Resent {
     responses(
         (status = 202, description = "Accepted and durably stored", body = Resent),
         (status = 404, description = "No such message", body = super::error::ErrorBody),
-        (status = 409, description = "The message was sent already", body = super::error::ErrorBody),
+        (status = 409, description = "The message was sent already, or its expiry passed", body = super::error::ErrorBody),
     ),
 )]
 async fn resend(
@@ -397,6 +411,19 @@ async fn resend(
             StatusCode::CONFLICT,
             "already_sent",
             format!("message {id} was sent; send a new message to send again"),
+        ));
+    }
+    if !requeued && message.status == Status::Failed {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "past_expiry",
+            format!(
+                "message {id} expired at {}; send a new message with a later expires_at",
+                message
+                    .expires_at
+                    .map(crate::message::rfc3339)
+                    .unwrap_or_default()
+            ),
         ));
     }
     if requeued {

@@ -171,6 +171,18 @@ async fn update(
     if let Some(sample) = fields.object("sample")? {
         def.sample = sample.into_iter().collect();
     }
+    match fields.value("expire_after") {
+        None => {}
+        Some(Value::Null) => def.expire_after = None,
+        Some(Value::String(after)) => def.expire_after = Some(after),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "expire_after",
+                "invalid_type",
+                "expire_after is a duration such as \"2h\", or null for none",
+            ));
+        }
+    }
     fields.finish()?;
     save(&state, def).await.map(|def| Json(def.into()))
 }
@@ -194,6 +206,10 @@ struct TemplateEdit {
     /// Example values of the variables, for previews.
     #[schema(value_type = Option<Object>)]
     sample: Option<Map<String, Value>>,
+    /// How long after its time a message may still go out (`2h`, 1m to
+    /// 366d); `null` removes it.
+    #[schema(max_length = 64)]
+    expire_after: Option<String>,
 }
 
 /// A template's text: one string (English), or language code -> text.
@@ -426,6 +442,11 @@ struct TemplateView {
     /// Example values of the variables, for previews.
     #[schema(value_type = Object)]
     sample: std::collections::BTreeMap<String, Value>,
+    /// How long after its time to be sent a message may still go out;
+    /// after that it is `expired`. Absent: messages do not expire unless
+    /// the caller says when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expire_after: Option<String>,
     /// The saved version in force.
     version: u32,
 }
@@ -485,6 +506,7 @@ impl From<TemplateDef> for TemplateView {
                 .collect(),
             text: def.text,
             sample: def.sample,
+            expire_after: def.expire_after,
             version: def.version,
         }
     }

@@ -24,6 +24,16 @@ pub enum IntakeError {
         /// When they last wrote, said for a human.
         last: String,
     },
+    /// An expiry at or before the time the message would first go out.
+    #[error(
+        "expires_at {expires_at} is not after the time the message would first be sent ({not_before}); it would never go out"
+    )]
+    ExpiresBeforeSend {
+        /// The expiry asked for.
+        expires_at: String,
+        /// When the message would first be sent.
+        not_before: String,
+    },
     /// `override_opt_out` on a marketing template.
     #[error("{template} is a marketing template; opt-outs of marketing cannot be overridden")]
     OverrideNotAllowed {

@@ -179,6 +179,7 @@ pub async fn event_messages(
                     reference_id: Some(event.reference_id.into()),
                     idempotency_key: Some(key(&send.template)),
                     not_before,
+                    expires_at: None,
                     override_opt_out: false,
                     fingerprint: Some(event_fingerprint.clone()),
                 };
@@ -229,6 +230,7 @@ pub async fn event_messages(
                     provider: provider.into(),
                     created_at: now,
                     not_before: now,
+                    expires_at: None,
                     skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),

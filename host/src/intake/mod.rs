@@ -15,7 +15,7 @@ pub use events::{Cancellation, Event, EventOutcome, Skipped, event_messages};
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, Millis, NewMessage, fingerprint};
+use crate::message::{ErrorNote, Millis, NewMessage, after, fingerprint};
 use crate::phone::Phone;
 use crate::preferences::{Consent, Preferences};
 use crate::templates::{Catalog, Category, RenderError};
@@ -44,6 +44,9 @@ pub struct Draft<'a> {
     pub idempotency_key: Option<String>,
     /// Not before this time (never before acceptance).
     pub not_before: Option<Millis>,
+    /// Never after this time; none: the template's `expire_after` from
+    /// `not_before`, if it has one.
+    pub expires_at: Option<Millis>,
     /// Send even if the recipient opted out of all messages or of this
     /// template. Only for transactional templates.
     pub override_opt_out: bool,
@@ -86,6 +89,11 @@ pub fn template_message(
             recipient.consent,
         )
     };
+    let not_before = draft.not_before.unwrap_or(now).max(now);
+    let expires_at = match draft.expires_at {
+        Some(at) => Some(expiry(at, not_before)?),
+        None => def.expire_after().map(|d| after(not_before, d)),
+    };
     let id = ulid::Ulid::new().to_string();
     let fingerprint = draft.fingerprint.unwrap_or_else(|| {
         let variables = serde_json::to_string(draft.variables).unwrap_or_default();
@@ -107,7 +115,8 @@ pub fn template_message(
         reference_id: draft.reference_id,
         provider: provider.into(),
         created_at: now,
-        not_before: draft.not_before.unwrap_or(now).max(now),
+        not_before,
+        expires_at,
         skip,
         override_opt_out: draft.override_opt_out,
         fingerprint,
@@ -125,6 +134,8 @@ pub struct TextDraft {
     pub idempotency_key: Option<String>,
     /// Not before this time (never before acceptance).
     pub not_before: Option<Millis>,
+    /// Never after this time.
+    pub expires_at: Option<Millis>,
     /// Send despite an opt-out of everything.
     pub override_opt_out: bool,
 }
@@ -142,6 +153,10 @@ pub fn text_message(
     last_inbound: Option<Millis>,
 ) -> Result<NewMessage, IntakeError> {
     let not_before = draft.not_before.unwrap_or(now).max(now);
+    let expires_at = draft
+        .expires_at
+        .map(|at| expiry(at, not_before))
+        .transpose()?;
     if recipient.consent.free_text_needs_window
         && last_inbound.is_none_or(|at| at + crate::preferences::SERVICE_WINDOW <= not_before)
     {
@@ -174,10 +189,23 @@ pub fn text_message(
         provider: provider.into(),
         created_at: now,
         not_before,
+        expires_at,
         skip,
         override_opt_out: draft.override_opt_out,
         callbacks: Vec::new(),
     })
+}
+
+/// A caller's expiry, which must leave the message a moment to be sent:
+/// one at or before its time to be sent would never go out.
+fn expiry(expires_at: Millis, not_before: Millis) -> Result<Millis, IntakeError> {
+    if expires_at <= not_before {
+        return Err(IntakeError::ExpiresBeforeSend {
+            expires_at: crate::message::rfc3339(expires_at),
+            not_before: crate::message::rfc3339(not_before),
+        });
+    }
+    Ok(expires_at)
 }
 
 fn note(code: &str, message: String) -> ErrorNote {

@@ -26,6 +26,7 @@ fn a_requests_fingerprint_ignores_the_order_of_its_variables() {
             reference_id: None,
             idempotency_key: Some("k".into()),
             not_before: None,
+            expires_at: None,
             override_opt_out: false,
             fingerprint: None,
         };
@@ -65,6 +66,7 @@ fn draft<'a>(template: &'a str, variables: &'a Map<String, Value>) -> Draft<'a> 
         reference_id: None,
         idempotency_key: None,
         not_before: None,
+        expires_at: None,
         override_opt_out: false,
         fingerprint: None,
     }
@@ -173,6 +175,7 @@ fn free_text_is_skipped_only_by_an_opt_out_of_everything() {
             reference_id: None,
             idempotency_key: Some("k".into()),
             not_before: None,
+            expires_at: None,
             override_opt_out: false,
         };
         text_message(&recipient, draft, "myoperator", 0, None).unwrap()
@@ -246,6 +249,7 @@ fn free_text_needs_the_customers_window_when_the_operator_asks_for_it() {
             reference_id: None,
             idempotency_key: None,
             not_before: at,
+            expires_at: None,
             override_opt_out: false,
         };
         text_message(&recipient, draft, "meta-whatsapp", now, last).map(|m| m.not_before)
@@ -270,4 +274,70 @@ fn free_text_needs_the_customers_window_when_the_operator_asks_for_it() {
     }
     // Off, free text goes whenever.
     assert_eq!(send(Consent::default(), None, None).ok(), Some(now));
+}
+
+/// A template's `expire_after` counts from the message's time to be sent;
+/// a caller's `expires_at` overrides it, and one that leaves no moment to
+/// send is refused rather than stored to expire.
+#[test]
+fn expiry_comes_from_the_template_or_the_caller_and_must_leave_time_to_send() {
+    let catalog = catalog();
+    let phone = Phone::parse("+919876543210").unwrap();
+    let preferences = Preferences::defaults_for(phone.as_str());
+    let recipient = Recipient {
+        phone: &phone,
+        preferences: &preferences,
+        consent: Consent::default(),
+    };
+    let eta: Map<String, Value> = serde_json::from_str(r#"{"eta_time": "9 AM"}"#).unwrap();
+    let hour = 3_600_000;
+    // delivery_delayed expires 2 h after its time to be sent.
+    let scheduled = Draft {
+        not_before: Some(10 * hour),
+        ..draft("delivery_delayed", &eta)
+    };
+    let message = template_message(&catalog, &recipient, scheduled, "myoperator", hour).unwrap();
+    assert_eq!(message.expires_at, Some(12 * hour));
+    let overridden = Draft {
+        expires_at: Some(20 * hour),
+        ..draft("delivery_delayed", &eta)
+    };
+    let message = template_message(&catalog, &recipient, overridden, "myoperator", hour).unwrap();
+    assert_eq!(message.expires_at, Some(20 * hour));
+    // order_confirmation says nothing: it never expires.
+    let order: Map<String, Value> =
+        serde_json::from_str(r#"{"order_id": "A", "delivery_date": "d", "total_amount": 1}"#)
+            .unwrap();
+    let message = template_message(
+        &catalog,
+        &recipient,
+        draft("order_confirmation", &order),
+        "myoperator",
+        hour,
+    )
+    .unwrap();
+    assert_eq!(message.expires_at, None);
+    for (not_before, expires_at) in [(None, hour), (None, hour - 1), (Some(5 * hour), 5 * hour)] {
+        let too_early = Draft {
+            not_before,
+            expires_at: Some(expires_at),
+            ..draft("delivery_delayed", &eta)
+        };
+        assert!(matches!(
+            template_message(&catalog, &recipient, too_early, "myoperator", hour),
+            Err(IntakeError::ExpiresBeforeSend { .. })
+        ));
+    }
+    let text = TextDraft {
+        text: "hello".into(),
+        reference_id: None,
+        idempotency_key: None,
+        not_before: None,
+        expires_at: Some(hour),
+        override_opt_out: false,
+    };
+    assert!(matches!(
+        text_message(&recipient, text, "myoperator", hour, None),
+        Err(IntakeError::ExpiresBeforeSend { .. })
+    ));
 }

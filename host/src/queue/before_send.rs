@@ -73,8 +73,15 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
             patch.error_code = Some(note.code);
             patch.error_message = Some(note.message);
         }
+        Verdict::Expire(note) => {
+            crate::telemetry::expired();
+            tracing::info!(message_id = %leased.message.id, reason = %note.message, "expired before sending");
+            patch.status = Status::Expired;
+            patch.error_code = Some(note.code);
+            patch.error_message = Some(note.message);
+        }
         Verdict::Hold(at) => {
-            patch.due_at = Some(at);
+            patch.due_at = Some(leased.message.due_by_expiry(at));
             patch.error_code = Some("marketing_hours".into());
             patch.error_message = Some(format!(
                 "held until {}: marketing goes out only in the recipient's marketing hours",
@@ -121,7 +128,7 @@ pub(super) async fn wait_turn(
 pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completion {
     tracing::debug!(message_id = %leased.message.id, "the provider's pacing leaves too little of the lease for a call; the message goes back to the queue unsent");
     let mut patch = untouched(leased, now);
-    patch.due_at = Some(turn);
+    patch.due_at = Some(leased.message.due_by_expiry(turn));
     patch.error_code = Some("paced".into());
     patch.error_message = Some(
         "waited its turn at the provider's rate for longer than its lease allows; queued again"

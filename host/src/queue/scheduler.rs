@@ -328,7 +328,7 @@ pub fn complete(
     };
     let attempt = match delivery {
         Delivery::Deferred(note) => {
-            patch.due_at = Some(after(now, PROVIDER_MISSING_RECHECK));
+            patch.due_at = Some(message.due_by_expiry(after(now, PROVIDER_MISSING_RECHECK)));
             patch.waiting_for = Some(message.provider.clone());
             patch.error_code = Some(note.code);
             patch.error_message = Some(note.message);
@@ -360,7 +360,7 @@ pub fn complete(
                 }
                 Next::RetryAt(at) => {
                     crate::telemetry::retry();
-                    patch.due_at = Some(at);
+                    patch.due_at = Some(message.due_by_expiry(at));
                 }
             }
             if let Some(error) = attempt.outcome.error() {

@@ -88,6 +88,12 @@ pub struct TemplateDef {
     /// Example values of the variables, for previews.
     #[serde(default)]
     pub sample: BTreeMap<String, Value>,
+    /// How long after its time to be sent a message of this template may
+    /// still go out (`2h`, `30m`; [`MIN_EXPIRE_AFTER`] to
+    /// [`MAX_EXPIRE_AFTER`]); after that it is `expired`. None: never.
+    /// A send request's `expires_at` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after: Option<String>,
     /// The saved version this definition is (1 for the seed from the file).
     #[serde(default)]
     pub version: u32,
@@ -95,6 +101,22 @@ pub struct TemplateDef {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+/// The shortest `expire_after` a template may say.
+pub const MIN_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest: a year and a day.
+pub const MAX_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
+
+impl TemplateDef {
+    /// Its `expire_after`, read; `None` when it has none or it does not
+    /// read (which [`check_definition`] refuses before a definition is
+    /// used).
+    pub fn expire_after(&self) -> Option<std::time::Duration> {
+        self.expire_after
+            .as_deref()
+            .and_then(|text| humantime::parse_duration(text.trim()).ok())
+    }
 }
 
 /// What is wrong with a template definition: the field (`text.hi`,
@@ -170,6 +192,19 @@ pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem>
             "whatsapp.parameters",
             format!("names {p:?}, which is not among the variables"),
         ));
+    }
+    if let Some(text) = &def.expire_after {
+        let within = humantime::parse_duration(text.trim())
+            .is_ok_and(|d| (MIN_EXPIRE_AFTER..=MAX_EXPIRE_AFTER).contains(&d));
+        if !within {
+            return Err(TemplateProblem::new(
+                "expire_after",
+                format!(
+                    "{:?} is not a duration from 1m to 366d (such as 2h or 30m)",
+                    text.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
     }
     if def.providers.len() > 32 {
         return Err(TemplateProblem::new(

@@ -219,3 +219,31 @@ fn each_provider_sends_its_own_approved_template() {
         );
     }
 }
+
+/// `expire_after` reads as a duration from a minute to a year and a day;
+/// anything else is refused at load, naming the field.
+#[test]
+fn expire_after_is_a_bounded_duration() {
+    let catalog = repo_catalog();
+    let eta = catalog.get("delivery_delayed").unwrap();
+    assert_eq!(
+        eta.expire_after(),
+        Some(std::time::Duration::from_secs(2 * 3600))
+    );
+    for (text, fine) in [
+        ("30m", true),
+        ("366d", true),
+        ("59s", false),
+        ("367d", false),
+        ("soon", false),
+        ("", false),
+    ] {
+        let mut def = eta.clone();
+        def.expire_after = Some(text.into());
+        let checked = catalog.with(def);
+        assert_eq!(checked.is_ok(), fine, "{text:?}");
+        if let Err(problem) = checked {
+            assert_eq!(problem.field, "expire_after");
+        }
+    }
+}

@@ -278,7 +278,8 @@ impl Store {
     }
 
     /// Puts a `failed` message back in the queue, due at `now`, with a fresh
-    /// retry budget (attempt numbers go on counting). Returns the message as it is afterwards, or `None`
+    /// retry budget (attempt numbers go on counting), unless its expiry has
+    /// passed. Returns the message as it is afterwards, or `None`
     /// if it does not exist. Only a failed message moves: the status check
     /// and the change are one statement, so two concurrent resends queue it
     /// once.
@@ -306,7 +307,8 @@ impl Store {
                         "{{ \
                            LET $moved = (UPDATE type::record('message', $id) SET status = $to, \
                              due_at = $now, retry_base = attempts, updated_at = $now \
-                             WHERE status IN $from RETURN {MESSAGE_FIELDS}); \
+                             WHERE status IN $from AND (expires_at = NONE OR expires_at > $now) \
+                             RETURN {MESSAGE_FIELDS}); \
                            IF array::len($moved) > 0 AND array::len($callbacks) > 0 {{ \
                              INSERT IGNORE INTO callback $callbacks RETURN NONE; \
                            }}; \

@@ -13,7 +13,7 @@ pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_v
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
      override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks, \
-     cancelled_messages";
+     cancelled_messages, expires_at";
 
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct MessageRow {
@@ -51,6 +51,8 @@ pub(super) struct MessageRow {
     pub(in crate::store) callbacks: Option<Vec<String>>,
     /// The earlier messages the event that made this one cancelled.
     pub(super) cancelled_messages: Option<Vec<String>>,
+    /// After this it is never sent; written only when set.
+    pub(super) expires_at: Option<i64>,
 }
 
 impl MessageRow {
@@ -86,6 +88,7 @@ impl MessageRow {
             delivery_error_code: None,
             callbacks: (!m.callbacks.is_empty()).then(|| m.callbacks.clone()),
             cancelled_messages: None,
+            expires_at: m.expires_at,
         }
     }
 
@@ -133,6 +136,7 @@ impl MessageRow {
             created_at: self.created_at,
             updated_at: self.updated_at,
             due_at,
+            expires_at: self.expires_at,
             sent_at: self.sent_at,
             provider_message_id: self.provider_message_id,
             last_error,

@@ -32,6 +32,7 @@ pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         provider: "myoperator".into(),
         created_at: due,
         not_before: due,
+        expires_at: None,
         skip: None,
         override_opt_out: false,
         fingerprint: format!("request-{n}"),

@@ -56,6 +56,7 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "delivery_error_code",
             "callbacks",
             "cancelled_messages",
+            "expires_at",
         ],
     ),
     (
