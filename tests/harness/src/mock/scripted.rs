@@ -2,7 +2,8 @@
 //! server that records every request it receives and answers from a
 //! script of replies (then with success), each after an optional delay.
 //! It also answers Meta's Graph API send (`POST /{version}/{number}/messages`,
-//! success in Meta's shape), so one mock serves both providers.
+//! success in Meta's shape) and MSG91's flow API (`POST /api/v5/flow/`,
+//! success in MSG91's shape), so one mock serves every provider.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -69,6 +70,19 @@ impl Reply {
         )
     }
 
+    /// MSG91's success, with the request id `request_id`.
+    pub fn msg91_success(request_id: &str) -> Reply {
+        Reply::json(200, json!({"message": request_id, "type": "success"}))
+    }
+
+    /// MSG91's error object with `code` (MSG91 answers some with `200`).
+    pub fn msg91_error(status: u16, code: &str) -> Reply {
+        Reply::json(
+            status,
+            json!({"type": "error", "message": format!("error {code}"), "code": code}),
+        )
+    }
+
     pub fn status(status: u16) -> Reply {
         Reply::json(
             status,
@@ -116,6 +130,7 @@ impl MockMyOperator {
         let app = Router::new()
             .route("/chat/messages", post(mock_send))
             .route("/{version}/{number}/messages", post(mock_graph_send))
+            .route("/api/v5/flow/", post(mock_flow_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -166,6 +181,21 @@ async fn mock_graph_send(
         headers,
         body,
         Reply::meta_success,
+    )
+    .await
+}
+
+async fn mock_flow_send(
+    State(state): State<Arc<Mutex<MockState>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(
+        &state,
+        "/api/v5/flow/".into(),
+        headers,
+        body,
+        Reply::msg91_success,
     )
     .await
 }

@@ -1,0 +1,144 @@
+//! SMS through MSG91 end to end: the real `chirp` binary, the real
+//! `msg91-sms` component, a mock MSG91 on loopback, and delivery reports
+//! shaped as MSG91 documents them.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ChirpOptions, ChirpProcess, MockMyOperator, Reply, build_plugin, read};
+
+const AUTHKEY: &str = "msg91-authkey";
+const WEBHOOK_TOKEN: &str = "msg91-report-token";
+/// The template's id on DLT, as registered.
+const DLT_TEMPLATE: &str = "1207161234567890123";
+
+/// chirp with the MyOperator and MSG91 components, MSG91 at `mock`.
+fn sms_options(dir: &std::path::Path, mock: &MockMyOperator) -> ChirpOptions {
+    let plugins = support::plugins_dir_with_myoperator(dir);
+    std::fs::copy(build_plugin("msg91-sms"), plugins.join("msg91-sms.wasm")).unwrap();
+    let mut options = ChirpOptions::new("mem://", plugins, mock);
+    for (k, v) in [
+        ("AUTHKEY", AUTHKEY),
+        ("WEBHOOK_TOKEN", WEBHOOK_TOKEN),
+        ("SENDER", "EBIRDS"),
+        ("BASE_URL", &mock.base_url()),
+    ] {
+        options = options.set(&format!("CHIRP_PLUGINS__MSG91_SMS__{k}"), v);
+    }
+    options.set("CHIRP_SANDBOX__MSG91_SMS__ALLOW_PRIVATE", "true")
+}
+
+/// delivery_delayed approved on DLT for MSG91, beside WhatsApp.
+async fn approve_for_sms(chirp: &ChirpProcess) {
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"providers": {
+                "msg91-sms": {"template": DLT_TEMPLATE, "languages": ["en"], "parameters": ["eta_time"]},
+                "myoperator": {"template": "delivery_delayed", "languages": ["en"], "parameters": ["eta_time"]},
+            }}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+async fn send_sms(chirp: &ChirpProcess, eta: &str) -> String {
+    let (status, answer) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919876543210", "template": "delivery_delayed",
+                   "variables": {"eta_time": eta}, "provider": "msg91-sms"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().unwrap().to_string()
+}
+
+async fn report(chirp: &ChirpProcess, token: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(chirp.url(&format!("/api/webhooks/msg91-sms?token={token}")))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    read(response).await
+}
+
+/// The request MSG91 documents, its request id kept as the platform's
+/// id, and its delivery report (version 3) moving the message to
+/// `delivered`; a report without the operator's token changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_sms_goes_as_its_dlt_template_and_its_report_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::msg91_success("3365646f4a4b313233343536")]);
+    let chirp = sms_options(dir.path(), &mock).start();
+    approve_for_sms(&chirp).await;
+
+    let id = send_sms(&chirp, "8:30 AM").await;
+    let sent = chirp.wait_final(&id).await;
+    assert_eq!(sent["status"], "sent", "{sent:#}");
+    assert_eq!(sent["provider"], "msg91-sms");
+    assert_eq!(sent["provider_message_id"], "3365646f4a4b313233343536");
+    let request = &mock.received()[0];
+    assert_eq!(request.path, "/api/v5/flow/");
+    assert_eq!(request.headers["authkey"], AUTHKEY);
+    assert_eq!(
+        request.body,
+        json!({
+            "template_id": DLT_TEMPLATE,
+            "short_url": "0",
+            "sender": "EBIRDS",
+            "recipients": [{"mobiles": "919876543210", "var1": "8:30 AM"}],
+        })
+    );
+
+    let delivered = json!({
+        "date": "2026-12-06 10:06:20", "number": "919876543210", "senderId": "EBIRDS",
+        "requestId": "3365646f4a4b313233343536", "status": "1", "desc": "DELIVERED",
+        "userId": "27XXXX", "campaignName": "API", "credit": "1",
+    });
+    for wrong in ["", "not-the-token"] {
+        let (code, body) = report(&chirp, wrong, delivered.clone()).await;
+        assert_eq!(code, 401, "{body}");
+    }
+    let (code, body) = report(&chirp, WEBHOOK_TOKEN, delivered).await;
+    assert_eq!((code, body["events"].as_u64()), (200, Some(1)), "{body}");
+    let message = chirp
+        .wait_for(&id, Duration::from_secs(10), |m| {
+            m["delivery"]["status"] == "delivered"
+        })
+        .await;
+    // 10:06:20 in India.
+    assert_eq!(
+        message["delivery"]["delivered_at"], "2026-12-06T04:36:20.000Z",
+        "{message:#}"
+    );
+}
+
+/// A variable longer than DLT allows is never sent cut or changed: the
+/// attempt fails for good, naming the limit, and MSG91 hears nothing;
+/// MSG91's refusals keep its code.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_dlt_or_msg91_refuses_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::msg91_error(200, "202")]);
+    let chirp = sms_options(dir.path(), &mock).start();
+    approve_for_sms(&chirp).await;
+
+    let long = send_sms(&chirp, "between 8:30 and 9:15 in the morning").await;
+    let failed = chirp.wait_final(&long).await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["last_error"]["code"], "dlt_variable_too_long");
+    assert!(mock.received().is_empty());
+
+    let refused = send_sms(&chirp, "8:30 AM").await;
+    let failed = chirp.wait_final(&refused).await;
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    assert_eq!(failed["last_error"]["code"], "msg91_202");
+    assert_eq!(mock.received().len(), 1);
+}
