@@ -178,6 +178,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         provider: "myoperator".into(),
         created_at: now,
         not_before: now,
+        expires_at: None,
         skip: None,
         override_opt_out: false,
         fingerprint: format!("order-{n}"),
