@@ -71,7 +71,14 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
         let now = now_millis();
         let lease = format!("lease-{drained}");
         let claimed = store
-            .claim_due(now, floor, BATCH, now + 60_000, &lease)
+            .claim_due(
+                chirp::message::Lane::Transactional,
+                now,
+                floor,
+                BATCH,
+                now + 60_000,
+                &lease,
+            )
             .await
             .expect("claim");
         claiming += claim_started.elapsed();
@@ -101,6 +108,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
                         error_code: None,
                         error_message: None,
                         waiting_for: None,
+                        lane: Default::default(),
                     },
                     attempt: Some(Attempt {
                         message_id: leased.message.id,
@@ -179,6 +187,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         created_at: now,
         not_before: now,
         expires_at: None,
+        lane: Default::default(),
         skip: None,
         override_opt_out: false,
         fingerprint: format!("order-{n}"),
@@ -211,7 +220,14 @@ pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<S
     loop {
         let now = now_millis();
         let claimed = store
-            .claim_due(now, 0, BATCH, now + 60_000, "lease")
+            .claim_due(
+                chirp::message::Lane::Transactional,
+                now,
+                0,
+                BATCH,
+                now + 60_000,
+                "lease",
+            )
             .await
             .expect("claim");
         if claimed.is_empty() {
@@ -236,6 +252,7 @@ pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<S
                         error_code: None,
                         error_message: None,
                         waiting_for: None,
+                        lane: Default::default(),
                     },
                     attempt: attempts.then(|| Attempt {
                         message_id: leased.message.id,

@@ -186,6 +186,7 @@ mod tests {
             updated_at: 0,
             due_at: None,
             expires_at: None,
+            lane: Default::default(),
             sent_at: None,
             provider_message_id: None,
             last_error: None,

@@ -44,6 +44,24 @@ pub fn rfc3339(at: Millis) -> String {
 
 pub use crate::status::Status;
 
+/// Which of the queue's two lanes a message waits in. Transactional
+/// messages are claimed first and take the provider's turns first, so a
+/// marketing blast, however large, never delays an order's confirmation;
+/// both share the provider's pacing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lane {
+    /// Orders, deliveries, payments, free text.
+    #[default]
+    Transactional,
+    /// Promotions: waits while anything transactional is due.
+    Marketing,
+}
+
+impl Lane {
+    /// Both lanes, in the order they are served.
+    pub const ALL: [Lane; 2] = [Lane::Transactional, Lane::Marketing];
+}
+
 /// The approved provider template a message goes out as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderTemplate {
@@ -83,6 +101,8 @@ pub struct NewMessage {
     /// After this it is never sent (`expired`): the caller's time, or its
     /// template's `expire_after` from `not_before`.
     pub expires_at: Option<Millis>,
+    /// The lane it waits in (its template's category).
+    pub lane: Lane,
     /// Why it will not be sent at all, if so: it is stored as `skipped`.
     pub skip: Option<ErrorNote>,
     /// The caller let a transactional message through an opt-out; checked
@@ -172,6 +192,8 @@ pub struct Message {
     pub due_at: Option<Millis>,
     /// After this it is never sent.
     pub expires_at: Option<Millis>,
+    /// The lane it waits in.
+    pub lane: Lane,
     /// When the provider accepted it.
     pub sent_at: Option<Millis>,
     /// The platform's id of it, if the provider gave one.

@@ -13,6 +13,7 @@ mod cancel;
 mod customers;
 mod durability;
 mod expiry;
+mod lanes;
 mod process;
 mod reading;
 mod sending;

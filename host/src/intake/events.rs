@@ -180,6 +180,7 @@ pub async fn event_messages(
                     idempotency_key: Some(key(&send.template)),
                     not_before,
                     expires_at: None,
+
                     override_opt_out: false,
                     fingerprint: Some(event_fingerprint.clone()),
                 };
@@ -231,6 +232,7 @@ pub async fn event_messages(
                     created_at: now,
                     not_before: now,
                     expires_at: None,
+                    lane: Default::default(),
                     skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),

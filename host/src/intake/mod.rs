@@ -15,7 +15,7 @@ pub use events::{Cancellation, Event, EventOutcome, Skipped, event_messages};
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, Millis, NewMessage, after, fingerprint};
+use crate::message::{ErrorNote, Lane, Millis, NewMessage, after, fingerprint};
 use crate::phone::Phone;
 use crate::preferences::{Consent, Preferences};
 use crate::templates::{Catalog, Category, RenderError};
@@ -117,6 +117,10 @@ pub fn template_message(
         created_at: now,
         not_before,
         expires_at,
+        lane: match def.category {
+            Category::Marketing => Lane::Marketing,
+            Category::Transactional => Lane::Transactional,
+        },
         skip,
         override_opt_out: draft.override_opt_out,
         fingerprint,
@@ -190,6 +194,7 @@ pub fn text_message(
         created_at: now,
         not_before,
         expires_at,
+        lane: Lane::Transactional,
         skip,
         override_opt_out: draft.override_opt_out,
         callbacks: Vec::new(),

@@ -12,7 +12,7 @@
 use super::scheduler::Scheduler;
 use crate::delivery::Providers;
 use crate::gate::{self, Verdict};
-use crate::message::{Leased, Millis, Status, after, now_millis};
+use crate::message::{Lane, Leased, Millis, Status, after, now_millis};
 use crate::preferences::Preferences;
 use crate::store::{Completion, MessagePatch};
 
@@ -98,16 +98,81 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
     })
 }
 
+/// The provider's pacing, shared by both lanes, and who is waiting for a
+/// turn: a marketing message lets every transactional one waiting at the
+/// same provider go first.
+pub(super) struct Pacing {
+    /// One token bucket per provider.
+    pub(super) rate: governor::DefaultKeyedRateLimiter<String>,
+    /// Transactional messages waiting for a turn, by provider.
+    transactional_waiting: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// How long a marketing message steps aside for a transactional one
+/// before it looks again.
+const STEP_ASIDE: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl Pacing {
+    /// `per_second` turns a second for each provider.
+    pub(super) fn new(per_second: std::num::NonZeroU32) -> Pacing {
+        Pacing {
+            rate: governor::RateLimiter::keyed(governor::Quota::per_second(per_second)),
+            transactional_waiting: Default::default(),
+        }
+    }
+
+    fn waiting(&self, provider: &str, change: isize) -> usize {
+        let mut waiting = self
+            .transactional_waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let count = waiting.entry(provider.to_string()).or_default();
+        *count = count.saturating_add_signed(change);
+        let now = *count;
+        if now == 0 {
+            waiting.remove(provider);
+        }
+        now
+    }
+}
+
+/// A transactional message's place in the line, given up when dropped.
+struct InLine<'a> {
+    pacing: &'a Pacing,
+    provider: &'a str,
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        self.pacing.waiting(self.provider, -1);
+    }
+}
+
 /// Waits for a turn at `provider`'s rate, taking it only if it comes by
 /// `latest_start`; otherwise returns, at once, when the turn would come.
+/// A marketing message steps aside while a transactional one waits at
+/// the same provider.
 pub(super) async fn wait_turn(
-    pace: &governor::DefaultKeyedRateLimiter<String>,
+    pacing: &Pacing,
     provider: &str,
+    lane: Lane,
     latest_start: Millis,
 ) -> Result<(), Millis> {
     let key = provider.to_string();
+    let _in_line = (lane == Lane::Transactional).then(|| {
+        pacing.waiting(provider, 1);
+        InLine { pacing, provider }
+    });
     loop {
-        match pace.check_key(&key) {
+        if lane == Lane::Marketing && pacing.waiting(provider, 0) > 0 {
+            let turn = after(now_millis(), STEP_ASIDE);
+            if turn > latest_start {
+                return Err(turn);
+            }
+            tokio::time::sleep(STEP_ASIDE).await;
+            continue;
+        }
+        match pacing.rate.check_key(&key) {
             Ok(()) => return Ok(()),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
@@ -157,5 +222,6 @@ pub(super) fn untouched(leased: &Leased, now: Millis) -> MessagePatch {
         error_code: message.last_error.as_ref().map(|e| e.code.clone()),
         error_message: message.last_error.as_ref().map(|e| e.message.clone()),
         waiting_for: None,
+        lane: message.lane,
     }
 }

@@ -21,12 +21,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use super::before_send::{hand_back, not_sent, untouched, wait_turn};
+use super::before_send::{Pacing, hand_back, not_sent, untouched, wait_turn};
 use super::retry::{Next, RetryPolicy};
 use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::delivery::{self, Delivery, Providers};
 use crate::gate::MarketingHours;
-use crate::message::{Leased, Message, Millis, Status, after, now_millis};
+use crate::message::{Lane, Leased, Message, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
 use crate::store::{Completion, MessagePatch, Store};
 use crate::templates::Templates;
@@ -119,9 +119,7 @@ impl<P: Providers> Scheduler<P> {
             self.inbox.clone(),
         ));
         let workers = Arc::new(Semaphore::new(self.concurrency));
-        let pace: Arc<governor::DefaultKeyedRateLimiter<String>> = Arc::new(
-            governor::RateLimiter::keyed(governor::Quota::per_second(self.provider_rate)),
-        );
+        let pace = Arc::new(Pacing::new(self.provider_rate));
         let releaser = tokio::spawn(release_on_load(
             self.store.clone(),
             self.providers.subscribe_loaded(),
@@ -137,7 +135,9 @@ impl<P: Providers> Scheduler<P> {
         // 0: the scan would walk the index entries of every message claimed
         // since the store's last compaction (hundreds of thousands after a
         // drain), stalling the queue for seconds.
-        let mut floor: Millis = 0;
+        // Each lane has its own floor (they are disjoint ranges of the
+        // index), kept by the same rule.
+        let mut floors: [Millis; 2] = [0, 0];
         let mut reset_floor: Millis = 0;
         let mut next_floor_reset = Instant::now();
         let mut last_now = now_millis();
@@ -156,7 +156,9 @@ impl<P: Providers> Scheduler<P> {
             }
             last_now = now;
             if Instant::now() >= next_floor_reset {
-                floor = floor.min(reset_floor);
+                for floor in &mut floors {
+                    *floor = (*floor).min(reset_floor);
+                }
                 reset_floor = now - FLOOR_MARGIN.as_millis() as Millis;
                 next_floor_reset = Instant::now() + FLOOR_RESET;
             }
@@ -174,21 +176,48 @@ impl<P: Providers> Scheduler<P> {
             let now = now_millis();
             let lease = ulid::Ulid::new().to_string();
             let lease_until = after(now, self.lease);
-            let claimed = match self
-                .store
-                .claim_due(now, floor, free, lease_until, &lease)
-                .await
-            {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming due messages failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(STORE_ERROR_PAUSE) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
+            // Transactional first; marketing gets the workers left over.
+            let mut claimed = Vec::new();
+            let mut failed = false;
+            for (lane, floor) in Lane::ALL.into_iter().zip(floors.iter_mut()) {
+                let left = free - claimed.len();
+                if left == 0 {
+                    break;
                 }
-            };
+                match self
+                    .store
+                    .claim_due(lane, now, *floor, left, lease_until, &lease)
+                    .await
+                {
+                    Ok(leased) => {
+                        if let Some(newest) = leased.iter().filter_map(|l| l.message.due_at).max() {
+                            // The claim took the oldest due first, so
+                            // anything due before `newest` that it left was
+                            // committed after the claim began, and such a
+                            // message was due no earlier than FLOOR_MARGIN
+                            // before `now` (a commit takes less than that).
+                            // Below the floor lie only the index entries of
+                            // claimed messages, which every scan would walk
+                            // again.
+                            *floor =
+                                (*floor).max(newest.min(now - FLOOR_MARGIN.as_millis() as Millis));
+                        }
+                        claimed.extend(leased);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "claiming due messages failed");
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed && claimed.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(STORE_ERROR_PAUSE) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             let full = claimed.len() == free;
             let taken_back = claimed.iter().filter(|l| l.lease_expired).count();
             if taken_back > 0 {
@@ -196,15 +225,6 @@ impl<P: Providers> Scheduler<P> {
                     messages = taken_back,
                     "leases ran out; those messages are sent again"
                 );
-            }
-            if let Some(newest) = claimed.iter().filter_map(|l| l.message.due_at).max() {
-                // The claim took the oldest due first, so anything due
-                // before `newest` that it left was committed after the claim
-                // began, and such a message was due no earlier than
-                // FLOOR_MARGIN before `now` (a commit takes less than that).
-                // Below the floor lie only the index entries of claimed
-                // messages, which every scan would walk again.
-                floor = floor.max(newest.min(now - FLOOR_MARGIN.as_millis() as Millis));
             }
             // A worker must start its call early enough to finish it, and
             // have it recorded, inside the lease: after this, it hands the
@@ -231,8 +251,13 @@ impl<P: Providers> Scheduler<P> {
                     // the lease goes back to the queue unsent, due when its
                     // turn would have come (without using up the turn), or
                     // another worker could take it back and send it twice.
-                    if let Err(turn) =
-                        wait_turn(&pace, &leased.message.provider, latest_start).await
+                    if let Err(turn) = wait_turn(
+                        &pace,
+                        &leased.message.provider,
+                        leased.message.lane,
+                        latest_start,
+                    )
+                    .await
                     {
                         let _ = done.send(hand_back(&leased, turn, now_millis())).await;
                         drop(permit);
@@ -259,7 +284,7 @@ impl<P: Providers> Scheduler<P> {
                 continue; // there may be more due right now
             }
 
-            let wake_at = match self.store.next_due(floor).await {
+            let wake_at = match self.store.next_due(floors).await {
                 Ok(Some(due)) => {
                     let wait = Duration::from_millis((due - now_millis()).max(0) as u64);
                     (Instant::now() + wait).min(next_floor_reset)

@@ -308,13 +308,27 @@ mod tests {
         // The lease still runs out at 5,000 and is taken back then.
         assert!(
             store
-                .claim_due(4_999, 0, 10, 9_000, "new")
+                .claim_due(
+                    crate::message::Lane::Transactional,
+                    4_999,
+                    0,
+                    10,
+                    9_000,
+                    "new"
+                )
                 .await
                 .expect("claim")
                 .is_empty()
         );
         let claimed = store
-            .claim_due(5_000, 0, 10, 9_000, "new")
+            .claim_due(
+                crate::message::Lane::Transactional,
+                5_000,
+                0,
+                10,
+                9_000,
+                "new",
+            )
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
@@ -386,7 +400,14 @@ mod tests {
         assert_eq!(store.release_waiting("myoperator", 0).await.unwrap(), 205);
         let last_lease = 1_700_000_000_000 + 4_100 + 30_000;
         let taken_back = store
-            .claim_due(last_lease, 0, 10_000, last_lease + 1, "new")
+            .claim_due(
+                crate::message::Lane::Transactional,
+                last_lease,
+                0,
+                10_000,
+                last_lease + 1,
+                "new",
+            )
             .await
             .unwrap();
         // The leased (205), the waiting now released (205); the scheduled

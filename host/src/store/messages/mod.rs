@@ -26,4 +26,6 @@ pub use retention::{Action, Pass};
 pub(in crate::store) use rows::message_key;
 
 #[cfg(test)]
+mod lanes_tests;
+#[cfg(test)]
 pub(crate) mod tests;

@@ -5,9 +5,12 @@
 
 use surrealdb::types::{RecordId, SurrealValue};
 
-use super::rows::{AttemptRow, MESSAGE_FIELDS, MessageRow};
+use super::rows::{
+    AttemptRow, MARKETING, MARKETING_LANE, MESSAGE_FIELDS, MessageRow, lane_offset, lane_range,
+    unshifted,
+};
 use crate::callbacks::State;
-use crate::message::{Attempt, ErrorNote, Leased, Message, Millis};
+use crate::message::{Attempt, ErrorNote, Lane, Leased, Message, Millis};
 use crate::status::{Status, Transition};
 use crate::store::callbacks::{CallbackRow, change_rows};
 use crate::store::{Store, StoreError, checked};
@@ -33,6 +36,8 @@ pub struct MessagePatch {
     pub error_message: Option<String>,
     /// The provider the message waits for, when it is not loaded.
     pub waiting_for: Option<String>,
+    /// The message's lane, which places `due_at` in the index.
+    pub lane: Lane,
 }
 
 /// One finished piece of work for [`Store::complete`]: the message's new
@@ -100,7 +105,7 @@ impl From<MessagePatch> for StoredPatch {
             status: p.status.as_str().to_string(),
             attempts: p.attempts,
             updated_at: p.updated_at,
-            due_at: p.due_at,
+            due_at: p.due_at.map(|due| due + lane_offset(p.lane)),
             sent_at: p.sent_at,
             provider_message_id: p.provider_message_id,
             error_code: p.error_code,
@@ -112,8 +117,8 @@ impl From<MessagePatch> for StoredPatch {
 }
 
 impl Store {
-    /// Leases up to `limit` messages due between `floor` and `now`, oldest
-    /// due first, in one transaction, until `lease_until`. Each comes back
+    /// Leases up to `limit` messages of `lane` due between `floor` and
+    /// `now`, oldest due first, in one transaction, until `lease_until`. Each comes back
     /// with the lease token that its completion must present, and with
     /// `due_at` set to when it was due (so the caller can raise its floor).
     ///
@@ -125,14 +130,20 @@ impl Store {
     /// and the store's index scan walks every deleted entry before the
     /// first live one: scanning from 0 slows down with every message ever
     /// claimed. Pass 0 now and then to pick up anything below the floor.
+    ///
+    /// A leased message's lease runs out in the transactional lane's range
+    /// of the index, whatever its lane: taking back a message whose worker
+    /// died is never held behind anything.
     pub async fn claim_due(
         &self,
+        lane: Lane,
         now: Millis,
         floor: Millis,
         limit: usize,
         lease_until: Millis,
         lease: &str,
     ) -> Result<Vec<Leased>, StoreError> {
+        let (floor, now_in_lane) = lane_range(lane, floor, now);
         self.write(async {
             // RETURN BEFORE: the whole document, one value per message, as
             // it was (its due time, and whether a lease had run out); the
@@ -140,7 +151,7 @@ impl Store {
             let rows: Vec<MessageRow> = self
                 .db
                 .query(
-                    "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $now AND due_at >= $floor \
+                    "UPDATE (SELECT VALUE id FROM message WHERE due_at <= $due_by AND due_at >= $floor \
                        ORDER BY due_at LIMIT $limit) \
                      SET status = $to, due_at = $lease_until, lease = $lease, updated_at = $now \
                      WHERE status IN $from \
@@ -149,7 +160,8 @@ impl Store {
                 .bind(("from", Transition::Claim.from_names()))
                 .bind(("to", Transition::Claim.to().as_str()))
                 .bind(("now", now))
-                .bind(("floor", floor.max(0)))
+                .bind(("due_by", now_in_lane))
+                .bind(("floor", floor))
                 .bind(("limit", limit as i64))
                 .bind(("lease_until", lease_until))
                 .bind(("lease", lease.to_string()))
@@ -157,7 +169,7 @@ impl Store {
                 .take(0)?;
             rows.into_iter()
                 .map(|row| {
-                    let was_due = row.due_at;
+                    let was_due = row.due_at.map(unshifted);
                     let mut message = row.into_message()?;
                     let lease_expired = message.status == Status::Sending;
                     message.status = Transition::Claim.to();
@@ -174,18 +186,31 @@ impl Store {
         .await
     }
 
-    /// When the earliest message due at or after `floor` is due (or its
-    /// lease runs out), if any (see [`Store::claim_due`] for the floor).
-    pub async fn next_due(&self, floor: Millis) -> Result<Option<Millis>, StoreError> {
-        let due: Vec<i64> = self
+    /// When the earliest message due at or after its lane's floor is due
+    /// (or its lease runs out), if any (see [`Store::claim_due`] for the
+    /// floor): `floors` by lane, in [`Lane::ALL`]'s order.
+    pub async fn next_due(&self, floors: [Millis; 2]) -> Result<Option<Millis>, StoreError> {
+        let mut response = self
             .db
             .query(
-                "SELECT VALUE due_at FROM message WHERE due_at >= $floor ORDER BY due_at LIMIT 1",
+                "SELECT VALUE due_at FROM message WHERE due_at >= $floor AND due_at < $marketing \
+                   ORDER BY due_at LIMIT 1; \
+                 SELECT VALUE due_at FROM message WHERE due_at >= $marketing_floor \
+                   ORDER BY due_at LIMIT 1;",
             )
-            .bind(("floor", floor.max(0)))
-            .await?
-            .take(0)?;
-        Ok(due.first().copied())
+            .bind(("floor", lane_range(Lane::Transactional, floors[0], 0).0))
+            .bind(("marketing", MARKETING_LANE))
+            .bind((
+                "marketing_floor",
+                lane_range(Lane::Marketing, floors[1], 0).0,
+            ))
+            .await?;
+        let transactional: Vec<i64> = response.take(0)?;
+        let marketing: Vec<i64> = response.take(1)?;
+        Ok(transactional
+            .into_iter()
+            .chain(marketing.into_iter().map(|due| due - MARKETING_LANE))
+            .min())
     }
 
     /// Applies a batch of finished attempts in one transaction. A message
@@ -306,7 +331,8 @@ impl Store {
                     .query(format!(
                         "{{ \
                            LET $moved = (UPDATE type::record('message', $id) SET status = $to, \
-                             due_at = $now, retry_base = attempts, updated_at = $now \
+                             due_at = IF lane = $marketing {{ $now + $offset }} ELSE {{ $now }}, \
+                             retry_base = attempts, updated_at = $now \
                              WHERE status IN $from AND (expires_at = NONE OR expires_at > $now) \
                              RETURN {MESSAGE_FIELDS}); \
                            IF array::len($moved) > 0 AND array::len($callbacks) > 0 {{ \
@@ -320,6 +346,8 @@ impl Store {
                     .bind(("to", Transition::Resend.to().as_str()))
                     .bind(("id", id.to_string()))
                     .bind(("now", now))
+                    .bind(("marketing", MARKETING))
+                    .bind(("offset", MARKETING_LANE))
                     .await
                     .and_then(|mut r| Ok(r.take(0)?));
                 match result {
@@ -352,8 +380,9 @@ impl Store {
                        LET $listed = (SELECT VALUE type::record('message', record::id(id)) \
                          FROM waiting WHERE provider = $provider); \
                        DELETE waiting WHERE provider = $provider; \
-                       RETURN UPDATE $listed SET due_at = $now, waiting_for = NONE, \
-                         updated_at = $now \
+                       RETURN UPDATE $listed \
+                         SET due_at = IF lane = $marketing { $now + $offset } ELSE { $now }, \
+                         waiting_for = NONE, updated_at = $now \
                          WHERE status = $queued AND waiting_for = $provider \
                          RETURN VALUE record::id(id); \
                      }",
@@ -361,6 +390,8 @@ impl Store {
                 .bind(("provider", provider.to_string()))
                 .bind(("now", now))
                 .bind(("queued", Status::Queued.as_str()))
+                .bind(("marketing", MARKETING))
+                .bind(("offset", MARKETING_LANE))
                 .await?
                 .take(0)?;
             Ok(ids.len())
@@ -372,21 +403,26 @@ impl Store {
     /// to be sent, and `sending` ones whose lease ran out (the next claim
     /// takes them back).
     pub async fn count_due(&self, now: Millis) -> Result<DueCounts, StoreError> {
-        let rows: Vec<StatusCount> = self
+        let mut response = self
             .db
             .query(
                 "SELECT status, count() AS n FROM message WHERE due_at <= $now AND due_at >= 0 \
-                 GROUP BY status",
+                   GROUP BY status; \
+                 SELECT status, count() AS n FROM message \
+                   WHERE due_at <= $marketing_now AND due_at >= $marketing GROUP BY status;",
             )
-            .bind(("now", now))
-            .await?
-            .take(0)?;
+            .bind(("now", lane_range(Lane::Transactional, 0, now).1))
+            .bind(("marketing", MARKETING_LANE))
+            .bind(("marketing_now", lane_range(Lane::Marketing, 0, now).1))
+            .await?;
+        let mut rows: Vec<StatusCount> = response.take(0)?;
+        rows.extend(response.take::<Vec<StatusCount>>(1)?);
         let mut counts = DueCounts::default();
         for row in rows {
             let n = row.n.max(0) as usize;
             match row.status.parse() {
-                Ok(Status::Queued) => counts.queued = n,
-                Ok(Status::Sending) => counts.lease_expired = n,
+                Ok(Status::Queued) => counts.queued += n,
+                Ok(Status::Sending) => counts.lease_expired += n,
                 _ => {}
             }
         }

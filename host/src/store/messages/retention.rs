@@ -441,7 +441,14 @@ mod tests {
         store.insert_batch(&messages).await.unwrap();
         // All but the last are finished (sent).
         let claimed = store
-            .claim_due(1_000 * DAY, 0, 10, 1_001 * DAY, "lease")
+            .claim_due(
+                crate::message::Lane::Transactional,
+                1_000 * DAY,
+                0,
+                10,
+                1_001 * DAY,
+                "lease",
+            )
             .await
             .unwrap();
         let completions: Vec<Completion> = claimed
@@ -461,6 +468,7 @@ mod tests {
                     error_code: None,
                     error_message: None,
                     waiting_for: None,
+                    lane: Default::default(),
                 },
                 attempt: None,
             })
@@ -546,7 +554,14 @@ mod tests {
         // checked once, the third run found nothing and its text stayed.)
         // (Its first lease, never completed, ran out at day 1,001.)
         let claimed = store
-            .claim_due(1_001 * DAY, 0, 10, 1_002 * DAY, "lease 2")
+            .claim_due(
+                crate::message::Lane::Transactional,
+                1_001 * DAY,
+                0,
+                10,
+                1_002 * DAY,
+                "lease 2",
+            )
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
@@ -565,6 +580,7 @@ mod tests {
                     error_code: Some("HTTP_400".into()),
                     error_message: Some("message 6's error".into()),
                     waiting_for: None,
+                    lane: Default::default(),
                 },
                 attempt: None,
             }])

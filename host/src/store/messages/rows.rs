@@ -5,7 +5,9 @@ use std::ops::Bound;
 
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
-use crate::message::{Attempt, ErrorNote, Message, NewMessage, Outcome, ProviderTemplate, Status};
+use crate::message::{
+    Attempt, ErrorNote, Lane, Message, Millis, NewMessage, Outcome, ProviderTemplate, Status,
+};
 use crate::store::StoreError;
 
 /// The fields of a message as chirp reads them back.
@@ -13,7 +15,44 @@ pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_v
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
      override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks, \
-     cancelled_messages, expires_at";
+     cancelled_messages, expires_at, lane";
+
+/// Where the marketing lane's due times lie in the `message_due` index:
+/// a queued marketing message's `due_at` is stored this far past its due
+/// time, so the two lanes take disjoint ranges of one index
+/// (transactional `0..=MAX_MILLIS`, marketing `MARKETING_LANE..`), and a
+/// claim reads either lane's due messages, oldest first, without walking
+/// the other's. 2^48 ms lies past `MAX_MILLIS`. Only rows know it:
+/// [`MessageRow::into_message`] gives back the due time itself.
+pub(in crate::store) const MARKETING_LANE: Millis = 1 << 48;
+
+/// Where `lane`'s due times start in the index.
+pub(in crate::store) fn lane_offset(lane: Lane) -> Millis {
+    match lane {
+        Lane::Transactional => 0,
+        Lane::Marketing => MARKETING_LANE,
+    }
+}
+
+/// A due time as stored -> the due time itself, whatever its lane.
+pub(in crate::store) fn unshifted(stored_due: Millis) -> Millis {
+    if stored_due >= MARKETING_LANE {
+        stored_due - MARKETING_LANE
+    } else {
+        stored_due
+    }
+}
+
+/// The stored due times of `lane` from `floor` up to `now`: transactional
+/// times never reach into the marketing lane's range.
+pub(in crate::store) fn lane_range(lane: Lane, floor: Millis, now: Millis) -> (Millis, Millis) {
+    let clamp = |t: Millis| t.clamp(0, crate::message::MAX_MILLIS);
+    let offset = lane_offset(lane);
+    (clamp(floor) + offset, clamp(now) + offset)
+}
+
+/// How rows spell a lane; transactional is written as no field.
+pub(in crate::store) const MARKETING: &str = "marketing";
 
 #[derive(Debug, Clone, SurrealValue)]
 pub(super) struct MessageRow {
@@ -53,6 +92,8 @@ pub(super) struct MessageRow {
     pub(super) cancelled_messages: Option<Vec<String>>,
     /// After this it is never sent; written only when set.
     pub(super) expires_at: Option<i64>,
+    /// `marketing` for the marketing lane; none: transactional.
+    pub(super) lane: Option<String>,
 }
 
 impl MessageRow {
@@ -75,7 +116,9 @@ impl MessageRow {
             attempts: 0,
             created_at: m.created_at,
             updated_at: m.created_at,
-            due_at: skipped.is_none().then_some(m.not_before),
+            due_at: skipped
+                .is_none()
+                .then_some(m.not_before + lane_offset(m.lane)),
             sent_at: None,
             provider_message_id: None,
             error_code: skipped.map(|s| s.code.clone()),
@@ -89,6 +132,7 @@ impl MessageRow {
             callbacks: (!m.callbacks.is_empty()).then(|| m.callbacks.clone()),
             cancelled_messages: None,
             expires_at: m.expires_at,
+            lane: (m.lane == Lane::Marketing).then(|| MARKETING.to_string()),
         }
     }
 
@@ -110,7 +154,11 @@ impl MessageRow {
         let due_at = if status == Status::Sending {
             None
         } else {
-            self.due_at
+            self.due_at.map(unshifted)
+        };
+        let lane = match self.lane.as_deref() {
+            Some(MARKETING) => Lane::Marketing,
+            _ => Lane::Transactional,
         };
         let last_error = self.error_code.map(|code| ErrorNote {
             code,
@@ -137,6 +185,7 @@ impl MessageRow {
             updated_at: self.updated_at,
             due_at,
             expires_at: self.expires_at,
+            lane,
             sent_at: self.sent_at,
             provider_message_id: self.provider_message_id,
             last_error,

@@ -33,6 +33,7 @@ pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         created_at: due,
         not_before: due,
         expires_at: None,
+        lane: Default::default(),
         skip: None,
         override_opt_out: false,
         fingerprint: format!("request-{n}"),
@@ -52,7 +53,14 @@ async fn claims_start_at_the_floor_and_report_when_each_was_due() {
 
     // From a floor of 1,250 only the three due at 1,300..1,500 qualify.
     let claimed = store
-        .claim_due(10_000, 1_250, 10, 20_000, "lease-a")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            10_000,
+            1_250,
+            10,
+            20_000,
+            "lease-a",
+        )
         .await
         .expect("claim");
     let mut due: Vec<Millis> = claimed.iter().filter_map(|l| l.message.due_at).collect();
@@ -65,12 +73,22 @@ async fn claims_start_at_the_floor_and_report_when_each_was_due() {
             .all(|l| l.lease == "lease-a" && !l.lease_expired)
     );
     // Leased messages are due again when their lease runs out.
-    assert_eq!(store.next_due(1_250).await.expect("next"), Some(20_000));
+    assert_eq!(
+        store.next_due([1_250, 0]).await.expect("next"),
+        Some(20_000)
+    );
 
     // From 0 the rest are found, oldest first.
-    assert_eq!(store.next_due(0).await.expect("next"), Some(1_000));
+    assert_eq!(store.next_due([0, 0]).await.expect("next"), Some(1_000));
     let claimed = store
-        .claim_due(10_000, 0, 2, 20_000, "lease-b")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            10_000,
+            0,
+            2,
+            20_000,
+            "lease-b",
+        )
         .await
         .expect("claim");
     let mut due: Vec<Millis> = claimed.iter().filter_map(|l| l.message.due_at).collect();
@@ -93,6 +111,7 @@ fn sent(message_id: &str, lease: &str, now: Millis) -> Completion {
             error_code: None,
             error_message: None,
             waiting_for: None,
+            lane: Default::default(),
         },
         attempt: None,
     }
@@ -106,7 +125,14 @@ async fn a_lease_that_runs_out_is_taken_back_and_only_its_new_holder_completes()
         .await
         .expect("insert");
     let first = store
-        .claim_due(1_000, 0, 10, 5_000, "lease-a")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            1_000,
+            0,
+            10,
+            5_000,
+            "lease-a",
+        )
         .await
         .expect("claim");
     assert_eq!(first.len(), 2);
@@ -124,7 +150,14 @@ async fn a_lease_that_runs_out_is_taken_back_and_only_its_new_holder_completes()
     // Before the lease runs out nothing is due; at its end both are.
     assert!(
         store
-            .claim_due(4_999, 0, 10, 9_000, "lease-b")
+            .claim_due(
+                crate::message::Lane::Transactional,
+                4_999,
+                0,
+                10,
+                9_000,
+                "lease-b"
+            )
             .await
             .expect("claim")
             .is_empty()
@@ -138,7 +171,14 @@ async fn a_lease_that_runs_out_is_taken_back_and_only_its_new_holder_completes()
         }
     );
     let second = store
-        .claim_due(5_000, 0, 10, 9_000, "lease-b")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            5_000,
+            0,
+            10,
+            9_000,
+            "lease-b",
+        )
         .await
         .expect("claim");
     assert_eq!(second.len(), 2);
@@ -169,7 +209,7 @@ async fn a_lease_that_runs_out_is_taken_back_and_only_its_new_holder_completes()
         Some("sent-under-lease-b")
     );
     // Sent, it is due never again; the other one is due at its lease's end.
-    assert_eq!(store.next_due(0).await.expect("next"), Some(9_000));
+    assert_eq!(store.next_due([0, 0]).await.expect("next"), Some(9_000));
     assert_eq!(
         store
             .count_due(i64::MAX)
@@ -190,7 +230,14 @@ async fn a_completion_applied_twice_records_its_attempt_once() {
         .await
         .expect("insert");
     let leased = store
-        .claim_due(2_000, 0, 1, 60_000, "lease-a")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            2_000,
+            0,
+            1,
+            60_000,
+            "lease-a",
+        )
         .await
         .expect("claim");
     let id = leased[0].message.id.clone();
@@ -448,7 +495,14 @@ async fn loading_a_provider_releases_only_the_messages_still_waiting_for_it() {
     let batch: Vec<NewMessage> = (0..3).map(|n| message(n, 1_000)).collect();
     store.insert_batch(&batch).await.expect("insert");
     let claimed = store
-        .claim_due(1_000, 0, 10, 5_000, "lease")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            1_000,
+            0,
+            10,
+            5_000,
+            "lease",
+        )
         .await
         .expect("claim");
     let deferred: Vec<Completion> = claimed
@@ -466,7 +520,14 @@ async fn loading_a_provider_releases_only_the_messages_still_waiting_for_it() {
     // One of them is delivered some other way before the provider loads
     // (here: claimed and sent once its recheck came due).
     let rechecked = store
-        .claim_due(31_000, 0, 1, 40_000, "recheck")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            31_000,
+            0,
+            1,
+            40_000,
+            "recheck",
+        )
         .await
         .expect("claim");
     let delivered = rechecked[0].message.id.clone();

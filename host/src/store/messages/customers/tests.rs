@@ -57,6 +57,7 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "callbacks",
             "cancelled_messages",
             "expires_at",
+            "lane",
         ],
     ),
     (
@@ -292,7 +293,14 @@ async fn every_field_is_classified_and_erasure_leaves_no_trace() {
     // Ana's first message and Ben's go out, each with an attempt whose
     // error is personal.
     let claimed = store
-        .claim_due(2_000, 0, 10, 60_000, "lease")
+        .claim_due(
+            crate::message::Lane::Transactional,
+            2_000,
+            0,
+            10,
+            60_000,
+            "lease",
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 2);
@@ -324,6 +332,7 @@ async fn every_field_is_classified_and_erasure_leaves_no_trace() {
                     error_code: Some("HTTP_500".into()),
                     error_message: Some(format!("error of {who}-secret")),
                     waiting_for: None,
+                    lane: Default::default(),
                 },
                 attempt: Some(Attempt {
                     message_id: leased.message.id.clone(),
