@@ -43,7 +43,12 @@ use super::{StoreError, checked};
 ///   index on `attempt.message_id`.
 /// - 2: leases folded into `due_at`; the `idempotency` and `waiting` tables;
 ///   attempts keyed by message.
-const LAYOUT: i64 = 2;
+/// - 3: a queued marketing message's `due_at` lies in the marketing lane's
+///   range (`messages::rows::MARKETING_LANE`). Nothing moves from 2: a
+///   message queued before waits in the transactional lane. An older
+///   chirp would never find the marketing lane's messages due, so it must
+///   refuse such a store, and does: it reads only layouts up to its own.
+const LAYOUT: i64 = 3;
 
 /// Tables and indexes. `IF NOT EXISTS` makes start-up idempotent.
 const SCHEMA: &str = "
@@ -123,15 +128,15 @@ const MOVE_MESSAGES: &str = "{
 /// How many messages [`MOVE_MESSAGES`] moves per transaction.
 const MESSAGES_PER_MOVE: i64 = 2_000;
 
-/// Layout 1 to 2, last step, in one transaction: the old indexes go and
-/// the layout is stamped.
+/// Layout 1 to 3, last step, in one transaction: the old indexes go and
+/// the layout is stamped (2 to 3 moves nothing).
 const LAYOUT_1_TO_2: &str = "
 BEGIN TRANSACTION;
 REMOVE INDEX IF EXISTS message_lease ON message;
 REMOVE INDEX IF EXISTS message_idempotency ON message;
 REMOVE INDEX IF EXISTS message_waiting ON message;
 REMOVE INDEX IF EXISTS attempt_message ON attempt;
-UPSERT store_layout:current SET version = 2;
+UPSERT store_layout:current SET version = 3;
 COMMIT TRANSACTION;
 ";
 
@@ -145,6 +150,15 @@ pub(super) async fn prepare(db: &Database) -> Result<(), StoreError> {
         .take(0)?;
     match version {
         Some(LAYOUT) => Ok(()),
+        Some(2) => {
+            checked(
+                db.query("UPSERT store_layout:current SET version = $layout")
+                    .bind(("layout", LAYOUT))
+                    .await?,
+            )?;
+            tracing::info!(from = 2, to = LAYOUT, "the store's layout is upgraded");
+            Ok(())
+        }
         Some(newer) if newer > LAYOUT => Err(StoreError::Corrupt(format!(
             "the store has layout {newer}, written by a newer chirp; this one reads layout {LAYOUT}"
         ))),
@@ -441,5 +455,27 @@ mod tests {
             matches!(&refused, Err(StoreError::Corrupt(m)) if m.contains("layout 99")),
             "{refused:?}"
         );
+    }
+
+    /// A layout 2 store is stamped 3 and nothing else changes: what it
+    /// queued waits in the transactional lane.
+    #[tokio::test]
+    async fn a_layout_2_store_is_stamped_3() {
+        let db = memory_database().await;
+        prepare(&db).await.expect("new");
+        db.query("UPSERT store_layout:current SET version = 2")
+            .await
+            .expect("write")
+            .check()
+            .expect("write");
+        prepare(&db).await.expect("upgrade");
+        let version: Option<i64> = db
+            .query("RETURN store_layout:current.version")
+            .await
+            .expect("read")
+            .take(0)
+            .expect("read");
+        assert_eq!(version, Some(LAYOUT));
+        assert_eq!(LAYOUT, 3);
     }
 }
