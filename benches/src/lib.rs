@@ -6,6 +6,7 @@
 //! webhook receipts); scenario 14 (batch accept) through a chirp process.
 
 pub mod batch_accept;
+pub mod lanes;
 pub mod load;
 pub mod native_provider;
 pub mod process;

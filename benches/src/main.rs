@@ -30,7 +30,11 @@
 //! 12. the first start on a layout 1 store of `--backlog` messages (the
 //!     upgrade) against a start on today's layout;
 //! 13. webhook receipts (delivered and read for `--messages` sent
-//!     messages) stored as the route stores them, then applied.
+//!     messages) stored as the route stores them, then applied;
+//! 14. accepting in batches against one request per message, and what
+//!     status callbacks cost;
+//! 15. order confirmations offered open loop while `--backlog` marketing
+//!     messages drain at 80 a second (the queue's lanes).
 //!
 //! plus chirp's peak RSS and the store's size on disk. Every run is bounded
 //! by its message count and a timeout, and stops by itself.
@@ -607,6 +611,19 @@ async fn main() {
             &receiver,
         )
         .await;
+        chirp.stop();
+    }
+
+    // 15. Order confirmations while a marketing blast drains.
+    if options.runs(15) {
+        let stage = Stage::new(&options);
+        let mock = Mock::start(Plan::success()).await;
+        let setup = stage
+            .setup(&options, &mock)
+            .set("CHIRP_PROVIDER_RATE", "80")
+            .set("CHIRP_MARKETING_HOURS", "00:00-00:00");
+        let chirp = start(&setup);
+        chirp_bench::lanes::run(&chirp.base, &mock, || chirp.cpu(), options.backlog).await;
         chirp.stop();
     }
 }
