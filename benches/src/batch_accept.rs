@@ -204,8 +204,18 @@ async fn post_batch(
     tag: &str,
     range: std::ops::Range<usize>,
 ) -> usize {
-    let count = range.len();
-    let body = json!({"messages": range.map(|n| message_body(tag, n)).collect::<Vec<_>>()});
+    post_messages(client, url, range.map(|n| message_body(tag, n)).collect()).await
+}
+
+/// Posts `messages` as one batch to `url`; returns how many were accepted
+/// (every one, or the run stops).
+pub async fn post_messages(
+    client: &reqwest::Client,
+    url: &str,
+    messages: Vec<serde_json::Value>,
+) -> usize {
+    let count = messages.len();
+    let body = json!({ "messages": messages });
     let answer = client
         .post(url)
         .header("content-type", "application/json")

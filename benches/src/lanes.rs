@@ -83,23 +83,7 @@ async fn fill(base: &str, backlog: usize) {
                        "idempotency_key": format!("marketing-{n}")})
             })
             .collect();
-        let answer = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(json!({ "messages": messages }).to_string())
-            .send()
-            .await
-            .expect("POST batch")
-            .text()
-            .await
-            .expect("batch answer");
-        let answer: serde_json::Value =
-            serde_json::from_str(&answer).expect("batch answer is JSON");
-        assert_eq!(
-            answer["accepted"].as_u64(),
-            Some((last - first) as u64),
-            "a batch was not accepted whole: {answer}"
-        );
+        crate::batch_accept::post_messages(&client, &url, messages).await;
         first = last;
     }
 }

@@ -103,15 +103,7 @@ async fn every_change_arrives_signed_once_and_in_order_after_the_receiver_comes_
     let (_, stats) = chirp.get("/api/notifications/statistics").await;
     assert_eq!(stats["callbacks"]["pending"], 0, "{stats:#}");
     assert_eq!(stats["callbacks"]["delivered"], 6, "{stats:#}");
-    let metrics = chirp
-        .http
-        .get(chirp.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = chirp.metrics().await;
     assert!(
         metrics.contains("chirp_callbacks_total{outcome=\"retry\"}"),
         "{metrics}"

@@ -50,12 +50,7 @@ async fn a_message_that_cannot_go_out_in_time_expires_at_its_expiry() {
     assert_eq!(run["due"], 0, "{run}");
     let (_, expired) = chirp.get("/api/notifications/history?status=expired").await;
     assert_eq!(expired["items"].as_array().unwrap().len(), 1, "{expired:#}");
-    let metrics = reqwest::get(chirp.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = chirp.metrics().await;
     assert!(
         metrics.contains("chirp_messages_expired_total 1"),
         "{metrics}"

@@ -266,12 +266,7 @@ async fn statistics_agree_with_the_messages() {
     }
 
     // The same story in Prometheus series, without a token.
-    let metrics = reqwest::get(chirp.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = chirp.metrics().await;
     for series in [
         "chirp_messages_accepted_total 3",
         "chirp_messages_sent_total 2",

@@ -305,6 +305,16 @@ impl ChirpProcess {
         read(self.http.get(self.url(path)).send().await.unwrap()).await
     }
 
+    /// The Prometheus text of `/metrics` (public).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Polls a message until `done` holds for it or `timeout` passes.
     pub async fn wait_for(
         &self,
