@@ -142,3 +142,101 @@ async fn what_dlt_or_msg91_refuses_fails_with_the_reason() {
     assert_eq!(failed["last_error"]["code"], "msg91_202");
     assert_eq!(mock.received().len(), 1);
 }
+
+/// delivery_delayed approved for both, falling back from WhatsApp to SMS.
+async fn with_sms_fallback(chirp: &ChirpProcess) {
+    approve_for_sms(chirp).await;
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"fallback": ["sms:msg91-sms"]}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["fallback"], json!(["sms:msg91-sms"]));
+}
+
+async fn send_whatsapp(chirp: &ChirpProcess) -> String {
+    let (status, answer) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919876543210", "template": "delivery_delayed",
+                   "variables": {"eta_time": "8:30 AM"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    answer["id"].as_str().unwrap().to_string()
+}
+
+/// WhatsApp says the customer cannot be reached (here MyOperator's `400`,
+/// named unreachable by `CHIRP_FALLBACK_CODES`): the message moves to SMS
+/// once, as MSG91's template, and its timeline shows the hop.
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_on_whatsapp_goes_out_by_sms() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::status(400)]);
+    let chirp = sms_options(dir.path(), &mock)
+        .set("CHIRP_FALLBACK_CODES", "131026,http_400")
+        .start();
+    with_sms_fallback(&chirp).await;
+
+    let id = send_whatsapp(&chirp).await;
+    assert!(
+        chirp.get(&format!("/api/notifications/{id}")).await.1["fallbacks"]
+            == json!(["sms:msg91-sms"])
+    );
+    let message = chirp.wait_final(&id).await;
+    assert_eq!(message["status"], "sent", "{message:#}");
+    assert_eq!(message["provider"], "msg91-sms");
+    assert_eq!(message["hops"][0]["from"], "myoperator");
+    assert_eq!(message["hops"][0]["to"], "msg91-sms");
+    assert_eq!(message["hops"][0]["reason"]["code"], "http_400");
+    assert!(message.get("fallbacks").is_none(), "{message:#}");
+    let kinds: Vec<&str> = message["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["attempt", "hop", "attempt"], "{message:#}");
+    let received = mock.received();
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0].path, "/chat/messages");
+    assert_eq!(received[1].path, "/api/v5/flow/");
+    assert_eq!(received[1].body["template_id"], DLT_TEMPLATE);
+    assert_eq!(received[1].body["recipients"][0]["var1"], "8:30 AM");
+    assert!(
+        chirp
+            .metrics()
+            .await
+            .contains("chirp_fallbacks_total{from=\"myoperator\",to=\"msg91-sms\"} 1")
+    );
+}
+
+/// WhatsApp's retries run out: the message moves to SMS with a fresh
+/// budget. A failure that is neither (the provider's credentials) fails
+/// the message where it is: SMS would not help.
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_run_out_then_sms_but_not_for_any_permanent_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::status(500), Reply::status(500), Reply::status(500)]);
+    let chirp = sms_options(dir.path(), &mock).start();
+    with_sms_fallback(&chirp).await;
+
+    let id = send_whatsapp(&chirp).await;
+    let message = chirp.wait_final(&id).await;
+    assert_eq!(message["status"], "sent", "{message:#}");
+    assert_eq!(message["provider"], "msg91-sms");
+    assert_eq!(message["hops"][0]["reason"]["code"], "http_500");
+    assert_eq!(message["attempt_count"], 4);
+
+    mock.script([Reply::status(401)]);
+    let id = send_whatsapp(&chirp).await;
+    let message = chirp.wait_final(&id).await;
+    assert_eq!(message["status"], "failed", "{message:#}");
+    assert_eq!(message["provider"], "myoperator");
+    assert!(message.get("hops").is_none(), "{message:#}");
+    assert_eq!(mock.received().len(), 5);
+}

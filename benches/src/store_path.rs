@@ -96,6 +96,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
                 let number = leased.message.attempts + 1;
                 Completion {
                     report: None,
+                    hop: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {
@@ -188,6 +189,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         not_before: now,
         expires_at: None,
         lane: Default::default(),
+        fallbacks: Vec::new(),
         skip: None,
         override_opt_out: false,
         fingerprint: format!("order-{n}"),
@@ -240,6 +242,7 @@ pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<S
                 platform_ids.push(platform_id.clone());
                 Completion {
                     report: None,
+                    hop: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {

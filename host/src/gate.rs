@@ -187,6 +187,8 @@ mod tests {
             due_at: None,
             expires_at: None,
             lane: Default::default(),
+            fallbacks: Vec::new(),
+            hops: Vec::new(),
             sent_at: None,
             provider_message_id: None,
             last_error: None,

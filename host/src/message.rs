@@ -73,6 +73,32 @@ pub struct ProviderTemplate {
     pub parameters: Vec<String>,
 }
 
+/// A route a message can fall back to: a provider on a channel, and what
+/// that provider is to send (worked out when the message is accepted, so
+/// a hop never needs the variables again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `whatsapp` or `sms`.
+    pub channel: String,
+    /// The provider plugin.
+    pub provider: String,
+    /// The approved template it sends, if any.
+    pub template: Option<ProviderTemplate>,
+}
+
+/// One move of a message to its next route, for its timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    /// When.
+    pub at: Millis,
+    /// The provider it left.
+    pub from: String,
+    /// The provider it moved to.
+    pub to: String,
+    /// Why: the failure's code and explanation.
+    pub reason: ErrorNote,
+}
+
 /// A message accepted by the API, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -103,6 +129,8 @@ pub struct NewMessage {
     pub expires_at: Option<Millis>,
     /// The lane it waits in (its template's category).
     pub lane: Lane,
+    /// The routes it falls back to, in order, after `provider`.
+    pub fallbacks: Vec<Route>,
     /// Why it will not be sent at all, if so: it is stored as `skipped`.
     pub skip: Option<ErrorNote>,
     /// The caller let a transactional message through an opt-out; checked
@@ -194,6 +222,10 @@ pub struct Message {
     pub expires_at: Option<Millis>,
     /// The lane it waits in.
     pub lane: Lane,
+    /// The routes it may still fall back to, in order.
+    pub fallbacks: Vec<Route>,
+    /// The routes it left, oldest first.
+    pub hops: Vec<Hop>,
     /// When the provider accepted it.
     pub sent_at: Option<Millis>,
     /// The platform's id of it, if the provider gave one.

@@ -111,6 +111,12 @@ pub fn skipped(n: u64) {
     metrics::counter!("chirp_messages_skipped_total").increment(n);
 }
 
+/// A message moved from one provider to its next route.
+pub fn fell_back(from: &str, to: &str) {
+    metrics::counter!("chirp_fallbacks_total", "from" => from.to_string(), "to" => to.to_string())
+        .increment(1);
+}
+
 /// A message expired before it could be sent.
 pub fn expired() {
     metrics::counter!("chirp_messages_expired_total").increment(1);

@@ -55,6 +55,12 @@ pub(super) struct MessageView {
     /// Earlier messages the event that made this one cancelled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     cancelled_messages: Vec<String>,
+    /// The routes it may still move to, in order (`channel:provider`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallbacks: Vec<String>,
+    /// The routes it left, oldest first; `provider` is the one it is on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hops: Vec<HopView>,
     /// The audit trail, oldest first (only on `GET /api/notifications/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts: Option<Vec<AttemptView>>,
@@ -68,17 +74,30 @@ pub(super) struct MessageView {
     timeline: Option<Vec<TimelineEntry>>,
 }
 
+/// A move to the next route.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Hop)]
+pub(super) struct HopView {
+    at: String,
+    from: String,
+    to: String,
+    /// The failure that moved it.
+    reason: ErrorNoteView,
+}
+
 /// One step of a message's life after it was accepted.
 #[derive(Serialize, ToSchema)]
 pub(super) struct TimelineEntry {
     at: String,
     #[schema(value_type = i64)]
     at_ms: Millis,
-    /// `attempt` (chirp called the provider) or `receipt` (the platform
-    /// reported back).
+    /// `attempt` (chirp called the provider), `receipt` (the platform
+    /// reported back) or `hop` (the message moved to its next route,
+    /// `provider`).
     kind: &'static str,
-    /// An attempt's outcome (`sent`, `retryable`, `permanent`), or what a
-    /// receipt said (`sent`, `delivered`, `read`, `failed`).
+    /// An attempt's outcome (`sent`, `retryable`, `permanent`), what a
+    /// receipt said (`sent`, `delivered`, `read`, `failed`), or
+    /// `fallback`.
     what: &'static str,
     provider: String,
     error_code: Option<String>,
@@ -86,7 +105,11 @@ pub(super) struct TimelineEntry {
 
 /// Attempts (by their start) and receipts (by the platform's time) in
 /// one list, oldest first.
-fn timeline(attempts: &[Attempt], receipts: &[crate::store::StoredReceipt]) -> Vec<TimelineEntry> {
+fn timeline(
+    attempts: &[Attempt],
+    receipts: &[crate::store::StoredReceipt],
+    hops: &[crate::message::Hop],
+) -> Vec<TimelineEntry> {
     let mut entries: Vec<TimelineEntry> = attempts
         .iter()
         .map(|a| TimelineEntry {
@@ -105,6 +128,14 @@ fn timeline(attempts: &[Attempt], receipts: &[crate::store::StoredReceipt]) -> V
             provider: r.plugin.clone(),
             error_code: r.error.as_ref().map(|e| e.code.clone()),
         }))
+        .chain(hops.iter().map(|h| TimelineEntry {
+            at: rfc3339(h.at),
+            at_ms: h.at,
+            kind: "hop",
+            what: "fallback",
+            provider: h.to.clone(),
+            error_code: Some(h.reason.code.clone()),
+        }))
         .collect();
     entries.sort_by_key(|e| e.at_ms);
     entries
@@ -112,7 +143,7 @@ fn timeline(attempts: &[Attempt], receipts: &[crate::store::StoredReceipt]) -> V
 
 impl MessageView {
     pub(super) fn new(m: Message, trail: Option<Trail>) -> MessageView {
-        let timeline = trail.as_ref().map(|(a, r)| timeline(a, r));
+        let timeline = trail.as_ref().map(|(a, r)| timeline(a, r, &m.hops));
         let (attempts, receipts) = trail.map_or((None, None), |t| (Some(t.0), Some(t.1)));
         MessageView {
             id: m.id,
@@ -135,6 +166,21 @@ impl MessageView {
             last_error: m.last_error.map(Into::into),
             delivery: DeliveryView::new(m.delivery, m.sent_at.is_some()),
             cancelled_messages: m.cancelled_messages,
+            fallbacks: m
+                .fallbacks
+                .iter()
+                .map(|r| format!("{}:{}", r.channel, r.provider))
+                .collect(),
+            hops: m
+                .hops
+                .into_iter()
+                .map(|h| HopView {
+                    at: rfc3339(h.at),
+                    from: h.from,
+                    to: h.to,
+                    reason: h.reason.into(),
+                })
+                .collect(),
             attempts: attempts.map(|list| list.into_iter().map(AttemptView::from).collect()),
             receipts: receipts.map(|list| list.into_iter().map(ReceiptView::from).collect()),
             timeline,

@@ -171,6 +171,9 @@ async fn update(
     if let Some(sample) = fields.object("sample")? {
         def.sample = sample.into_iter().collect();
     }
+    if let Some(fallback) = fields.strings("fallback")? {
+        def.fallback = fallback;
+    }
     match fields.value("expire_after") {
         None => {}
         Some(Value::Null) => def.expire_after = None,
@@ -210,6 +213,10 @@ struct TemplateEdit {
     /// 366d); `null` removes it.
     #[schema(max_length = 64)]
     expire_after: Option<String>,
+    /// The routes a message falls back to after its provider, in order
+    /// (`sms:msg91-sms`); each needs an approved template in `providers`.
+    #[schema(max_items = 3)]
+    fallback: Option<Vec<String>>,
 }
 
 /// A template's text: one string (English), or language code -> text.
@@ -447,6 +454,9 @@ struct TemplateView {
     /// the caller says when.
     #[serde(skip_serializing_if = "Option::is_none")]
     expire_after: Option<String>,
+    /// The routes a message falls back to after its provider, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    fallback: Vec<String>,
     /// The saved version in force.
     version: u32,
 }
@@ -507,6 +517,7 @@ impl From<TemplateDef> for TemplateView {
             text: def.text,
             sample: def.sample,
             expire_after: def.expire_after,
+            fallback: def.fallback,
             version: def.version,
         }
     }

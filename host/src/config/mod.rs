@@ -212,6 +212,7 @@ impl Config {
             max_attempts: self.delivery.max_attempts,
             backoff: self.delivery.retry_backoff.clone(),
             max_retry_after: self.delivery.max_retry_after,
+            fallback_codes: self.delivery.fallback_codes.clone(),
         }
     }
 }

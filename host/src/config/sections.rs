@@ -209,6 +209,10 @@ pub struct DeliveryConfig {
     /// to the business, as a provider's webhook reported it, less than 24
     /// hours before the send), as WhatsApp requires.
     pub free_text_needs_window: bool,
+    /// `CHIRP_FALLBACK_CODES`: a provider's permanent failure codes that say
+    /// the recipient cannot be reached on its channel (Meta's 131026), so a
+    /// message with a fallback route moves on instead of failing.
+    pub fallback_codes: Vec<String>,
 }
 
 impl DeliveryConfig {
@@ -253,6 +257,13 @@ pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
         pause: s.boolean("CHIRP_PAUSE_DELIVERY", false)?,
         marketing_needs_opt_in: s.boolean("CHIRP_MARKETING_NEEDS_OPT_IN", false)?,
         free_text_needs_window: s.boolean("CHIRP_FREE_TEXT_NEEDS_WINDOW", true)?,
+        fallback_codes: value::list(
+            &s.text("CHIRP_FALLBACK_CODES")
+                .unwrap_or_else(|| "131026".into()),
+        )
+        .into_iter()
+        .take(100)
+        .collect(),
     })
 }
 

@@ -233,6 +233,7 @@ pub async fn event_messages(
                     not_before: now,
                     expires_at: None,
                     lane: Default::default(),
+                    fallbacks: Vec::new(),
                     skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),

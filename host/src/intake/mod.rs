@@ -15,7 +15,7 @@ pub use events::{Cancellation, Event, EventOutcome, Skipped, event_messages};
 
 use serde_json::{Map, Value};
 
-use crate::message::{ErrorNote, Lane, Millis, NewMessage, after, fingerprint};
+use crate::message::{ErrorNote, Lane, Millis, NewMessage, Route, after, fingerprint};
 use crate::phone::Phone;
 use crate::preferences::{Consent, Preferences};
 use crate::templates::{Catalog, Category, RenderError};
@@ -89,6 +89,24 @@ pub fn template_message(
             recipient.consent,
         )
     };
+    let fallbacks = def
+        .fallback
+        .iter()
+        .filter_map(|route| crate::templates::parse_route(route))
+        .filter(|(_, to)| *to != provider)
+        .map(|(channel, to)| {
+            Ok(Route {
+                channel: channel.into(),
+                provider: to.into(),
+                template: Some(catalog.provider_template(
+                    &def.name,
+                    to,
+                    &rendered.language,
+                    draft.variables,
+                )?),
+            })
+        })
+        .collect::<Result<Vec<Route>, RenderError>>()?;
     let not_before = draft.not_before.unwrap_or(now).max(now);
     let expires_at = match draft.expires_at {
         Some(at) => Some(expiry(at, not_before)?),
@@ -121,6 +139,7 @@ pub fn template_message(
             Category::Marketing => Lane::Marketing,
             Category::Transactional => Lane::Transactional,
         },
+        fallbacks,
         skip,
         override_opt_out: draft.override_opt_out,
         fingerprint,
@@ -195,6 +214,7 @@ pub fn text_message(
         not_before,
         expires_at,
         lane: Lane::Transactional,
+        fallbacks: Vec::new(),
         skip,
         override_opt_out: draft.override_opt_out,
         callbacks: Vec::new(),

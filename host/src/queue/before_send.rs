@@ -93,6 +93,7 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
         message_id: leased.message.id.clone(),
         lease: leased.lease.clone(),
         report: super::scheduler::report(&leased.message, &patch, now),
+        hop: None,
         patch,
         attempt: None,
     })
@@ -205,6 +206,7 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
         patch,
         attempt: None,
         report: None,
+        hop: None,
     }
 }
 

@@ -20,6 +20,9 @@ pub struct RetryPolicy {
     pub backoff: Vec<Duration>,
     /// The longest wait a provider's `Retry-After` can ask for.
     pub max_retry_after: Duration,
+    /// Permanent failure codes that say the recipient cannot be reached on
+    /// the provider's channel: a message with a fallback route moves on.
+    pub fallback_codes: Vec<String>,
 }
 
 /// Where a message goes after an attempt.
@@ -34,6 +37,20 @@ pub enum Next {
 }
 
 impl RetryPolicy {
+    /// Whether a message that failed with `outcome` (its last attempt)
+    /// moves to its next route, if it has one: its retries ran out, or
+    /// the provider said the recipient cannot be reached on its channel.
+    /// Any other permanent failure (credentials, a template the platform
+    /// refused) would fail on the next route's provider no better, or is
+    /// the provider's own trouble, and fails the message.
+    pub fn falls_back(&self, outcome: &Outcome) -> bool {
+        match outcome {
+            Outcome::Sent { .. } => false,
+            Outcome::Retryable { .. } => true,
+            Outcome::Permanent { error } => self.fallback_codes.contains(&error.code),
+        }
+    }
+
     /// `attempts` counts the attempt just made.
     pub fn next(&self, attempts: u32, outcome: &Outcome, now: Millis) -> Next {
         match outcome {
@@ -67,6 +84,7 @@ mod tests {
 
     fn seed_policy() -> RetryPolicy {
         RetryPolicy {
+            fallback_codes: Vec::new(),
             max_attempts: 3,
             backoff: [5, 10, 15].map(|m| Duration::from_secs(m * 60)).to_vec(),
             max_retry_after: Duration::from_secs(3600),
@@ -142,6 +160,7 @@ mod tests {
             max_attempts: 5,
             backoff: vec![Duration::from_millis(10)],
             max_retry_after: Duration::from_secs(3600),
+            fallback_codes: Vec::new(),
         };
         assert_eq!(p.next(4, &retryable(None), 0), Next::RetryAt(10));
     }

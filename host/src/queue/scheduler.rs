@@ -26,9 +26,9 @@ use super::retry::{Next, RetryPolicy};
 use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::delivery::{self, Delivery, Providers};
 use crate::gate::MarketingHours;
-use crate::message::{Lane, Leased, Message, Millis, Status, after, now_millis};
+use crate::message::{ErrorNote, Hop, Lane, Leased, Message, Millis, Status, after, now_millis};
 use crate::plugins::Plugins;
-use crate::store::{Completion, MessagePatch, Store};
+use crate::store::{Completion, MessagePatch, RouteChange, Store};
 use crate::templates::Templates;
 
 /// The most messages leased in one claim.
@@ -345,6 +345,7 @@ pub fn complete(
     now: Millis,
 ) -> Completion {
     let message = &leased.message;
+    let mut hop = None;
     // An attempt says its own error, or none.
     let mut patch = MessagePatch {
         error_code: None,
@@ -379,10 +380,37 @@ pub fn complete(
                         patch.provider_message_id = provider_message_id.clone();
                     }
                 }
-                Next::Failed => {
-                    crate::telemetry::failed();
-                    patch.status = Status::Failed;
-                }
+                Next::Failed => match message
+                    .fallbacks
+                    .first()
+                    .filter(|_| policy.falls_back(&attempt.outcome))
+                {
+                    Some(next) => {
+                        crate::telemetry::fell_back(&message.provider, &next.provider);
+                        tracing::info!(message_id = %message.id, from = %message.provider, to = %next.provider, "moving to the next route");
+                        patch.due_at = Some(message.due_by_expiry(now));
+                        let reason = attempt.outcome.error().cloned().unwrap_or(ErrorNote {
+                            code: "failed".into(),
+                            message: String::new(),
+                        });
+                        let mut hops = message.hops.clone();
+                        hops.push(Hop {
+                            at: now,
+                            from: message.provider.clone(),
+                            to: next.provider.clone(),
+                            reason,
+                        });
+                        hop = Some(RouteChange {
+                            to: next.clone(),
+                            rest: message.fallbacks[1..].to_vec(),
+                            hops,
+                        });
+                    }
+                    None => {
+                        crate::telemetry::failed();
+                        patch.status = Status::Failed;
+                    }
+                },
                 Next::RetryAt(at) => {
                     crate::telemetry::retry();
                     patch.due_at = Some(message.due_by_expiry(at));
@@ -402,6 +430,7 @@ pub fn complete(
         patch,
         attempt,
         report,
+        hop,
     }
 }
 

@@ -27,7 +27,7 @@ pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{
     Action, CancelledByReference, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch,
-    Pass,
+    Pass, RouteChange,
 };
 pub use settings::SettingChange;
 pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};

@@ -88,6 +88,14 @@ pub struct TemplateDef {
     /// Example values of the variables, for previews.
     #[serde(default)]
     pub sample: BTreeMap<String, Value>,
+    /// The routes a message falls back to, in order, after the provider
+    /// it was accepted for (`sms:msg91-sms`): when that provider says the
+    /// recipient cannot be reached on its channel, or its retries run
+    /// out. Each names a provider with an approved template in
+    /// `providers`. None: no fallback (a marketing template falls back
+    /// only if it says so here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback: Vec<String>,
     /// How long after its time to be sent a message of this template may
     /// still go out (`2h`, `30m`; [`MIN_EXPIRE_AFTER`] to
     /// [`MAX_EXPIRE_AFTER`]); after that it is `expired`. None: never.
@@ -101,6 +109,18 @@ pub struct TemplateDef {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+/// The channels a route may name.
+pub const CHANNELS: [&str; 2] = ["whatsapp", "sms"];
+/// The most routes a template falls back to.
+pub const MAX_FALLBACKS: usize = 3;
+
+/// A fallback route as written: `channel:provider`.
+pub fn parse_route(route: &str) -> Option<(&str, &str)> {
+    let (channel, provider) = route.split_once(':')?;
+    (CHANNELS.contains(&channel) && crate::plugins::names::is_valid(provider))
+        .then_some((channel, provider))
 }
 
 /// The shortest `expire_after` a template may say.
@@ -203,6 +223,39 @@ pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem>
                     "{:?} is not a duration from 1m to 366d (such as 2h or 30m)",
                     text.chars().take(64).collect::<String>()
                 ),
+            ));
+        }
+    }
+    if def.fallback.len() > MAX_FALLBACKS {
+        return Err(TemplateProblem::new(
+            "fallback",
+            format!("at most {MAX_FALLBACKS} routes"),
+        ));
+    }
+    for (i, route) in def.fallback.iter().enumerate() {
+        let field = format!("fallback.{i}");
+        let Some((_, provider)) = parse_route(route) else {
+            return Err(TemplateProblem::new(
+                field,
+                format!(
+                    "{:?} is not channel:provider (channel whatsapp or sms)",
+                    route.chars().take(64).collect::<String>()
+                ),
+            ));
+        };
+        if !def.providers.contains_key(provider) {
+            return Err(TemplateProblem::new(
+                field,
+                format!("{provider} has no approved template in providers"),
+            ));
+        }
+        if def.fallback[..i]
+            .iter()
+            .any(|r| parse_route(r).is_some_and(|(_, p)| p == provider))
+        {
+            return Err(TemplateProblem::new(
+                field,
+                format!("{provider} is named twice"),
             ));
         }
     }

@@ -14,7 +14,7 @@ pub mod budget;
 mod definition;
 
 pub use definition::{
-    Category, ProviderTemplateDef, TemplateDef, TemplateProblem, WhatsappTemplate,
+    Category, ProviderTemplateDef, TemplateDef, TemplateProblem, WhatsappTemplate, parse_route,
 };
 use definition::{check_definition, valid_language};
 

@@ -67,6 +67,7 @@ async fn waiting_its_turn_never_outlasts_a_lease_and_sends_twice() {
             max_attempts: 3,
             backoff: vec![Duration::from_millis(50)],
             max_retry_after: Duration::from_secs(1),
+            fallback_codes: Vec::new(),
         },
         wake: Arc::new(Notify::new()),
         lease: Duration::from_millis(1500),

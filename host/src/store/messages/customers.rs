@@ -145,7 +145,7 @@ impl Store {
                             "{
                                 UPDATE $ids SET status = $cancelled, due_at = NONE
                                     WHERE status IN $cancel_from RETURN NONE;
-                                UPDATE $ids SET phone = $erased, text = '', wa_parameters = NONE,
+                                UPDATE $ids SET phone = $erased, text = '', wa_parameters = NONE, fallbacks = NONE, hops = NONE,
                                     reference_id = NONE, error_message = NONE,
                                     provider_message_id = NONE, lease = NONE, updated_at = $now
                                     RETURN NONE;

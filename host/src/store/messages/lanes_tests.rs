@@ -16,6 +16,7 @@ fn marketing(n: i64, due: Millis) -> NewMessage {
 fn failed(leased: &crate::message::Leased, now: Millis) -> Completion {
     Completion {
         report: None,
+        hop: None,
         message_id: leased.message.id.clone(),
         lease: leased.lease.clone(),
         patch: MessagePatch {

@@ -20,7 +20,7 @@ mod rows;
 
 pub use accept::Inserted;
 pub use cancel::CancelledByReference;
-pub use queue::{Completion, DueCounts, MessagePatch};
+pub use queue::{Completion, DueCounts, MessagePatch, RouteChange};
 pub use read::HistoryFilter;
 pub use retention::{Action, Pass};
 pub(in crate::store) use rows::message_key;

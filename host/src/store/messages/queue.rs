@@ -6,11 +6,11 @@
 use surrealdb::types::{RecordId, SurrealValue};
 
 use super::rows::{
-    AttemptRow, MARKETING, MARKETING_LANE, MESSAGE_FIELDS, MessageRow, lane_offset, lane_range,
-    unshifted,
+    AttemptRow, HopRow, MARKETING, MARKETING_LANE, MESSAGE_FIELDS, MessageRow, RouteRow,
+    lane_offset, lane_range, unshifted,
 };
 use crate::callbacks::State;
-use crate::message::{Attempt, ErrorNote, Lane, Leased, Message, Millis};
+use crate::message::{Attempt, ErrorNote, Hop, Lane, Leased, Message, Millis, Route};
 use crate::status::{Status, Transition};
 use crate::store::callbacks::{CallbackRow, change_rows};
 use crate::store::{Store, StoreError, checked};
@@ -56,6 +56,47 @@ pub struct Completion {
     /// The change to report to the message's callback endpoints, if any;
     /// written only if this lease still holds the message.
     pub report: Option<crate::callbacks::Report>,
+    /// A move to the message's next route, written only if this lease
+    /// still holds the message.
+    pub hop: Option<RouteChange>,
+}
+
+/// A message's move to its next route, written with its completion: the
+/// route becomes its provider (and what that provider sends), its retry
+/// budget starts again, and the hop joins its timeline.
+#[derive(Debug, Clone)]
+pub struct RouteChange {
+    /// The route it moves to.
+    pub to: Route,
+    /// The routes after that one.
+    pub rest: Vec<Route>,
+    /// Every hop so far, this one last.
+    pub hops: Vec<Hop>,
+}
+
+/// A [`RouteChange`] as written.
+#[derive(Debug, Clone, SurrealValue)]
+struct RouteChangeRow {
+    provider: String,
+    wa_template: Option<String>,
+    wa_language: Option<String>,
+    wa_parameters: Option<Vec<String>>,
+    rest: Option<Vec<RouteRow>>,
+    hops: Vec<HopRow>,
+}
+
+impl From<RouteChange> for RouteChangeRow {
+    fn from(c: RouteChange) -> RouteChangeRow {
+        let to = RouteRow::from(&c.to);
+        RouteChangeRow {
+            provider: to.provider,
+            wa_template: to.wa_template,
+            wa_language: to.wa_language,
+            wa_parameters: to.wa_parameters,
+            rest: (!c.rest.is_empty()).then(|| c.rest.iter().map(RouteRow::from).collect()),
+            hops: c.hops.iter().map(HopRow::from).collect(),
+        }
+    }
 }
 
 /// The message a platform's id names.
@@ -78,6 +119,15 @@ struct CompletionRow {
     lease: String,
     patch: StoredPatch,
     callbacks: Vec<CallbackRow>,
+}
+
+#[derive(Debug, Clone, SurrealValue)]
+struct HopCompletionRow {
+    id: String,
+    lease: String,
+    patch: StoredPatch,
+    callbacks: Vec<CallbackRow>,
+    hop: RouteChangeRow,
 }
 
 /// A [`MessagePatch`] as merged into the message: one object, so that the
@@ -255,6 +305,26 @@ impl Store {
                     })
                 })
                 .collect();
+            // A move to the next route, like a report, is written only if
+            // the lease still held the message.
+            let (hopping, batch): (Vec<Completion>, Vec<Completion>) =
+                batch.into_iter().partition(|c| c.hop.is_some());
+            let hopped: Vec<HopCompletionRow> = hopping
+                .into_iter()
+                .filter_map(|c| {
+                    Some(HopCompletionRow {
+                        callbacks: c
+                            .report
+                            .as_ref()
+                            .map(|r| change_rows(&r.change, &r.endpoints))
+                            .unwrap_or_default(),
+                        hop: c.hop?.into(),
+                        id: c.message_id,
+                        lease: c.lease,
+                        patch: c.patch.into(),
+                    })
+                })
+                .collect();
             // Completions that report to callback endpoints write their
             // callbacks only if the lease still held the message.
             let (reported, updates): (Vec<CompletionRow>, Vec<CompletionRow>) = batch
@@ -285,6 +355,19 @@ impl Store {
                          INSERT IGNORE INTO callback $c.callbacks RETURN NONE;
                      };
                  };
+                 FOR $c IN $hopped {
+                     LET $held = (UPDATE type::record('message', $c.id) MERGE $c.patch
+                         WHERE lease = $c.lease RETURN VALUE id);
+                     IF array::len($held) > 0 {
+                         UPDATE type::record('message', $c.id) SET provider = $c.hop.provider,
+                             wa_template = $c.hop.wa_template, wa_language = $c.hop.wa_language,
+                             wa_parameters = $c.hop.wa_parameters, fallbacks = $c.hop.rest,
+                             hops = $c.hop.hops, retry_base = $c.patch.attempts RETURN NONE;
+                         IF array::len($c.callbacks) > 0 {
+                             INSERT IGNORE INTO callback $c.callbacks RETURN NONE;
+                         };
+                     };
+                 };
                  IF array::len($attempts) > 0 { INSERT IGNORE INTO attempt $attempts RETURN NONE; };
                  FOR $w IN $waiting { UPSERT $w.id SET provider = $w.provider RETURN NONE; };
                  IF array::len($sent_ids) > 0 { INSERT IGNORE INTO sent_id $sent_ids RETURN NONE; };
@@ -293,6 +376,7 @@ impl Store {
                 .bind(("sent_ids", sent_ids))
                 .bind(("updates", updates))
                 .bind(("reported", reported))
+                .bind(("hopped", hopped))
                 .bind(("attempts", attempts))
                 .bind(("waiting", waiting))
                 .await?;

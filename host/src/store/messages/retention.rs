@@ -308,7 +308,7 @@ impl Store {
             .collect();
         let statement = match pass.action {
             Action::Redact => {
-                "UPDATE $ids SET text = '', wa_parameters = NONE, reference_id = NONE,
+                "UPDATE $ids SET text = '', wa_parameters = NONE, fallbacks = NONE, hops = NONE, reference_id = NONE,
                      error_message = NONE, provider_message_id = NONE, redacted_at = $now
                      RETURN NONE;
                  UPDATE $attempts SET error_message = NONE, provider_message_id = NONE
@@ -456,6 +456,7 @@ mod tests {
             .filter(|l| l.message.id != messages[5].id)
             .map(|l| Completion {
                 report: None,
+                hop: None,
                 message_id: l.message.id.clone(),
                 lease: l.lease.clone(),
                 patch: MessagePatch {
@@ -568,6 +569,7 @@ mod tests {
         store
             .complete(vec![Completion {
                 report: None,
+                hop: None,
                 message_id: messages[5].id.clone(),
                 lease: claimed[0].lease.clone(),
                 patch: MessagePatch {

@@ -6,7 +6,8 @@ use std::ops::Bound;
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
 use crate::message::{
-    Attempt, ErrorNote, Lane, Message, Millis, NewMessage, Outcome, ProviderTemplate, Status,
+    Attempt, ErrorNote, Hop, Lane, Message, Millis, NewMessage, Outcome, ProviderTemplate, Route,
+    Status,
 };
 use crate::store::StoreError;
 
@@ -15,7 +16,7 @@ pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_v
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
      override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks, \
-     cancelled_messages, expires_at, lane";
+     cancelled_messages, expires_at, lane, fallbacks, hops";
 
 /// Where the marketing lane's due times lie in the `message_due` index:
 /// a queued marketing message's `due_at` is stored this far past its due
@@ -94,6 +95,81 @@ pub(super) struct MessageRow {
     pub(super) expires_at: Option<i64>,
     /// `marketing` for the marketing lane; none: transactional.
     pub(super) lane: Option<String>,
+    /// The routes it may still fall back to; written only when there are
+    /// some.
+    pub(in crate::store) fallbacks: Option<Vec<RouteRow>>,
+    /// The routes it left; written only by a hop.
+    pub(in crate::store) hops: Option<Vec<HopRow>>,
+}
+
+/// A [`Route`] as stored.
+#[derive(Debug, Clone, SurrealValue)]
+pub(in crate::store) struct RouteRow {
+    pub(in crate::store) channel: String,
+    pub(in crate::store) provider: String,
+    pub(in crate::store) wa_template: Option<String>,
+    pub(in crate::store) wa_language: Option<String>,
+    pub(in crate::store) wa_parameters: Option<Vec<String>>,
+}
+
+impl From<&Route> for RouteRow {
+    fn from(r: &Route) -> RouteRow {
+        let t = r.template.as_ref();
+        RouteRow {
+            channel: r.channel.clone(),
+            provider: r.provider.clone(),
+            wa_template: t.map(|t| t.name.clone()),
+            wa_language: t.map(|t| t.language.clone()),
+            wa_parameters: t.map(|t| t.parameters.clone()),
+        }
+    }
+}
+
+impl From<RouteRow> for Route {
+    fn from(r: RouteRow) -> Route {
+        Route {
+            channel: r.channel,
+            provider: r.provider,
+            template: provider_template(r.wa_template, r.wa_language, r.wa_parameters),
+        }
+    }
+}
+
+/// A [`Hop`] as stored.
+#[derive(Debug, Clone, SurrealValue)]
+pub(in crate::store) struct HopRow {
+    pub(in crate::store) at: i64,
+    pub(in crate::store) from: String,
+    pub(in crate::store) to: String,
+    pub(in crate::store) code: String,
+    pub(in crate::store) reason: String,
+}
+
+impl From<&Hop> for HopRow {
+    fn from(h: &Hop) -> HopRow {
+        HopRow {
+            at: h.at,
+            from: h.from.clone(),
+            to: h.to.clone(),
+            code: h.reason.code.clone(),
+            reason: h.reason.message.clone(),
+        }
+    }
+}
+
+fn provider_template(
+    name: Option<String>,
+    language: Option<String>,
+    parameters: Option<Vec<String>>,
+) -> Option<ProviderTemplate> {
+    match (name, language) {
+        (Some(name), Some(language)) => Some(ProviderTemplate {
+            name,
+            language,
+            parameters: parameters.unwrap_or_default(),
+        }),
+        _ => None,
+    }
 }
 
 impl MessageRow {
@@ -133,6 +209,9 @@ impl MessageRow {
             cancelled_messages: None,
             expires_at: m.expires_at,
             lane: (m.lane == Lane::Marketing).then(|| MARKETING.to_string()),
+            fallbacks: (!m.fallbacks.is_empty())
+                .then(|| m.fallbacks.iter().map(RouteRow::from).collect()),
+            hops: None,
         }
     }
 
@@ -141,14 +220,8 @@ impl MessageRow {
             .status
             .parse()
             .map_err(|e: crate::status::UnknownStatus| StoreError::Corrupt(e.to_string()))?;
-        let provider_template = match (self.wa_template, self.wa_language) {
-            (Some(name), Some(language)) => Some(ProviderTemplate {
-                name,
-                language,
-                parameters: self.wa_parameters.unwrap_or_default(),
-            }),
-            _ => None,
-        };
+        let provider_template =
+            provider_template(self.wa_template, self.wa_language, self.wa_parameters);
         // While a message is `sending`, `due_at` holds when its lease runs
         // out; callers see no next attempt until the attempt is recorded.
         let due_at = if status == Status::Sending {
@@ -186,6 +259,26 @@ impl MessageRow {
             due_at,
             expires_at: self.expires_at,
             lane,
+            fallbacks: self
+                .fallbacks
+                .unwrap_or_default()
+                .into_iter()
+                .map(Route::from)
+                .collect(),
+            hops: self
+                .hops
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| Hop {
+                    at: h.at,
+                    from: h.from,
+                    to: h.to,
+                    reason: ErrorNote {
+                        code: h.code,
+                        message: h.reason,
+                    },
+                })
+                .collect(),
             sent_at: self.sent_at,
             provider_message_id: self.provider_message_id,
             last_error,

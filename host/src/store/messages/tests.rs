@@ -34,6 +34,7 @@ pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         not_before: due,
         expires_at: None,
         lane: Default::default(),
+        fallbacks: Vec::new(),
         skip: None,
         override_opt_out: false,
         fingerprint: format!("request-{n}"),
@@ -99,6 +100,7 @@ async fn claims_start_at_the_floor_and_report_when_each_was_due() {
 fn sent(message_id: &str, lease: &str, now: Millis) -> Completion {
     Completion {
         report: None,
+        hop: None,
         message_id: message_id.into(),
         lease: lease.into(),
         patch: MessagePatch {

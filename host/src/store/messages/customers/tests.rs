@@ -31,6 +31,8 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "reference_id",
             "error_message",
             "provider_message_id",
+            "fallbacks",
+            "hops",
         ],
         &[
             "id",
@@ -316,6 +318,7 @@ async fn every_field_is_classified_and_erasure_leaves_no_trace() {
                 message_id: leased.message.id.clone(),
                 lease: leased.lease.clone(),
                 report: None,
+                hop: None,
                 // Ana's was sent, with a platform id; Ben's waits for
                 // a retry.
                 patch: MessagePatch {
