@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::callbacks::{Receiver, register, with_callbacks};
 use support::{ChirpOptions, ChirpProcess, MockMyOperator, Reply, build_plugin, read};
 
 const AUTHKEY: &str = "msg91-authkey";
@@ -170,15 +171,19 @@ async fn send_whatsapp(chirp: &ChirpProcess) -> String {
 
 /// WhatsApp says the customer cannot be reached (here MyOperator's `400`,
 /// named unreachable by `CHIRP_FALLBACK_CODES`): the message moves to SMS
-/// once, as MSG91's template, and its timeline shows the hop.
+/// once, as MSG91's template; its timeline shows the hop, and so do its
+/// status callbacks.
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_on_whatsapp_goes_out_by_sms() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
     mock.script([Reply::status(400)]);
-    let chirp = sms_options(dir.path(), &mock)
+    let receiver = Receiver::start().await;
+    let chirp = with_callbacks(sms_options(dir.path(), &mock), &receiver)
         .set("CHIRP_FALLBACK_CODES", "131026,http_400")
         .start();
+    let endpoint = register(&chirp, json!({"url": receiver.url()})).await;
+    receiver.hold(endpoint["secret"].as_str().unwrap());
     with_sms_fallback(&chirp).await;
 
     let id = send_whatsapp(&chirp).await;
@@ -212,6 +217,10 @@ async fn unreachable_on_whatsapp_goes_out_by_sms() {
             .await
             .contains("chirp_fallbacks_total{from=\"myoperator\",to=\"msg91-sms\"} 1")
     );
+    // The caller's backend hears of the hop between accepted and sent.
+    receiver
+        .wait_states(&id, &["accepted", "fallback", "sent"])
+        .await;
 }
 
 /// WhatsApp's retries run out: the message moves to SMS with a fresh

@@ -46,11 +46,14 @@ pub enum State {
     Cancelled,
     /// Its time passed before it could be sent.
     Expired,
+    /// Moved to its next route (another provider or channel), to be sent
+    /// there.
+    FellBack,
 }
 
 impl State {
     /// Every state.
-    pub const ALL: [State; 9] = [
+    pub const ALL: [State; 10] = [
         State::Accepted,
         State::Queued,
         State::Sent,
@@ -60,6 +63,7 @@ impl State {
         State::Skipped,
         State::Cancelled,
         State::Expired,
+        State::FellBack,
     ];
 
     /// Its name, as posted and stored.
@@ -74,6 +78,7 @@ impl State {
             State::Skipped => "skipped",
             State::Cancelled => "cancelled",
             State::Expired => "expired",
+            State::FellBack => "fallback",
         }
     }
 

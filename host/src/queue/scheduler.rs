@@ -423,7 +423,10 @@ pub fn complete(
             Some(attempt)
         }
     };
-    let report = report(message, &patch, now);
+    let report = match &hop {
+        Some(change) => fallback_report(message, change, now),
+        None => report(message, &patch, now),
+    };
     Completion {
         message_id: message.id.clone(),
         lease: leased.lease.clone(),
@@ -450,6 +453,26 @@ pub(super) fn report(message: &Message, patch: &MessagePatch, now: Millis) -> Op
             at: now,
             reason: patch.error_message.clone(),
             error_code: patch.error_code.clone(),
+        },
+        endpoints: message.callbacks.clone(),
+    })
+}
+
+/// The move to the next route, for the message's callback endpoints.
+fn fallback_report(message: &Message, change: &RouteChange, now: Millis) -> Option<Report> {
+    let hop = change.hops.last()?;
+    (!message.callbacks.is_empty()).then(|| Report {
+        change: Change {
+            message_id: message.id.clone(),
+            reference_id: message.reference_id.clone(),
+            template: message.template.clone(),
+            state: CallbackState::FellBack,
+            at: now,
+            reason: Some(format!(
+                "moved from {} to {}:{}: {}",
+                hop.from, change.to.channel, hop.to, hop.reason.message
+            )),
+            error_code: Some(hop.reason.code.clone()),
         },
         endpoints: message.callbacks.clone(),
     })
