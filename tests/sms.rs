@@ -249,3 +249,36 @@ async fn retries_run_out_then_sms_but_not_for_any_permanent_failure() {
     assert!(message.get("hops").is_none(), "{message:#}");
     assert_eq!(mock.received().len(), 5);
 }
+
+/// chirp is SIGKILLed while the SMS attempt of a message that fell back
+/// is in flight. After the restart the message ends `sent` by SMS, with
+/// one hop: WhatsApp was asked once, and SMS again only because its
+/// attempt was in flight at the kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_in_the_middle_of_a_fallback_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([
+        Reply::status(400),
+        Reply::msg91_success("never-seen").after(Duration::from_secs(30)),
+    ]);
+    let mut options = sms_options(dir.path(), &mock)
+        .set("CHIRP_FALLBACK_CODES", "http_400")
+        .set("CHIRP_LEASE", "2s");
+    options.db = format!("surrealkv://{}", dir.path().join("store").display());
+    let chirp = options.start();
+    with_sms_fallback(&chirp).await;
+    let id = send_whatsapp(&chirp).await;
+    while mock.received().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    chirp.kill();
+
+    let chirp = options.start();
+    let message = chirp.wait_final(&id).await;
+    assert_eq!(message["status"], "sent", "{message:#}");
+    assert_eq!(message["provider"], "msg91-sms");
+    assert_eq!(message["hops"].as_array().unwrap().len(), 1);
+    let paths: Vec<String> = mock.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/chat/messages", "/api/v5/flow/", "/api/v5/flow/"]);
+}
