@@ -21,6 +21,18 @@ use crate::templates::{Catalog, Category};
 /// Where a recipient is when their preferences do not say.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Kolkata;
 
+/// When promotional SMS may go out in India (TRAI): 10:00 to 21:00 IST.
+pub const PROMOTIONAL_SMS_HOURS: MarketingHours = MarketingHours {
+    start: match NaiveTime::from_hms_opt(10, 0, 0) {
+        Some(t) => t,
+        None => NaiveTime::MIN,
+    },
+    end: match NaiveTime::from_hms_opt(21, 0, 0) {
+        Some(t) => t,
+        None => NaiveTime::MIN,
+    },
+};
+
 /// The local hours in which marketing may go out (`CHIRP_MARKETING_HOURS`,
 /// default `09:00-21:00`): from `start` up to, not including, `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +153,16 @@ pub fn verdict(
         note.message = format!("{} before the message was sent", note.message);
         return Verdict::Skip(note);
     }
+    if category == Category::Marketing && message.channel() == "sms" {
+        // India's rule for promotional SMS: 10:00 to 21:00 in India,
+        // wherever the recipient says they are.
+        if let Some(at) = Utc.timestamp_millis_opt(now).single() {
+            let allowed = PROMOTIONAL_SMS_HOURS.next_allowed(at, DEFAULT_TIMEZONE);
+            if allowed > at {
+                return Verdict::Hold(allowed.timestamp_millis().min(MAX_MILLIS));
+            }
+        }
+    }
     if category == Category::Marketing {
         let tz = preferences
             .timezone
@@ -206,6 +228,43 @@ mod tests {
             .single()
             .unwrap()
             .timestamp_millis()
+    }
+
+    /// Marketing that fell back to SMS goes out only 10:00 to 21:00 in
+    /// India, whatever the recipient's own hours; on WhatsApp their hours
+    /// apply.
+    #[test]
+    fn promotional_sms_waits_for_indias_hours() {
+        let catalog = catalog();
+        let prefs = Preferences::defaults_for("+919876543210");
+        let whatsapp = message("churn_risk");
+        let sms = Message {
+            hops: vec![crate::message::Hop {
+                at: 0,
+                from: "myoperator".into(),
+                to: "msg91-sms".into(),
+                channel: "sms".into(),
+                reason: ErrorNote {
+                    code: "131026".into(),
+                    message: String::new(),
+                },
+            }],
+            ..message("churn_risk")
+        };
+        let at = |m: &Message, now| {
+            verdict(
+                m,
+                &prefs,
+                &catalog,
+                MarketingHours::default(),
+                Consent::default(),
+                now,
+            )
+        };
+        assert_eq!(at(&whatsapp, ist(9, 30)), Verdict::Send);
+        assert_eq!(at(&sms, ist(9, 30)), Verdict::Hold(ist(10, 0)));
+        assert_eq!(at(&sms, ist(12, 0)), Verdict::Send);
+        assert!(matches!(at(&sms, ist(21, 0)), Verdict::Hold(t) if t > ist(21, 0)));
     }
 
     /// A message is sent up to, not at, its expiry; after that nothing

@@ -95,6 +95,8 @@ pub struct Hop {
     pub from: String,
     /// The provider it moved to.
     pub to: String,
+    /// The channel of the route it moved to (`whatsapp`, `sms`).
+    pub channel: String,
     /// Why: the failure's code and explanation.
     pub reason: ErrorNote,
 }
@@ -174,6 +176,12 @@ impl Message {
     /// Whether its time to be sent has passed at `now`.
     pub fn is_past_expiry(&self, now: Millis) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The channel it goes out on now: its last hop's, or WhatsApp's for
+    /// a message still on the provider it was accepted for.
+    pub fn channel(&self) -> &str {
+        self.hops.last().map_or("whatsapp", |h| h.channel.as_str())
     }
 
     /// `due`, or the message's expiry if that comes first: a message is

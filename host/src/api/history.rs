@@ -81,6 +81,8 @@ pub(super) struct HopView {
     at: String,
     from: String,
     to: String,
+    /// The channel of `to`.
+    channel: String,
     /// The failure that moved it.
     reason: ErrorNoteView,
 }
@@ -178,6 +180,7 @@ impl MessageView {
                     at: rfc3339(h.at),
                     from: h.from,
                     to: h.to,
+                    channel: h.channel,
                     reason: h.reason.into(),
                 })
                 .collect(),

@@ -398,6 +398,7 @@ pub fn complete(
                             at: now,
                             from: message.provider.clone(),
                             to: next.provider.clone(),
+                            channel: next.channel.clone(),
                             reason,
                         });
                         hop = Some(RouteChange {

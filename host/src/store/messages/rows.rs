@@ -141,6 +141,7 @@ pub(in crate::store) struct HopRow {
     pub(in crate::store) at: i64,
     pub(in crate::store) from: String,
     pub(in crate::store) to: String,
+    pub(in crate::store) channel: String,
     pub(in crate::store) code: String,
     pub(in crate::store) reason: String,
 }
@@ -151,6 +152,7 @@ impl From<&Hop> for HopRow {
             at: h.at,
             from: h.from.clone(),
             to: h.to.clone(),
+            channel: h.channel.clone(),
             code: h.reason.code.clone(),
             reason: h.reason.message.clone(),
         }
@@ -273,6 +275,7 @@ impl MessageRow {
                     at: h.at,
                     from: h.from,
                     to: h.to,
+                    channel: h.channel,
                     reason: ErrorNote {
                         code: h.code,
                         message: h.reason,
