@@ -251,6 +251,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         consent: config.delivery.consent(),
         webhooks: api::WebhookDesk::new(config.webhooks.clone(), Arc::new(inbox::Inbox::default())),
         callbacks,
+        breakers: Arc::new(queue::breaker::Breakers::new(config.delivery.breaker)),
     };
     Ok(Chirp {
         config,
@@ -293,6 +294,7 @@ impl Chirp {
             state.templates.clone(),
         );
         scheduler.inbox = state.webhooks.inbox.clone();
+        scheduler.breakers = state.breakers.clone();
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
             &config.plugins.dir,

@@ -51,6 +51,22 @@ fn describe() {
         "Messages taken back before they were sent, by who asked (admin, event)"
     );
     metrics::describe_counter!(
+        "chirp_messages_expired_total",
+        "Messages whose expiry passed before they could be sent"
+    );
+    metrics::describe_counter!(
+        "chirp_fallbacks_total",
+        "Messages moved from a provider to their next route (from, to)"
+    );
+    metrics::describe_gauge!(
+        "chirp_provider_breaker_open",
+        "1 while a provider's circuit breaker is open or probing, else 0"
+    );
+    metrics::describe_counter!(
+        "chirp_provider_breaker_opened_total",
+        "Times a provider's circuit breaker opened"
+    );
+    metrics::describe_counter!(
         "chirp_callbacks_total",
         "Status callback posts by outcome (delivered, retry, failed: given up, dropped)"
     );
@@ -109,6 +125,16 @@ pub fn accepted(n: u64) {
 /// `n` messages skipped.
 pub fn skipped(n: u64) {
     metrics::counter!("chirp_messages_skipped_total").increment(n);
+}
+
+/// A provider's circuit breaker opened (`true`) or closed.
+pub fn breaker(provider: &str, open: bool) {
+    metrics::gauge!("chirp_provider_breaker_open", "provider" => provider.to_string())
+        .set(if open { 1.0 } else { 0.0 });
+    if open {
+        metrics::counter!("chirp_provider_breaker_opened_total", "provider" => provider.to_string())
+            .increment(1);
+    }
 }
 
 /// A message moved from one provider to its next route.

@@ -8,6 +8,7 @@ mod support;
 
 mod backup;
 mod batch;
+mod breaker;
 mod callbacks;
 mod cancel;
 mod customers;

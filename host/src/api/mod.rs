@@ -82,6 +82,8 @@ pub struct AppState {
     pub webhooks: WebhookDesk,
     /// The status callback endpoints in force.
     pub callbacks: Arc<crate::callbacks::registry::Registry>,
+    /// Every provider's circuit breaker, as the scheduler keeps them.
+    pub breakers: Arc<crate::queue::breaker::Breakers>,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

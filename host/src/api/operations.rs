@@ -91,7 +91,8 @@ struct Readiness {
 /// Liveness and what is loaded.
 #[derive(Serialize, ToSchema)]
 struct Health {
-    /// `ok`, `degraded` (no provider loaded) or `unavailable` (no store).
+    /// `ok`, `degraded` (the default provider is not loaded, or its
+    /// circuit breaker is open) or `unavailable` (no store).
     status: &'static str,
     /// `ok`, `unreachable`, or `needs_restart` (a write of the store's log
     /// failed: chirp writes nothing more until it is restarted).
@@ -102,6 +103,9 @@ struct Health {
     /// Each loaded plugin's name, world and version. Files, hashes and
     /// hosts are for admins (`GET /api/plugins`), not for this public page.
     plugins: Vec<LoadedPlugin>,
+    /// Providers whose circuit breaker is open or probing (their messages
+    /// wait, or move to a standby route).
+    breakers_open: Vec<String>,
 }
 
 /// A loaded plugin as the public health page shows it.
@@ -132,8 +136,17 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let breakers_open: Vec<String> = state
+        .breakers
+        .snapshot()
+        .into_iter()
+        .filter(|(_, b)| !matches!(b, crate::queue::breaker::BreakerState::Closed { .. }))
+        .map(|(provider, _)| provider)
+        .collect();
+    let provider = state.provider.get();
+    let default_open = breakers_open.contains(&provider);
     let health = Health {
-        status: match (store_ok, provider_loaded) {
+        status: match (store_ok, provider_loaded && !default_open) {
             (true, true) => "ok",
             (true, false) => "degraded",
             (false, _) => "unavailable",
@@ -143,8 +156,9 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
             (false, true) => "needs_restart",
             (false, false) => "unreachable",
         },
-        provider: state.provider.get(),
+        provider,
         provider_loaded,
+        breakers_open,
         plugins: state
             .plugins
             .active()

@@ -25,6 +25,60 @@ struct PluginList {
     items: Vec<PluginStatus>,
     /// How plugin instances get their memory.
     allocator: Allocator,
+    /// The circuit breaker of every provider that has been called.
+    breakers: Vec<BreakerView>,
+}
+
+/// One provider's circuit breaker.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Breaker)]
+struct BreakerView {
+    provider: String,
+    /// `closed`, `open` (no calls until `until`) or `half_open` (one probe
+    /// is out).
+    #[schema(pattern = "^(closed|open|half_open)$")]
+    state: &'static str,
+    /// Retryable failures in a row, while closed.
+    failures: u32,
+    /// While open: when a probe may go.
+    #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open_until: Option<String>,
+    /// While half-open: when the probe went.
+    #[schema(format = DateTime)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    probing_since: Option<String>,
+}
+
+/// Every breaker, for the API.
+fn breakers(state: &AppState) -> Vec<BreakerView> {
+    use crate::queue::breaker::BreakerState;
+    state
+        .breakers
+        .snapshot()
+        .into_iter()
+        .map(|(provider, breaker)| {
+            let mut view = BreakerView {
+                provider,
+                state: "closed",
+                failures: 0,
+                open_until: None,
+                probing_since: None,
+            };
+            match breaker {
+                BreakerState::Closed { failures } => view.failures = failures,
+                BreakerState::Open { until } => {
+                    view.state = "open";
+                    view.open_until = Some(crate::message::rfc3339(until));
+                }
+                BreakerState::HalfOpen { since } => {
+                    view.state = "half_open";
+                    view.probing_since = Some(crate::message::rfc3339(since));
+                }
+            }
+            view
+        })
+        .collect()
 }
 
 /// The directory after a rescan.
@@ -46,6 +100,7 @@ async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> 
     Json(PluginList {
         items: rows(&state),
         allocator: state.plugins.allocator(),
+        breakers: breakers(&state),
     })
 }
 

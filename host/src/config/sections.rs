@@ -213,6 +213,10 @@ pub struct DeliveryConfig {
     /// the recipient cannot be reached on its channel (Meta's 131026), so a
     /// message with a fallback route moves on instead of failing.
     pub fallback_codes: Vec<String>,
+    /// `CHIRP_BREAKER_FAILURES` (retryable failures in a row that open a
+    /// provider's circuit breaker) and `CHIRP_BREAKER_OPEN_FOR` (how long
+    /// it stays open before one probe).
+    pub breaker: crate::queue::breaker::BreakerSettings,
 }
 
 impl DeliveryConfig {
@@ -264,6 +268,14 @@ pub(super) fn delivery(s: &Settings) -> Result<DeliveryConfig, ConfigError> {
         .into_iter()
         .take(100)
         .collect(),
+        breaker: crate::queue::breaker::BreakerSettings {
+            failures: s.whole_number("CHIRP_BREAKER_FAILURES", 10, 1..=10_000)? as u32,
+            open_for: s.duration(
+                "CHIRP_BREAKER_OPEN_FOR",
+                Duration::from_secs(30),
+                Duration::from_secs(1)..=Duration::from_secs(86_400),
+            )?,
+        },
     })
 }
 

@@ -12,9 +12,9 @@
 use super::scheduler::Scheduler;
 use crate::delivery::Providers;
 use crate::gate::{self, Verdict};
-use crate::message::{Lane, Leased, Millis, Status, after, now_millis};
+use crate::message::{ErrorNote, Hop, Lane, Leased, Millis, Status, after, now_millis};
 use crate::preferences::Preferences;
-use crate::store::{Completion, MessagePatch};
+use crate::store::{Completion, MessagePatch, RouteChange};
 
 /// How long messages are held when the preferences they must be checked
 /// against cannot be read.
@@ -207,6 +207,54 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
         attempt: None,
         report: None,
         hop: None,
+    }
+}
+
+/// A message whose provider's circuit breaker is open, not attempted: it
+/// moves at once to its next route if that route is on the same channel
+/// (a standby account), or goes back to the queue until the breaker lets
+/// a probe through.
+pub(super) fn around_open_breaker(leased: &Leased, until: Millis, now: Millis) -> Completion {
+    let message = &leased.message;
+    let mut patch = untouched(leased, now);
+    let reason = ErrorNote {
+        code: "breaker_open".into(),
+        message: format!(
+            "{}'s circuit breaker is open after a run of failures",
+            message.provider
+        ),
+    };
+    let standby = message
+        .fallbacks
+        .first()
+        .filter(|route| route.channel == message.channel());
+    let hop = standby.map(|next| {
+        tracing::info!(message_id = %message.id, from = %message.provider, to = %next.provider, "breaker open: moving to the standby route");
+        crate::telemetry::fell_back(&message.provider, &next.provider);
+        let mut hops = message.hops.clone();
+        hops.push(Hop {
+            at: now,
+            from: message.provider.clone(),
+            to: next.provider.clone(),
+            channel: next.channel.clone(),
+            reason: reason.clone(),
+        });
+        RouteChange {
+            to: next.clone(),
+            rest: message.fallbacks[1..].to_vec(),
+            hops,
+        }
+    });
+    patch.due_at = Some(message.due_by_expiry(if hop.is_some() { now } else { until }));
+    patch.error_code = Some(reason.code);
+    patch.error_message = Some(reason.message);
+    Completion {
+        message_id: message.id.clone(),
+        lease: leased.lease.clone(),
+        report: None,
+        hop,
+        patch,
+        attempt: None,
     }
 }
 

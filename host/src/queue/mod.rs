@@ -26,6 +26,7 @@
 //! - this file: [`Queue`], the group-committing front door.
 
 mod before_send;
+pub mod breaker;
 pub mod retry;
 pub mod scheduler;
 

@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
-use super::before_send::{Pacing, hand_back, not_sent, untouched, wait_turn};
+use super::before_send::{Pacing, around_open_breaker, hand_back, not_sent, untouched, wait_turn};
+use super::breaker::{Admission, Breakers, Call};
 use super::retry::{Next, RetryPolicy};
 use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::delivery::{self, Delivery, Providers};
@@ -78,6 +79,9 @@ pub struct Scheduler<P: Providers = Plugins> {
     pub consent: crate::preferences::Consent,
     /// Told the platform id of each send, for receipts that came first.
     pub inbox: Arc<crate::inbox::Inbox>,
+    /// Each provider's circuit breaker: asked before each attempt, told
+    /// what came of it.
+    pub breakers: Arc<Breakers>,
 }
 
 impl<P: Providers> Scheduler<P> {
@@ -104,6 +108,7 @@ impl<P: Providers> Scheduler<P> {
             marketing_hours: config.delivery.marketing_hours,
             consent: config.delivery.consent(),
             inbox: Arc::default(),
+            breakers: Arc::new(Breakers::new(config.delivery.breaker)),
         }
     }
 
@@ -237,11 +242,16 @@ impl<P: Providers> Scheduler<P> {
                     let _ = done_tx.send(completion).await;
                     continue;
                 }
+                if let Admission::Wait(until) = self.breakers.admit(&leased.message.provider, now) {
+                    let _ = done_tx.send(around_open_breaker(&leased, until, now)).await;
+                    continue;
+                }
                 let Ok(permit) = workers.clone().try_acquire_owned() else {
                     break; // cannot happen: we claimed no more than were free
                 };
                 let providers = self.providers.clone();
                 let policy = self.policy.clone();
+                let breakers = self.breakers.clone();
                 let done = done_tx.clone();
                 let pace = pace.clone();
                 tokio::spawn(async move {
@@ -275,6 +285,9 @@ impl<P: Providers> Scheduler<P> {
                         span,
                     )
                     .await;
+                    if let Some(call) = breaker_call(&delivery) {
+                        breakers.record(&leased.message.provider, call, now_millis());
+                    }
                     let completion = complete(&leased, delivery, &policy, now_millis());
                     let _ = done.send(completion).await;
                     drop(permit);
@@ -457,6 +470,18 @@ pub(super) fn report(message: &Message, patch: &MessagePatch, now: Millis) -> Op
         },
         endpoints: message.callbacks.clone(),
     })
+}
+
+/// What an attempt tells the provider's breaker: nothing if no call was
+/// made (the provider is not loaded).
+fn breaker_call(delivery: &Delivery) -> Option<Call> {
+    match delivery {
+        Delivery::Deferred(_) => None,
+        Delivery::Attempted(attempt) => Some(match attempt.outcome {
+            crate::message::Outcome::Retryable { .. } => Call::Failed,
+            _ => Call::Answered,
+        }),
+    }
 }
 
 /// The move to the next route, for the message's callback endpoints.

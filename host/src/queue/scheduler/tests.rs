@@ -78,6 +78,12 @@ async fn waiting_its_turn_never_outlasts_a_lease_and_sends_twice() {
         marketing_hours: MarketingHours::default(),
         consent: crate::preferences::Consent::default(),
         inbox: Arc::default(),
+        breakers: Arc::new(crate::queue::breaker::Breakers::new(
+            crate::queue::breaker::BreakerSettings {
+                failures: 10,
+                open_for: Duration::from_secs(30),
+            },
+        )),
     };
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(scheduler.run(stopped));
