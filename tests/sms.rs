@@ -1,5 +1,6 @@
-//! SMS through MSG91 end to end: the real `chirp` binary, the real
-//! `msg91-sms` component, a mock MSG91 on loopback, and delivery reports
+//! SMS through MSG91, and routes across providers, end to end: the real
+//! `chirp` binary, the real `msg91-sms` component (and MyOperator's and
+//! Meta's), one mock for every platform on loopback, and delivery reports
 //! shaped as MSG91 documents them.
 
 mod support;
@@ -281,4 +282,64 @@ async fn a_kill_in_the_middle_of_a_fallback_loses_nothing() {
     assert_eq!(message["hops"].as_array().unwrap().len(), 1);
     let paths: Vec<String> = mock.received().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/chat/messages", "/api/v5/flow/", "/api/v5/flow/"]);
+}
+
+/// MyOperator keeps failing and its breaker opens: a message whose next
+/// route is WhatsApp on another account (Meta) moves there at once,
+/// without another attempt at MyOperator.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_breaker_moves_messages_to_the_standby_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    mock.script([Reply::status(500), Reply::status(500)]);
+    let mut options = sms_options(dir.path(), &mock)
+        .set("CHIRP_MAX_ATTEMPTS", "5")
+        .set("CHIRP_BREAKER_FAILURES", "2")
+        .set("CHIRP_BREAKER_OPEN_FOR", "60s");
+    std::fs::copy(
+        build_plugin("meta-whatsapp"),
+        options.plugins_dir.join("meta-whatsapp.wasm"),
+    )
+    .unwrap();
+    for (k, v) in [
+        ("ACCESS_TOKEN", "meta-access-token"),
+        ("PHONE_NUMBER_ID", "106540352242922"),
+        ("APP_SECRET", "meta-app-secret"),
+        ("VERIFY_TOKEN", "meta-verify-token"),
+        ("BASE_URL", &mock.base_url()),
+    ] {
+        options = options.set(&format!("CHIRP_PLUGINS__META_WHATSAPP__{k}"), v);
+    }
+    let chirp = options
+        .set("CHIRP_SANDBOX__META_WHATSAPP__ALLOW_PRIVATE", "true")
+        .start();
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({
+                "providers": {
+                    "myoperator": {"template": "delivery_delayed", "languages": ["en"], "parameters": ["eta_time"]},
+                    "meta-whatsapp": {"template": "eta_update_v2", "languages": ["en_US"], "parameters": ["eta_time"]},
+                },
+                "fallback": ["whatsapp:meta-whatsapp"],
+            }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    let id = send_whatsapp(&chirp).await;
+    let message = chirp.wait_final(&id).await;
+    assert_eq!(message["status"], "sent", "{message:#}");
+    assert_eq!(message["provider"], "meta-whatsapp");
+    assert_eq!(message["hops"][0]["reason"]["code"], "breaker_open");
+    assert_eq!(message["provider_template"]["name"], "eta_update_v2");
+    let paths: Vec<String> = mock.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/chat/messages",
+            "/chat/messages",
+            "/v21.0/106540352242922/messages"
+        ]
+    );
 }
