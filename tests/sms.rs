@@ -292,27 +292,11 @@ async fn an_open_breaker_moves_messages_to_the_standby_account() {
     let dir = tempfile::tempdir().unwrap();
     let mock = MockMyOperator::start().await;
     mock.script([Reply::status(500), Reply::status(500)]);
-    let mut options = sms_options(dir.path(), &mock)
+    let options = sms_options(dir.path(), &mock)
         .set("CHIRP_MAX_ATTEMPTS", "5")
         .set("CHIRP_BREAKER_FAILURES", "2")
         .set("CHIRP_BREAKER_OPEN_FOR", "60s");
-    std::fs::copy(
-        build_plugin("meta-whatsapp"),
-        options.plugins_dir.join("meta-whatsapp.wasm"),
-    )
-    .unwrap();
-    for (k, v) in [
-        ("ACCESS_TOKEN", "meta-access-token"),
-        ("PHONE_NUMBER_ID", "106540352242922"),
-        ("APP_SECRET", "meta-app-secret"),
-        ("VERIFY_TOKEN", "meta-verify-token"),
-        ("BASE_URL", &mock.base_url()),
-    ] {
-        options = options.set(&format!("CHIRP_PLUGINS__META_WHATSAPP__{k}"), v);
-    }
-    let chirp = options
-        .set("CHIRP_SANDBOX__META_WHATSAPP__ALLOW_PRIVATE", "true")
-        .start();
+    let chirp = with_meta(options, &mock).start();
     let (code, body) = chirp
         .put(
             "/api/notifications/templates/delivery_delayed",
@@ -339,7 +323,129 @@ async fn an_open_breaker_moves_messages_to_the_standby_account() {
         [
             "/chat/messages",
             "/chat/messages",
-            "/v21.0/106540352242922/messages"
+            format!("/v21.0/{META_NUMBER}/messages").as_str()
         ]
     );
+}
+
+const META_NUMBER: &str = "106540352242922";
+const META_SECRET: &str = "meta-app-secret";
+
+/// `options` with the Meta component loaded beside the others, sending to
+/// `mock`.
+fn with_meta(mut options: ChirpOptions, mock: &MockMyOperator) -> ChirpOptions {
+    std::fs::copy(
+        build_plugin("meta-whatsapp"),
+        options.plugins_dir.join("meta-whatsapp.wasm"),
+    )
+    .unwrap();
+    for (k, v) in [
+        ("ACCESS_TOKEN", "meta-access-token"),
+        ("PHONE_NUMBER_ID", META_NUMBER),
+        ("APP_SECRET", META_SECRET),
+        ("VERIFY_TOKEN", "meta-verify-token"),
+        ("BASE_URL", &mock.base_url()),
+    ] {
+        options = options.set(&format!("CHIRP_PLUGINS__META_WHATSAPP__{k}"), v);
+    }
+    options.set("CHIRP_SANDBOX__META_WHATSAPP__ALLOW_PRIVATE", "true")
+}
+
+/// A `delivered` for `wamid`, as Meta posts it, signed.
+async fn meta_delivered(chirp: &ChirpProcess, wamid: &str) {
+    use hmac::{Hmac, Mac};
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": META_NUMBER},
+            "statuses": [{"id": wamid, "status": "delivered", "timestamp": "1750000050",
+                          "recipient_id": "919876543210"}],
+        }}]}],
+    })
+    .to_string();
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(META_SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let response = reqwest::Client::new()
+        .post(chirp.url("/api/webhooks/meta-whatsapp"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Sent on WhatsApp (Meta, which reports receipts) and not `delivered`
+/// within the template's 2 s: the message moves to SMS. One `delivered`
+/// in time keeps it on WhatsApp; one sent through MyOperator, which
+/// reports no receipts, is never moved.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_delivery_in_the_window_moves_to_sms_and_a_delivery_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = MockMyOperator::start().await;
+    let chirp = with_meta(sms_options(dir.path(), &mock), &mock)
+        .set("CHIRP_PROVIDER", "meta-whatsapp")
+        .start();
+    let approved = |name: &str, language: &str| json!({"template": name, "languages": [language], "parameters": ["eta_time"]});
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({
+                "providers": {
+                    "meta-whatsapp": approved("eta_update_v2", "en_US"),
+                    "myoperator": approved("delivery_delayed", "en"),
+                    "msg91-sms": approved(DLT_TEMPLATE, "en"),
+                },
+                "fallback": ["sms:msg91-sms"],
+                "deliver_within": "2s",
+            }),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    let silent = send_whatsapp(&chirp).await;
+    let delivered = send_whatsapp(&chirp).await;
+    let (status, answer) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": "+919876543210", "template": "delivery_delayed",
+                   "variables": {"eta_time": "9 AM"}, "provider": "myoperator"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let no_receipts = answer["id"].as_str().unwrap().to_string();
+    for id in [&silent, &delivered, &no_receipts] {
+        assert_eq!(chirp.wait_final(id).await["status"], "sent");
+    }
+    let (_, message) = chirp.get(&format!("/api/notifications/{delivered}")).await;
+    meta_delivered(&chirp, message["provider_message_id"].as_str().unwrap()).await;
+
+    let moved = chirp
+        .wait_for(&silent, Duration::from_secs(20), |m| {
+            m["provider"] == "msg91-sms" && m["status"] == "sent"
+        })
+        .await;
+    assert_eq!(moved["hops"][0]["from"], "meta-whatsapp", "{moved:#}");
+    assert_eq!(moved["hops"][0]["reason"]["code"], "not_delivered");
+    // Past every window: the other two stayed where they were.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in [&delivered, &no_receipts] {
+        let (_, message) = chirp.get(&format!("/api/notifications/{id}")).await;
+        assert_eq!(message["status"], "sent", "{message:#}");
+        assert!(message.get("hops").is_none(), "{message:#}");
+    }
+    let flows = mock
+        .received()
+        .iter()
+        .filter(|r| r.path == "/api/v5/flow/")
+        .count();
+    assert_eq!(flows, 1);
 }

@@ -97,6 +97,7 @@ pub async fn run(count: usize, dir: &std::path::Path, process_cpu: fn() -> Durat
                 Completion {
                     report: None,
                     hop: None,
+                    watch_at: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {
@@ -190,6 +191,7 @@ pub fn new_message(n: usize, phone: &Phone) -> NewMessage {
         expires_at: None,
         lane: Default::default(),
         fallbacks: Vec::new(),
+        deliver_within_ms: None,
         skip: None,
         override_opt_out: false,
         fingerprint: format!("order-{n}"),
@@ -243,6 +245,7 @@ pub async fn sent_messages(store: &Store, count: usize, attempts: bool) -> Vec<S
                 Completion {
                     report: None,
                     hop: None,
+                    watch_at: None,
                     message_id: leased.message.id.clone(),
                     lease: leased.lease,
                     patch: MessagePatch {

@@ -32,6 +32,14 @@ pub trait Providers: Send + Sync + 'static {
 
     /// The names of providers as they are loaded or swapped in.
     fn subscribe_loaded(&self) -> broadcast::Receiver<String>;
+
+    /// Whether provider `name` reports delivery receipts (its plugin
+    /// reads the platform's webhooks): only then does a message wait for
+    /// `delivered` before it moves to its next route.
+    fn sends_receipts(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
 }
 
 impl Providers for Plugins {
@@ -46,6 +54,10 @@ impl Providers for Plugins {
 
     fn subscribe_loaded(&self) -> broadcast::Receiver<String> {
         Plugins::subscribe_loaded(self)
+    }
+
+    fn sends_receipts(&self, name: &str) -> bool {
+        self.reads_webhooks(name)
     }
 }
 

@@ -210,6 +210,7 @@ mod tests {
             expires_at: None,
             lane: Default::default(),
             fallbacks: Vec::new(),
+            deliver_within_ms: None,
             hops: Vec::new(),
             sent_at: None,
             provider_message_id: None,

@@ -295,6 +295,7 @@ impl Chirp {
         );
         scheduler.inbox = state.webhooks.inbox.clone();
         scheduler.breakers = state.breakers.clone();
+        let window_wake = scheduler.wake.clone();
         let watcher = plugins::watcher::spawn(
             state.plugins.clone(),
             &config.plugins.dir,
@@ -311,6 +312,11 @@ impl Chirp {
         } else {
             tokio::spawn(scheduler.run(stop_rx))
         };
+        let window_task = tokio::spawn(queue::delivery_window::run(
+            state.store.clone(),
+            window_wake,
+            stop_tx.subscribe(),
+        ));
         let retention_task = tokio::spawn(retention::run(
             state.store.clone(),
             config.privacy.clone(),
@@ -352,6 +358,7 @@ impl Chirp {
             let served = server_task.await;
             let _ = scheduler_task.await;
             let _ = retention_task.await;
+            let _ = window_task.await;
             let _ = inbox_task.await;
             let _ = callbacks_task.await;
             served

@@ -101,6 +101,19 @@ pub struct Hop {
     pub reason: ErrorNote,
 }
 
+/// A message's move to its next route: the route becomes its provider
+/// (and what that provider sends), its retry budget starts again, and the
+/// hop joins its timeline.
+#[derive(Debug, Clone)]
+pub struct RouteChange {
+    /// The route it moves to.
+    pub to: Route,
+    /// The routes after that one.
+    pub rest: Vec<Route>,
+    /// Every hop so far, this one last.
+    pub hops: Vec<Hop>,
+}
+
 /// A message accepted by the API, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -133,6 +146,9 @@ pub struct NewMessage {
     pub lane: Lane,
     /// The routes it falls back to, in order, after `provider`.
     pub fallbacks: Vec<Route>,
+    /// How long after a send it waits for `delivered` before it moves to
+    /// its next route (only with a route to move to).
+    pub deliver_within_ms: Option<Millis>,
     /// Why it will not be sent at all, if so: it is stored as `skipped`.
     pub skip: Option<ErrorNote>,
     /// The caller let a transactional message through an opt-out; checked
@@ -176,6 +192,26 @@ impl Message {
     /// Whether its time to be sent has passed at `now`.
     pub fn is_past_expiry(&self, now: Millis) -> bool {
         self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// Its move to the next route at `now` for `reason`, if it has one.
+    pub fn next_route(&self, reason: ErrorNote, now: Millis) -> Option<RouteChange> {
+        let (to, rest) = self.fallbacks.split_first()?;
+        crate::telemetry::fell_back(&self.provider, &to.provider);
+        tracing::info!(message_id = %self.id, from = %self.provider, to = %to.provider, reason = %reason.code, "moving to the next route");
+        let mut hops = self.hops.clone();
+        hops.push(Hop {
+            at: now,
+            from: self.provider.clone(),
+            to: to.provider.clone(),
+            channel: to.channel.clone(),
+            reason,
+        });
+        Some(RouteChange {
+            to: to.clone(),
+            rest: rest.to_vec(),
+            hops,
+        })
     }
 
     /// The channel it goes out on now: its last hop's, or WhatsApp's for
@@ -232,6 +268,8 @@ pub struct Message {
     pub lane: Lane,
     /// The routes it may still fall back to, in order.
     pub fallbacks: Vec<Route>,
+    /// How long after a send it waits for `delivered` before it moves on.
+    pub deliver_within_ms: Option<Millis>,
     /// The routes it left, oldest first.
     pub hops: Vec<Hop>,
     /// When the provider accepted it.

@@ -174,6 +174,18 @@ async fn update(
     if let Some(fallback) = fields.strings("fallback")? {
         def.fallback = fallback;
     }
+    match fields.value("deliver_within") {
+        None => {}
+        Some(Value::Null) => def.deliver_within = None,
+        Some(Value::String(within)) => def.deliver_within = Some(within),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "deliver_within",
+                "invalid_type",
+                "deliver_within is a duration such as \"15m\", or null for the default",
+            ));
+        }
+    }
     match fields.value("expire_after") {
         None => {}
         Some(Value::Null) => def.expire_after = None,
@@ -217,6 +229,12 @@ struct TemplateEdit {
     /// (`sms:msg91-sms`); each needs an approved template in `providers`.
     #[schema(max_items = 3)]
     fallback: Option<Vec<String>>,
+    /// How long after a send a message with a route left waits for
+    /// `delivered` before it moves on (`15m`, 1s to 7d); `null`: the
+    /// default (15 minutes for transactional templates, never for
+    /// marketing).
+    #[schema(max_length = 64)]
+    deliver_within: Option<String>,
 }
 
 /// A template's text: one string (English), or language code -> text.
@@ -457,6 +475,11 @@ struct TemplateView {
     /// The routes a message falls back to after its provider, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     fallback: Vec<String>,
+    /// How long after a send a message with a route left waits for
+    /// `delivered` (absent: 15 minutes for transactional, never for
+    /// marketing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deliver_within: Option<String>,
     /// The saved version in force.
     version: u32,
 }
@@ -518,6 +541,7 @@ impl From<TemplateDef> for TemplateView {
             sample: def.sample,
             expire_after: def.expire_after,
             fallback: def.fallback,
+            deliver_within: def.deliver_within,
             version: def.version,
         }
     }

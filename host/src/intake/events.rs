@@ -234,6 +234,7 @@ pub async fn event_messages(
                     expires_at: None,
                     lane: Default::default(),
                     fallbacks: Vec::new(),
+                    deliver_within_ms: None,
                     skip: Some(note("skipped_by_rules", reason.clone())),
                     override_opt_out: false,
                     fingerprint: event_fingerprint.clone(),

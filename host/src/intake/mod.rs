@@ -139,6 +139,10 @@ pub fn template_message(
             Category::Marketing => Lane::Marketing,
             Category::Transactional => Lane::Transactional,
         },
+        deliver_within_ms: def
+            .deliver_within()
+            .filter(|_| !fallbacks.is_empty())
+            .map(|d| d.as_millis() as Millis),
         fallbacks,
         skip,
         override_opt_out: draft.override_opt_out,
@@ -215,6 +219,7 @@ pub fn text_message(
         expires_at,
         lane: Lane::Transactional,
         fallbacks: Vec::new(),
+        deliver_within_ms: None,
         skip,
         override_opt_out: draft.override_opt_out,
         callbacks: Vec::new(),

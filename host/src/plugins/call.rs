@@ -128,6 +128,13 @@ impl Plugins {
         Ok((rules.meta.version.clone(), answer))
     }
 
+    /// Whether provider `name` is loaded and reads its platform's webhooks
+    /// (so reports delivery receipts).
+    pub fn reads_webhooks(&self, name: &str) -> bool {
+        self.provider(name)
+            .is_some_and(|provider| provider.pre.webhooks().is_some())
+    }
+
     /// Hands one webhook request to provider `name`'s `webhooks` export.
     pub async fn handle_webhook(
         &self,

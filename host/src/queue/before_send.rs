@@ -12,9 +12,9 @@
 use super::scheduler::Scheduler;
 use crate::delivery::Providers;
 use crate::gate::{self, Verdict};
-use crate::message::{ErrorNote, Hop, Lane, Leased, Millis, Status, after, now_millis};
+use crate::message::{ErrorNote, Lane, Leased, Millis, Status, after, now_millis};
 use crate::preferences::Preferences;
-use crate::store::{Completion, MessagePatch, RouteChange};
+use crate::store::{Completion, MessagePatch};
 
 /// How long messages are held when the preferences they must be checked
 /// against cannot be read.
@@ -94,6 +94,7 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
         lease: leased.lease.clone(),
         report: super::scheduler::report(&leased.message, &patch, now),
         hop: None,
+        watch_at: None,
         patch,
         attempt: None,
     })
@@ -207,6 +208,7 @@ pub(super) fn hand_back(leased: &Leased, turn: Millis, now: Millis) -> Completio
         attempt: None,
         report: None,
         hop: None,
+        watch_at: None,
     }
 }
 
@@ -227,24 +229,12 @@ pub(super) fn around_open_breaker(leased: &Leased, until: Millis, now: Millis) -
     let standby = message
         .fallbacks
         .first()
-        .filter(|route| route.channel == message.channel());
-    let hop = standby.map(|next| {
-        tracing::info!(message_id = %message.id, from = %message.provider, to = %next.provider, "breaker open: moving to the standby route");
-        crate::telemetry::fell_back(&message.provider, &next.provider);
-        let mut hops = message.hops.clone();
-        hops.push(Hop {
-            at: now,
-            from: message.provider.clone(),
-            to: next.provider.clone(),
-            channel: next.channel.clone(),
-            reason: reason.clone(),
-        });
-        RouteChange {
-            to: next.clone(),
-            rest: message.fallbacks[1..].to_vec(),
-            hops,
-        }
-    });
+        .is_some_and(|route| route.channel == message.channel());
+    let hop = if standby {
+        message.next_route(reason.clone(), now)
+    } else {
+        None
+    };
     patch.due_at = Some(message.due_by_expiry(if hop.is_some() { now } else { until }));
     patch.error_code = Some(reason.code);
     patch.error_message = Some(reason.message);
@@ -253,6 +243,7 @@ pub(super) fn around_open_breaker(leased: &Leased, until: Millis, now: Millis) -
         lease: leased.lease.clone(),
         report: None,
         hop,
+        watch_at: None,
         patch,
         attempt: None,
     }

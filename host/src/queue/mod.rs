@@ -27,6 +27,7 @@
 
 mod before_send;
 pub mod breaker;
+pub mod delivery_window;
 pub mod retry;
 pub mod scheduler;
 

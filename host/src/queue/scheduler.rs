@@ -27,9 +27,11 @@ use super::retry::{Next, RetryPolicy};
 use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::delivery::{self, Delivery, Providers};
 use crate::gate::MarketingHours;
-use crate::message::{ErrorNote, Hop, Lane, Leased, Message, Millis, Status, after, now_millis};
+use crate::message::{
+    ErrorNote, Lane, Leased, Message, Millis, RouteChange, Status, after, now_millis,
+};
 use crate::plugins::Plugins;
-use crate::store::{Completion, MessagePatch, RouteChange, Store};
+use crate::store::{Completion, MessagePatch, Store};
 use crate::templates::Templates;
 
 /// The most messages leased in one claim.
@@ -288,7 +290,8 @@ impl<P: Providers> Scheduler<P> {
                     if let Some(call) = breaker_call(&delivery) {
                         breakers.record(&leased.message.provider, call, now_millis());
                     }
-                    let completion = complete(&leased, delivery, &policy, now_millis());
+                    let receipts = providers.sends_receipts(&leased.message.provider);
+                    let completion = complete(&leased, delivery, &policy, receipts, now_millis());
                     let _ = done.send(completion).await;
                     drop(permit);
                 });
@@ -350,11 +353,14 @@ async fn release_on_load(
     }
 }
 
-/// The message's next state after `delivery`, per the retry policy.
+/// The message's next state after `delivery`, per the retry policy; a
+/// send through a provider that reports receipts (`receipts`) of a
+/// message with a route left is watched for `delivered`.
 pub fn complete(
     leased: &Leased,
     delivery: Delivery,
     policy: &RetryPolicy,
+    receipts: bool,
     now: Millis,
 ) -> Completion {
     let message = &leased.message;
@@ -393,38 +399,21 @@ pub fn complete(
                         patch.provider_message_id = provider_message_id.clone();
                     }
                 }
-                Next::Failed => match message
-                    .fallbacks
-                    .first()
-                    .filter(|_| policy.falls_back(&attempt.outcome))
-                {
-                    Some(next) => {
-                        crate::telemetry::fell_back(&message.provider, &next.provider);
-                        tracing::info!(message_id = %message.id, from = %message.provider, to = %next.provider, "moving to the next route");
+                Next::Failed => {
+                    let reason = attempt.outcome.error().cloned().unwrap_or(ErrorNote {
+                        code: "failed".into(),
+                        message: String::new(),
+                    });
+                    hop = message
+                        .next_route(reason, now)
+                        .filter(|_| policy.falls_back(&attempt.outcome));
+                    if hop.is_some() {
                         patch.due_at = Some(message.due_by_expiry(now));
-                        let reason = attempt.outcome.error().cloned().unwrap_or(ErrorNote {
-                            code: "failed".into(),
-                            message: String::new(),
-                        });
-                        let mut hops = message.hops.clone();
-                        hops.push(Hop {
-                            at: now,
-                            from: message.provider.clone(),
-                            to: next.provider.clone(),
-                            channel: next.channel.clone(),
-                            reason,
-                        });
-                        hop = Some(RouteChange {
-                            to: next.clone(),
-                            rest: message.fallbacks[1..].to_vec(),
-                            hops,
-                        });
-                    }
-                    None => {
+                    } else {
                         crate::telemetry::failed();
                         patch.status = Status::Failed;
                     }
-                },
+                }
                 Next::RetryAt(at) => {
                     crate::telemetry::retry();
                     patch.due_at = Some(message.due_by_expiry(at));
@@ -441,6 +430,10 @@ pub fn complete(
         Some(change) => fallback_report(message, change, now),
         None => report(message, &patch, now),
     };
+    let watch_at = message
+        .deliver_within_ms
+        .filter(|_| receipts && patch.status == Status::Sent && !message.fallbacks.is_empty())
+        .map(|within| now.saturating_add(within).min(crate::message::MAX_MILLIS));
     Completion {
         message_id: message.id.clone(),
         lease: leased.lease.clone(),
@@ -448,6 +441,7 @@ pub fn complete(
         attempt,
         report,
         hop,
+        watch_at,
     }
 }
 

@@ -26,8 +26,8 @@ pub use database::EmbeddedMemory;
 pub use layout_1::write_layout_1_store;
 pub use link::ServerAccess;
 pub use messages::{
-    Action, CancelledByReference, Completion, DueCounts, HistoryFilter, Inserted, MessagePatch,
-    Pass, RouteChange,
+    Action, CancelledByReference, Completion, DueCounts, DueWatch, HistoryFilter, Inserted,
+    MessagePatch, Pass,
 };
 pub use settings::SettingChange;
 pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};

@@ -96,6 +96,14 @@ pub struct TemplateDef {
     /// only if it says so here).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fallback: Vec<String>,
+    /// How long after its send a message that has a fallback route waits
+    /// for the platform's `delivered` before it moves on (`15m`;
+    /// [`MIN_DELIVER_WITHIN`] to [`MAX_DELIVER_WITHIN`]). Default: 15
+    /// minutes for transactional templates, never for marketing. Only
+    /// providers that report receipts (their plugin reads webhooks) are
+    /// waited on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_within: Option<String>,
     /// How long after its time to be sent a message of this template may
     /// still go out (`2h`, `30m`; [`MIN_EXPIRE_AFTER`] to
     /// [`MAX_EXPIRE_AFTER`]); after that it is `expired`. None: never.
@@ -123,12 +131,29 @@ pub fn parse_route(route: &str) -> Option<(&str, &str)> {
         .then_some((channel, provider))
 }
 
+/// The shortest `deliver_within`.
+pub const MIN_DELIVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest `deliver_within`.
+pub const MAX_DELIVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// `deliver_within` for a transactional template that says none.
+pub const DEFAULT_DELIVER_WITHIN: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// The shortest `expire_after` a template may say.
 pub const MIN_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 /// The longest: a year and a day.
 pub const MAX_EXPIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
 
 impl TemplateDef {
+    /// How long a message with a fallback route waits for `delivered`
+    /// before it moves on, if it waits at all.
+    pub fn deliver_within(&self) -> Option<std::time::Duration> {
+        match &self.deliver_within {
+            Some(text) => humantime::parse_duration(text.trim()).ok(),
+            None if self.category == Category::Transactional => Some(DEFAULT_DELIVER_WITHIN),
+            None => None,
+        }
+    }
+
     /// Its `expire_after`, read; `None` when it has none or it does not
     /// read (which [`check_definition`] refuses before a definition is
     /// used).
@@ -221,6 +246,19 @@ pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem>
                 "expire_after",
                 format!(
                     "{:?} is not a duration from 1m to 366d (such as 2h or 30m)",
+                    text.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    }
+    if let Some(text) = &def.deliver_within {
+        let within = humantime::parse_duration(text.trim())
+            .is_ok_and(|d| (MIN_DELIVER_WITHIN..=MAX_DELIVER_WITHIN).contains(&d));
+        if !within {
+            return Err(TemplateProblem::new(
+                "deliver_within",
+                format!(
+                    "{:?} is not a duration from 1s to 7d (such as 15m)",
                     text.chars().take(64).collect::<String>()
                 ),
             ));

@@ -17,6 +17,7 @@ fn failed(leased: &crate::message::Leased, now: Millis) -> Completion {
     Completion {
         report: None,
         hop: None,
+        watch_at: None,
         message_id: leased.message.id.clone(),
         lease: leased.lease.clone(),
         patch: MessagePatch {

@@ -17,13 +17,15 @@ mod queue;
 mod read;
 mod retention;
 mod rows;
+mod watch;
 
 pub use accept::Inserted;
 pub use cancel::CancelledByReference;
-pub use queue::{Completion, DueCounts, MessagePatch, RouteChange};
+pub use queue::{Completion, DueCounts, MessagePatch};
 pub use read::HistoryFilter;
 pub use retention::{Action, Pass};
 pub(in crate::store) use rows::message_key;
+pub use watch::DueWatch;
 
 #[cfg(test)]
 mod lanes_tests;

@@ -10,7 +10,7 @@ use super::rows::{
     lane_offset, lane_range, unshifted,
 };
 use crate::callbacks::State;
-use crate::message::{Attempt, ErrorNote, Hop, Lane, Leased, Message, Millis, Route};
+use crate::message::{Attempt, ErrorNote, Lane, Leased, Message, Millis, RouteChange};
 use crate::status::{Status, Transition};
 use crate::store::callbacks::{CallbackRow, change_rows};
 use crate::store::{Store, StoreError, checked};
@@ -59,24 +59,22 @@ pub struct Completion {
     /// A move to the message's next route, written only if this lease
     /// still holds the message.
     pub hop: Option<RouteChange>,
+    /// For a send that waits for `delivered` before the next route: when
+    /// to look ([`Store::undelivered_due`]); written only if this lease
+    /// still holds the message.
+    pub watch_at: Option<Millis>,
 }
 
-/// A message's move to its next route, written with its completion: the
-/// route becomes its provider (and what that provider sends), its retry
-/// budget starts again, and the hop joins its timeline.
-#[derive(Debug, Clone)]
-pub struct RouteChange {
-    /// The route it moves to.
-    pub to: Route,
-    /// The routes after that one.
-    pub rest: Vec<Route>,
-    /// Every hop so far, this one last.
-    pub hops: Vec<Hop>,
+/// The watch of `message`'s send, due at `at`: its id sorts by time, so
+/// the due ones are a range of ids and the table needs no index.
+pub(super) fn watch_id(at: Millis, message: &str) -> RecordId {
+    let key: Vec<surrealdb::types::Value> = vec![at.into_value(), message.to_string().into_value()];
+    RecordId::new("delivery_watch", surrealdb::types::Array::from(key))
 }
 
 /// A [`RouteChange`] as written.
 #[derive(Debug, Clone, SurrealValue)]
-struct RouteChangeRow {
+pub(super) struct RouteChangeRow {
     provider: String,
     wa_template: Option<String>,
     wa_language: Option<String>,
@@ -119,6 +117,8 @@ struct CompletionRow {
     lease: String,
     patch: StoredPatch,
     callbacks: Vec<CallbackRow>,
+    /// `delivery_watch:[when, message]`, if the send waits for `delivered`.
+    watch: Option<RecordId>,
 }
 
 #[derive(Debug, Clone, SurrealValue)]
@@ -335,11 +335,12 @@ impl Store {
                         .as_ref()
                         .map(|r| change_rows(&r.change, &r.endpoints))
                         .unwrap_or_default(),
+                    watch: c.watch_at.map(|at| watch_id(at, &c.message_id)),
                     id: c.message_id,
                     lease: c.lease,
                     patch: c.patch.into(),
                 })
-                .partition(|c| !c.callbacks.is_empty());
+                .partition(|c| !c.callbacks.is_empty() || c.watch.is_some());
             let results = self
                 .db
                 .query(
@@ -352,7 +353,10 @@ impl Store {
                      LET $held = (UPDATE type::record('message', $c.id) MERGE $c.patch
                          WHERE lease = $c.lease RETURN VALUE id);
                      IF array::len($held) > 0 {
-                         INSERT IGNORE INTO callback $c.callbacks RETURN NONE;
+                         IF array::len($c.callbacks) > 0 {
+                             INSERT IGNORE INTO callback $c.callbacks RETURN NONE;
+                         };
+                         IF $c.watch != NONE { UPSERT $c.watch RETURN NONE; };
                      };
                  };
                  FOR $c IN $hopped {

@@ -457,6 +457,7 @@ mod tests {
             .map(|l| Completion {
                 report: None,
                 hop: None,
+                watch_at: None,
                 message_id: l.message.id.clone(),
                 lease: l.lease.clone(),
                 patch: MessagePatch {
@@ -570,6 +571,7 @@ mod tests {
             .complete(vec![Completion {
                 report: None,
                 hop: None,
+                watch_at: None,
                 message_id: messages[5].id.clone(),
                 lease: claimed[0].lease.clone(),
                 patch: MessagePatch {

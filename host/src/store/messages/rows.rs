@@ -16,7 +16,7 @@ pub(super) const MESSAGE_FIELDS: &str = "id, status, phone, template, template_v
      wa_language, wa_parameters, reference_id, idempotency_key, provider, attempts, created_at, \
      updated_at, due_at, sent_at, provider_message_id, error_code, error_message, retry_base, \
      override_opt_out, delivered_at, read_at, delivery_failed_at, delivery_error_code, callbacks, \
-     cancelled_messages, expires_at, lane, fallbacks, hops";
+     cancelled_messages, expires_at, lane, fallbacks, hops, deliver_within_ms";
 
 /// Where the marketing lane's due times lie in the `message_due` index:
 /// a queued marketing message's `due_at` is stored this far past its due
@@ -100,6 +100,8 @@ pub(super) struct MessageRow {
     pub(in crate::store) fallbacks: Option<Vec<RouteRow>>,
     /// The routes it left; written only by a hop.
     pub(in crate::store) hops: Option<Vec<HopRow>>,
+    /// Written only with fallbacks.
+    pub(super) deliver_within_ms: Option<i64>,
 }
 
 /// A [`Route`] as stored.
@@ -214,6 +216,7 @@ impl MessageRow {
             fallbacks: (!m.fallbacks.is_empty())
                 .then(|| m.fallbacks.iter().map(RouteRow::from).collect()),
             hops: None,
+            deliver_within_ms: m.deliver_within_ms,
         }
     }
 
@@ -261,6 +264,7 @@ impl MessageRow {
             due_at,
             expires_at: self.expires_at,
             lane,
+            deliver_within_ms: self.deliver_within_ms,
             fallbacks: self
                 .fallbacks
                 .unwrap_or_default()

@@ -35,6 +35,7 @@ pub(crate) fn message(n: i64, due: Millis) -> NewMessage {
         expires_at: None,
         lane: Default::default(),
         fallbacks: Vec::new(),
+        deliver_within_ms: None,
         skip: None,
         override_opt_out: false,
         fingerprint: format!("request-{n}"),
@@ -101,6 +102,7 @@ fn sent(message_id: &str, lease: &str, now: Millis) -> Completion {
     Completion {
         report: None,
         hop: None,
+        watch_at: None,
         message_id: message_id.into(),
         lease: lease.into(),
         patch: MessagePatch {

@@ -60,6 +60,7 @@ const FIELDS: &[(&str, &[&str], &[&str])] = &[
             "cancelled_messages",
             "expires_at",
             "lane",
+            "deliver_within_ms",
         ],
     ),
     (
@@ -319,6 +320,7 @@ async fn every_field_is_classified_and_erasure_leaves_no_trace() {
                 lease: leased.lease.clone(),
                 report: None,
                 hop: None,
+                watch_at: None,
                 // Ana's was sent, with a platform id; Ben's waits for
                 // a retry.
                 patch: MessagePatch {
