@@ -121,9 +121,9 @@ async fn an_sms_goes_as_its_dlt_template_and_its_report_comes_back() {
     );
 }
 
-/// A variable longer than DLT allows is never sent cut or changed: the
-/// attempt fails for good, naming the limit, and MSG91 hears nothing;
-/// MSG91's refusals keep its code.
+/// A variable longer than DLT allows is never sent changed unless the
+/// template says to cut it: the attempt fails for good, naming the limit,
+/// and MSG91 hears nothing; MSG91's refusals keep its code.
 #[tokio::test(flavor = "multi_thread")]
 async fn what_dlt_or_msg91_refuses_fails_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +143,23 @@ async fn what_dlt_or_msg91_refuses_fails_with_the_reason() {
     assert_eq!(failed["status"], "failed", "{failed:#}");
     assert_eq!(failed["last_error"]["code"], "msg91_202");
     assert_eq!(mock.received().len(), 1);
+
+    // The template may say to cut instead: the variable goes as its
+    // first 30 characters, which the registered template holds.
+    let (code, body) = chirp
+        .put(
+            "/api/notifications/templates/delivery_delayed",
+            json!({"providers": {"msg91-sms": {"template": DLT_TEMPLATE, "languages": ["en"],
+                                               "parameters": ["eta_time"], "truncate_to": 30}}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let cut = send_sms(&chirp, "between 8:30 and 9:15 in the morning").await;
+    assert_eq!(chirp.wait_final(&cut).await["status"], "sent");
+    assert_eq!(
+        mock.received()[1].body["recipients"][0]["var1"],
+        "between 8:30 and 9:15 in the m"
+    );
 }
 
 /// delivery_delayed approved for both, falling back from WhatsApp to SMS.

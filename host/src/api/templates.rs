@@ -509,6 +509,12 @@ struct ApprovedTemplateView {
     languages: Vec<String>,
     /// chirp variables in the order of the approved placeholders.
     parameters: Vec<String>,
+    /// Each parameter cut to this many characters for this provider (30
+    /// for a DLT-registered SMS); absent: sent whole, or refused by a
+    /// provider that cannot take it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4096)]
+    truncate_to: Option<usize>,
 }
 
 impl From<TemplateDef> for TemplateView {
@@ -533,6 +539,7 @@ impl From<TemplateDef> for TemplateView {
                             template: approved.template,
                             languages: approved.languages,
                             parameters: approved.parameters,
+                            truncate_to: approved.truncate_to,
                         },
                     )
                 })

@@ -56,6 +56,12 @@ pub struct ProviderTemplateDef {
     pub languages: Vec<String>,
     /// chirp variables in the order of the approved placeholders.
     pub parameters: Vec<String>,
+    /// Cut each parameter to this many characters for this provider (an
+    /// SMS template registered on India's DLT holds 30 per variable).
+    /// None: send them whole, and a provider that cannot take one
+    /// refuses the message rather than send it changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_to: Option<usize>,
 }
 
 /// One template file, as written in `templates/NAME.toml`; the store keeps
@@ -334,6 +340,15 @@ pub(super) fn check_definition(def: &TemplateDef) -> Result<(), TemplateProblem>
             return Err(TemplateProblem::new(
                 field("languages"),
                 "1 to 64 language codes such as en or en_US",
+            ));
+        }
+        if approved
+            .truncate_to
+            .is_some_and(|n| !(1..=4096).contains(&n))
+        {
+            return Err(TemplateProblem::new(
+                field("truncate_to"),
+                "1 to 4096 characters",
             ));
         }
         if let Some(p) = approved

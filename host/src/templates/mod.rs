@@ -373,10 +373,17 @@ impl Catalog {
             .or(approved.languages.first())
             .cloned()
             .unwrap_or_else(|| language.into());
+        let parameters: Vec<String> = values(&approved.parameters);
         Ok(ProviderTemplate {
             name: approved.template.clone(),
             language,
-            parameters: values(&approved.parameters),
+            parameters: match approved.truncate_to {
+                Some(n) => parameters
+                    .into_iter()
+                    .map(|p| p.chars().take(n).collect())
+                    .collect(),
+                None => parameters,
+            },
         })
     }
 }

@@ -150,6 +150,7 @@ fn each_provider_sends_its_own_approved_template() {
             template: "order_confirmed_v2".into(),
             languages: vec!["en_US".into(), "hi".into()],
             parameters: vec!["total_amount".into(), "order_id".into()],
+            truncate_to: None,
         },
     );
     let catalog = Catalog::from_stored(vec![def.clone()]).0;
@@ -187,6 +188,7 @@ fn each_provider_sends_its_own_approved_template() {
                 template: "x".into(),
                 languages: vec!["en".into()],
                 parameters: vec!["not_a_variable".into()],
+                truncate_to: None,
             },
             "providers.meta-standby.parameters",
         ),
@@ -196,6 +198,7 @@ fn each_provider_sends_its_own_approved_template() {
                 template: "x".into(),
                 languages: vec![],
                 parameters: vec![],
+                truncate_to: None,
             },
             "providers.meta-standby.languages",
         ),
@@ -205,6 +208,7 @@ fn each_provider_sends_its_own_approved_template() {
                 template: "x".into(),
                 languages: vec!["en".into()],
                 parameters: vec![],
+                truncate_to: None,
             },
             "providers",
         ),
