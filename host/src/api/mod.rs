@@ -25,6 +25,7 @@ mod preferences;
 mod rate_limit;
 mod settings;
 mod statistics;
+mod template_views;
 mod templates;
 mod token;
 mod views;

@@ -92,7 +92,7 @@ pub(super) fn not_sent(leased: &Leased, verdict: Verdict, now: Millis) -> Option
     Some(Completion {
         message_id: leased.message.id.clone(),
         lease: leased.lease.clone(),
-        report: super::scheduler::report(&leased.message, &patch, now),
+        report: super::outcome::report(&leased.message, &patch, now),
         hop: None,
         watch_at: None,
         patch,

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::callbacks::{Change, Report, State as CallbackState};
 use crate::message::{ErrorNote, Message, Millis, now_millis, rfc3339};
 use crate::status::Status;
 use crate::store::{DueWatch, Store};
@@ -76,24 +75,10 @@ async fn decide(
             message.sent_at.map(rfc3339).unwrap_or_default()
         ),
     };
-    let change = message.next_route(reason.clone(), now);
-    let report = change.as_ref().and_then(|change| {
-        (!message.callbacks.is_empty()).then(|| Report {
-            change: Change {
-                message_id: message.id.clone(),
-                reference_id: message.reference_id.clone(),
-                template: message.template.clone(),
-                state: CallbackState::FellBack,
-                at: now,
-                reason: Some(format!(
-                    "moved from {} to {}:{}: {}",
-                    message.provider, change.to.channel, change.to.provider, reason.message
-                )),
-                error_code: Some(reason.code.clone()),
-            },
-            endpoints: message.callbacks.clone(),
-        })
-    });
+    let change = message.next_route(reason, now);
+    let report = change
+        .as_ref()
+        .and_then(|change| super::outcome::fallback_report(&message, change, now));
     store
         .fall_back_undelivered(watch, change, report, now)
         .await

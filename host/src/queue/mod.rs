@@ -28,6 +28,7 @@
 mod before_send;
 pub mod breaker;
 pub mod delivery_window;
+pub mod outcome;
 pub mod retry;
 pub mod scheduler;
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::*;
+use crate::message::Status;
 use crate::plugins::bindings::{self, Receipt};
 use crate::plugins::{CallError, NotLoaded, SendAnswer};
 use crate::store::{memory_store, test_message};

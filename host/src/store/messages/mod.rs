@@ -12,6 +12,7 @@
 
 mod accept;
 mod cancel;
+mod complete;
 mod customers;
 mod queue;
 mod read;
@@ -21,7 +22,8 @@ mod watch;
 
 pub use accept::Inserted;
 pub use cancel::CancelledByReference;
-pub use queue::{Completion, DueCounts, MessagePatch};
+pub use complete::{Completion, MessagePatch};
+pub use queue::DueCounts;
 pub use read::HistoryFilter;
 pub use retention::{Action, Pass};
 pub(in crate::store) use rows::message_key;

@@ -7,7 +7,7 @@ use std::ops::Bound;
 
 use surrealdb::types::{Array, RecordId, RecordIdKey, RecordIdKeyRange, SurrealValue, Value};
 
-use super::queue::RouteChangeRow;
+use super::complete::RouteChangeRow;
 use super::rows::{MARKETING, MARKETING_LANE};
 use crate::callbacks::Report;
 use crate::message::{Millis, RouteChange};
@@ -154,7 +154,7 @@ mod tests {
             store
                 .db
                 .query("UPSERT $watch")
-                .bind(("watch", super::super::queue::watch_id(2_000, &m.id)))
+                .bind(("watch", super::super::complete::watch_id(2_000, &m.id)))
                 .await
                 .expect("watch");
             sent.push(m.id);
