@@ -111,4 +111,34 @@ async fn each_lane_is_claimed_on_its_own_and_keeps_its_messages() {
         .expect("claim");
     assert!(again.iter().any(|l| l.message.id == claimed[1].message.id));
     assert!(!again.iter().any(|l| l.message.id == claimed[0].message.id));
+
+    // Waiting for its provider, then released when it loads: still in
+    // the marketing lane.
+    let waiting = &again[0];
+    let mut wait = failed(waiting, 13_000);
+    wait.patch.status = Status::Queued;
+    wait.patch.due_at = Some(50_000);
+    wait.patch.waiting_for = Some("myoperator".into());
+    store.complete(vec![wait]).await.expect("complete");
+    assert_eq!(
+        store
+            .release_waiting("myoperator", 14_000)
+            .await
+            .expect("release"),
+        1
+    );
+    let released = store
+        .message(&waiting.message.id)
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(
+        (released.due_at, released.lane),
+        (Some(14_000), Lane::Marketing)
+    );
+    let none = store
+        .claim_due(Lane::Transactional, 14_000, 0, 10, 90_000, "e")
+        .await
+        .expect("claim");
+    assert!(!none.iter().any(|l| l.message.id == waiting.message.id));
 }
