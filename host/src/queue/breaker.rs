@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use crate::message::{Millis, after};
 
+/// How soon a message held while a probe is out looks again.
+const PROBE_RECHECK: Duration = Duration::from_secs(1);
+
 /// The operator's thresholds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
@@ -100,8 +103,10 @@ impl Breakers {
         match *state {
             BreakerState::Closed { .. } => Admission::Go,
             BreakerState::Open { until } if now < until => Admission::Wait(until),
+            // While the probe is out, look again soon: it usually answers
+            // in well under `open_for`, and then the rest may go.
             BreakerState::HalfOpen { since } if now < after(since, self.settings.open_for) => {
-                Admission::Wait(after(since, self.settings.open_for))
+                Admission::Wait(after(since, self.settings.open_for).min(after(now, PROBE_RECHECK)))
             }
             BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
                 *state = BreakerState::HalfOpen { since: now };
@@ -187,7 +192,7 @@ mod tests {
         assert_eq!(b.admit("other", 7), Admission::Go);
         // Time's up: one probe, the rest still wait.
         assert_eq!(b.admit("p", 10_006), Admission::Probe);
-        assert_eq!(b.admit("p", 10_007), Admission::Wait(20_006));
+        assert_eq!(b.admit("p", 10_007), Admission::Wait(11_007));
         b.record("p", Call::Answered, 10_100);
         assert_eq!(b.admit("p", 10_101), Admission::Go);
         assert_eq!(
@@ -208,6 +213,7 @@ mod tests {
         assert_eq!(b.admit("p", 20_050), Admission::Probe);
         // The probe never reports: after open_for another goes.
         assert_eq!(b.admit("p", 30_049), Admission::Wait(30_050));
+        assert_eq!(b.admit("p", 25_000), Admission::Wait(26_000));
         assert_eq!(b.admit("p", 30_050), Admission::Probe);
     }
 }
