@@ -129,6 +129,19 @@ pub fn verdict(
             ),
         });
     }
+    // A message that moved on from a route the platform then said it
+    // delivered on (a late receipt) goes out no second time.
+    if let Some(hop) = message.hops.last()
+        && (message.delivery.delivered_at.is_some() || message.delivery.read_at.is_some())
+    {
+        return Verdict::Skip(ErrorNote {
+            code: "delivered_before_fallback".into(),
+            message: format!(
+                "{} reported it delivered after it moved to {}; not sent again",
+                hop.from, hop.to
+            ),
+        });
+    }
     let template = message.template.as_ref().and_then(|name| catalog.get(name));
     if let Some(def) = template
         && !def.enabled
@@ -229,6 +242,54 @@ mod tests {
             .single()
             .unwrap()
             .timestamp_millis()
+    }
+
+    /// A delivery reported late for the route a message left stops it
+    /// on the next one. (Without the check, checked once, it was sent.)
+    #[test]
+    fn a_late_delivery_on_the_route_left_stops_the_next() {
+        let catalog = catalog();
+        let prefs = Preferences::defaults_for("+919876543210");
+        let hopped = Message {
+            hops: vec![crate::message::Hop {
+                at: 0,
+                from: "meta-whatsapp".into(),
+                to: "msg91-sms".into(),
+                channel: "sms".into(),
+                reason: ErrorNote {
+                    code: "not_delivered".into(),
+                    message: String::new(),
+                },
+            }],
+            ..message("delivery_delayed")
+        };
+        let at = |m: &Message| {
+            verdict(
+                m,
+                &prefs,
+                &catalog,
+                MarketingHours::default(),
+                Consent::default(),
+                ist(12, 0),
+            )
+        };
+        assert_eq!(at(&hopped), Verdict::Send);
+        let late = Message {
+            delivery: crate::status::Delivery {
+                delivered_at: Some(5),
+                ..Default::default()
+            },
+            ..hopped.clone()
+        };
+        assert!(
+            matches!(at(&late), Verdict::Skip(note) if note.code == "delivered_before_fallback")
+        );
+        // Delivered with no hop is not this check's business.
+        let plain = Message {
+            hops: Vec::new(),
+            ..late
+        };
+        assert_eq!(at(&plain), Verdict::Send);
     }
 
     /// Marketing that fell back to SMS goes out only 10:00 to 21:00 in
