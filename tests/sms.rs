@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::callbacks::{Receiver, register, with_callbacks};
-use support::{ChirpOptions, ChirpProcess, MockMyOperator, Reply, build_plugin, read};
+use support::{ChirpOptions, ChirpProcess, MockMyOperator, Reply, build_plugin};
 
 const AUTHKEY: &str = "msg91-authkey";
 const WEBHOOK_TOKEN: &str = "msg91-report-token";
@@ -59,14 +59,10 @@ async fn send_sms(chirp: &ChirpProcess, eta: &str) -> String {
 }
 
 async fn report(chirp: &ChirpProcess, token: &str, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(chirp.url(&format!("/api/webhooks/msg91-sms?token={token}")))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    let path = format!("/api/webhooks/msg91-sms?token={token}");
+    chirp
+        .post_raw(&path, "application/json", body.to_string().into_bytes())
         .await
-        .unwrap();
-    read(response).await
 }
 
 /// The request MSG91 documents, its request id kept as the platform's

@@ -235,6 +235,20 @@ mod tests {
         }
     }
 
+    /// A move from `from` to SMS through MSG91, for `code`.
+    fn hop_to_sms(from: &str, code: &str) -> crate::message::Hop {
+        crate::message::Hop {
+            at: 0,
+            from: from.into(),
+            to: "msg91-sms".into(),
+            channel: "sms".into(),
+            reason: ErrorNote {
+                code: code.into(),
+                message: String::new(),
+            },
+        }
+    }
+
     /// 2026-11-24 at `hour`:`minute` in India, in ms.
     fn ist(hour: u32, minute: u32) -> Millis {
         DEFAULT_TIMEZONE
@@ -251,16 +265,7 @@ mod tests {
         let catalog = catalog();
         let prefs = Preferences::defaults_for("+919876543210");
         let hopped = Message {
-            hops: vec![crate::message::Hop {
-                at: 0,
-                from: "meta-whatsapp".into(),
-                to: "msg91-sms".into(),
-                channel: "sms".into(),
-                reason: ErrorNote {
-                    code: "not_delivered".into(),
-                    message: String::new(),
-                },
-            }],
+            hops: vec![hop_to_sms("meta-whatsapp", "not_delivered")],
             ..message("delivery_delayed")
         };
         let at = |m: &Message| {
@@ -301,16 +306,7 @@ mod tests {
         let prefs = Preferences::defaults_for("+919876543210");
         let whatsapp = message("churn_risk");
         let sms = Message {
-            hops: vec![crate::message::Hop {
-                at: 0,
-                from: "myoperator".into(),
-                to: "msg91-sms".into(),
-                channel: "sms".into(),
-                reason: ErrorNote {
-                    code: "131026".into(),
-                    message: String::new(),
-                },
-            }],
+            hops: vec![hop_to_sms("myoperator", "131026")],
             ..message("churn_risk")
         };
         let at = |m: &Message, now| {

@@ -123,18 +123,32 @@ impl Pacing {
         }
     }
 
-    fn waiting(&self, provider: &str, change: isize) -> usize {
-        let mut waiting = self
-            .transactional_waiting
+    fn line(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, usize>> {
+        self.transactional_waiting
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let count = waiting.entry(provider.to_string()).or_default();
-        *count = count.saturating_add_signed(change);
-        let now = *count;
-        if now == 0 {
-            waiting.remove(provider);
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A transactional message joins `provider`'s line.
+    fn join(&self, provider: &str) {
+        *self.line().entry(provider.to_string()).or_default() += 1;
+    }
+
+    /// It leaves the line (its turn came, or it gave up).
+    fn leave(&self, provider: &str) {
+        let mut line = self.line();
+        if let Some(count) = line.get_mut(provider) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                line.remove(provider);
+            }
         }
-        now
+    }
+
+    /// Whether a transactional message waits at `provider`: a read, no
+    /// allocation, as marketing asks it every few milliseconds.
+    fn transactional_waits(&self, provider: &str) -> bool {
+        self.line().contains_key(provider)
     }
 }
 
@@ -146,7 +160,7 @@ struct InLine<'a> {
 
 impl Drop for InLine<'_> {
     fn drop(&mut self) {
-        self.pacing.waiting(self.provider, -1);
+        self.pacing.leave(self.provider);
     }
 }
 
@@ -162,11 +176,11 @@ pub(super) async fn wait_turn(
 ) -> Result<(), Millis> {
     let key = provider.to_string();
     let _in_line = (lane == Lane::Transactional).then(|| {
-        pacing.waiting(provider, 1);
+        pacing.join(provider);
         InLine { pacing, provider }
     });
     loop {
-        if lane == Lane::Marketing && pacing.waiting(provider, 0) > 0 {
+        if lane == Lane::Marketing && pacing.transactional_waits(provider) {
             let turn = after(now_millis(), STEP_ASIDE);
             if turn > latest_start {
                 return Err(turn);

@@ -129,8 +129,8 @@ impl MockMyOperator {
         let state = Arc::new(Mutex::new(MockState::default()));
         let app = Router::new()
             .route("/chat/messages", post(mock_send))
-            .route("/{version}/{number}/messages", post(mock_graph_send))
-            .route("/api/v5/flow/", post(mock_flow_send))
+            .route("/{version}/{number}/messages", post(mock_send))
+            .route("/api/v5/flow/", post(mock_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -154,50 +154,21 @@ impl MockMyOperator {
     }
 }
 
+/// Any provider's send: MyOperator's, Meta's or MSG91's, told apart by
+/// the path, each answered with its own success when the script is empty.
 async fn mock_send(
-    State(state): State<Arc<Mutex<MockState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(
-        &state,
-        "/chat/messages".into(),
-        headers,
-        body,
-        Reply::success,
-    )
-    .await
-}
-
-async fn mock_graph_send(
     State(state): State<Arc<Mutex<MockState>>>,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    answer(
-        &state,
-        uri.path().into(),
-        headers,
-        body,
-        Reply::meta_success,
-    )
-    .await
-}
-
-async fn mock_flow_send(
-    State(state): State<Arc<Mutex<MockState>>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(
-        &state,
-        "/api/v5/flow/".into(),
-        headers,
-        body,
-        Reply::msg91_success,
-    )
-    .await
+    let path = uri.path().to_string();
+    let success = match path.as_str() {
+        "/chat/messages" => Reply::success,
+        "/api/v5/flow/" => Reply::msg91_success,
+        _ => Reply::meta_success,
+    };
+    answer(&state, path, headers, body, success).await
 }
 
 /// Records the request and answers with the script's next reply, or
