@@ -58,6 +58,10 @@ fn describe() {
         "chirp_fallbacks_total",
         "Messages moved from a provider to their next route (from, to)"
     );
+    metrics::describe_counter!(
+        "chirp_routes_left_out_total",
+        "Fallback routes the rules chose that the operator has not approved, left out (template)"
+    );
     metrics::describe_gauge!(
         "chirp_provider_breaker_open",
         "1 while a provider's circuit breaker is open or probing, else 0"
@@ -140,6 +144,13 @@ pub fn breaker(provider: &str, open: bool) {
 /// A message moved from one provider to its next route.
 pub fn fell_back(from: &str, to: &str) {
     metrics::counter!("chirp_fallbacks_total", "from" => from.to_string(), "to" => to.to_string())
+        .increment(1);
+}
+
+/// The rules chose a fallback route for a template the operator has not
+/// approved it for; it was left out.
+pub fn route_left_out(template: &str) {
+    metrics::counter!("chirp_routes_left_out_total", "template" => template.to_string())
         .increment(1);
 }
 

@@ -192,6 +192,13 @@ impl From<IntakeError> for ApiError {
             IntakeError::HoldOutOfRange { .. } => {
                 ApiError::invalid("data", "time_out_of_range", message)
             }
+            IntakeError::Route(problem) => {
+                let field = match problem.index() {
+                    Some(i) => format!("fallback.{i}"),
+                    None => "fallback".into(),
+                };
+                ApiError::invalid(field, "invalid_fallback", message)
+            }
             IntakeError::RulesNotLoaded(_)
             | IntakeError::RulesFailed(_)
             | IntakeError::RulesOutOfBounds(_) => {

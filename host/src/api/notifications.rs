@@ -15,9 +15,10 @@ use utoipa_axum::routes;
 use super::auth::Admin;
 use super::extract::{Fields, JsonObject, parse_time};
 use super::{ApiError, AppState};
-use crate::intake::{self, Draft, Recipient};
+use crate::intake::{self, Chain, Draft, Recipient};
 use crate::message::{Millis, NewMessage, Status, now_millis};
 use crate::phone::Phone;
+use crate::templates::{MAX_FALLBACKS, parse_route};
 
 /// Longest accepted `reference_id`, `idempotency_key` and `language`.
 const MAX_KEY_LEN: usize = 200;
@@ -75,6 +76,13 @@ pub(super) struct SendMessageRequest {
     /// changes to, besides the endpoints of scope `all`.
     #[schema(min_length = 1, max_length = 200)]
     callback_endpoint: Option<String>,
+    /// The routes a template message falls back to, in order, instead of
+    /// its template's `fallback` (`["sms:msg91-sms"]`; `[]`: none). Each
+    /// `channel:provider` with an approved template in the template's
+    /// `providers`; at most 3; a marketing template only those its own
+    /// `fallback` names.
+    #[schema(max_items = 3)]
+    fallback: Option<Vec<String>>,
 }
 
 /// The answer to an accepted message.
@@ -187,6 +195,10 @@ pub(super) async fn draft(state: &AppState, request: SendRequest) -> Result<NewM
                 expires_at: request.expires_at,
                 override_opt_out: request.override_opt_out,
                 fingerprint: None,
+                chain: match &request.fallback {
+                    Some(routes) => Chain::Caller(routes),
+                    None => Chain::Template,
+                },
             };
             intake::template_message(
                 &state.templates.current(),
@@ -278,6 +290,8 @@ pub struct SendRequest {
     pub expires_at: Option<Millis>,
     /// A callback endpoint named for this message.
     pub callback_endpoint: Option<String>,
+    /// The fallback chain asked for, if not the template's.
+    pub fallback: Option<Vec<String>>,
 }
 
 impl SendRequest {
@@ -302,7 +316,31 @@ impl SendRequest {
             .map(|t| parse_time("expires_at", &t))
             .transpose()?;
         let callback_endpoint = bounded(fields.string("callback_endpoint")?, "callback_endpoint")?;
+        let fallback = fields.strings("fallback")?;
         fields.finish()?;
+        if let Some(routes) = &fallback {
+            if routes.len() > MAX_FALLBACKS {
+                return Err(ApiError::invalid(
+                    "fallback",
+                    "invalid_fallback",
+                    format!("at most {MAX_FALLBACKS} routes"),
+                ));
+            }
+            if let Some(i) = routes.iter().position(|r| parse_route(r).is_none()) {
+                return Err(ApiError::invalid(
+                    format!("fallback.{i}"),
+                    "invalid_fallback",
+                    "a route is channel:provider (channel whatsapp or sms), e.g. sms:msg91-sms",
+                ));
+            }
+            if text.is_some() {
+                return Err(ApiError::invalid(
+                    "fallback",
+                    "unexpected_field",
+                    "fallback goes with template: free text has no approved template on another route",
+                ));
+            }
+        }
 
         let phone = Phone::parse(&phone_text)
             .map_err(|e| ApiError::invalid("phone", "invalid_phone", format!("phone {e}")))?;
@@ -354,6 +392,7 @@ impl SendRequest {
             send_at,
             expires_at,
             callback_endpoint,
+            fallback,
         })
     }
 }

@@ -4,6 +4,8 @@
 use crate::plugins::CallError;
 use crate::templates::RenderError;
 
+use super::routes::RouteProblem;
+
 use super::events::{MAX_CANCELLED_TEMPLATES, MAX_CANCELS, MAX_DECISIONS};
 
 /// Why a request or event cannot become messages. The API chooses how
@@ -66,6 +68,9 @@ pub enum IntakeError {
         /// The template held.
         template: String,
     },
+    /// A fallback chain given at send time that chirp cannot take.
+    #[error("fallback: {0}")]
+    Route(#[from] RouteProblem),
     /// The rules component is not loaded.
     #[error("rules plugin {0:?} is not loaded")]
     RulesNotLoaded(String),
@@ -109,6 +114,23 @@ pub enum RulesAnswerError {
     #[error("a cancel request of {given} templates; chirp takes 1 to {MAX_CANCELLED_TEMPLATES}")]
     CancelTemplates {
         /// How many it named.
+        given: usize,
+    },
+    /// A fallback chain the rules chose that chirp cannot take.
+    #[error("the routes for {template}: {problem}")]
+    Route {
+        /// The template it was for.
+        template: String,
+        /// What is wrong with it.
+        problem: RouteProblem,
+    },
+    /// Route choices for a template chirp does not have, or two for one.
+    #[error("a route choice for a template chirp does not have, or a second one for a template")]
+    UnknownRoutedTemplate,
+    /// More route choices than one event may make.
+    #[error("{given} route choices for one event; chirp takes at most {MAX_DECISIONS}")]
+    TooManyRouteChoices {
+        /// How many the rules gave.
         given: usize,
     },
     /// A cancel request of a template chirp does not have.

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{Draft, IntakeError, Recipient, RulesAnswerError, note, template_message};
+use super::{Chain, Draft, IntakeError, Recipient, RulesAnswerError, note, template_message};
 use crate::message::{Millis, NewMessage, fingerprint, in_range};
 use crate::phone::Phone;
 use crate::plugins::{NotLoaded, Plugins, bindings};
@@ -129,6 +129,7 @@ pub async fn event_messages(
             IntakeError::EventRefused { field, problem }
         })?;
     let cancels = cancellations(catalog, answer.cancels)?;
+    let routes = route_choices(catalog, &answer.routes)?;
     let decisions = answer.decisions;
     // An event leads to a few messages; a plugin that answers thousands
     // would have chirp store them all in one transaction.
@@ -183,9 +184,19 @@ pub async fn event_messages(
 
                     override_opt_out: false,
                     fingerprint: Some(event_fingerprint.clone()),
+                    chain: routes
+                        .iter()
+                        .find(|(template, _)| *template == send.template)
+                        .map_or(Chain::Template, |(_, fallback)| Chain::Rules(fallback)),
                 };
                 let message = template_message(catalog, recipient, draft, provider, now).map_err(
                     |e| match e {
+                        IntakeError::Route(problem) => {
+                            IntakeError::RulesOutOfBounds(RulesAnswerError::Route {
+                                template: send.template.clone(),
+                                problem,
+                            })
+                        }
                         // A variable the template needs comes from the event's data.
                         IntakeError::Render(RenderError::MissingVariable(variable)) => {
                             IntakeError::MissingEventData {
@@ -252,6 +263,34 @@ pub async fn event_messages(
         skipped,
         cancels,
     })
+}
+
+/// The rules' route choices, checked: at most [`MAX_DECISIONS`], each of
+/// a template chirp has, one per template. Each chain is checked with
+/// the message it is for.
+fn route_choices<'a>(
+    catalog: &Catalog,
+    choices: &'a [bindings::RouteChoice],
+) -> Result<Vec<(&'a str, &'a [String])>, IntakeError> {
+    if choices.len() > MAX_DECISIONS {
+        return Err(IntakeError::RulesOutOfBounds(
+            RulesAnswerError::TooManyRouteChoices {
+                given: choices.len(),
+            },
+        ));
+    }
+    let mut routes: Vec<(&str, &[String])> = Vec::with_capacity(choices.len());
+    for choice in choices {
+        if catalog.get(&choice.template).is_none()
+            || routes.iter().any(|(t, _)| *t == choice.template)
+        {
+            return Err(IntakeError::RulesOutOfBounds(
+                RulesAnswerError::UnknownRoutedTemplate,
+            ));
+        }
+        routes.push((&choice.template, &choice.fallback));
+    }
+    Ok(routes)
 }
 
 /// The rules' cancel requests, checked: at most [`MAX_CANCELS`], each of 1

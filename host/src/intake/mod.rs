@@ -9,9 +9,11 @@
 
 mod error;
 mod events;
+mod routes;
 
 pub use error::{IntakeError, RulesAnswerError};
 pub use events::{Cancellation, Event, EventOutcome, Skipped, event_messages};
+pub use routes::{Chain, RouteProblem, fallback_routes};
 
 use serde_json::{Map, Value};
 
@@ -54,6 +56,8 @@ pub struct Draft<'a> {
     /// event's messages share the event's); `None`: the draft's phone,
     /// template and variables.
     pub fingerprint: Option<String>,
+    /// Who chose the routes it falls back to.
+    pub chain: Chain<'a>,
 }
 
 /// Builds the message for a template `draft`: rendered, and `skip`ped if
@@ -89,11 +93,8 @@ pub fn template_message(
             recipient.consent,
         )
     };
-    let fallbacks = def
-        .fallback
-        .iter()
-        .filter_map(|route| crate::templates::parse_route(route))
-        .filter(|(_, to)| *to != provider)
+    let fallbacks = fallback_routes(def, provider, draft.chain)?
+        .into_iter()
         .map(|(channel, to)| {
             Ok(Route {
                 channel: channel.into(),

@@ -29,6 +29,7 @@ fn a_requests_fingerprint_ignores_the_order_of_its_variables() {
             expires_at: None,
             override_opt_out: false,
             fingerprint: None,
+            chain: Chain::Template,
         };
         template_message(&catalog, &recipient, draft, "myoperator", 0)
             .unwrap()
@@ -69,6 +70,7 @@ fn draft<'a>(template: &'a str, variables: &'a Map<String, Value>) -> Draft<'a> 
         expires_at: None,
         override_opt_out: false,
         fingerprint: None,
+        chain: Chain::Template,
     }
 }
 

@@ -6,8 +6,9 @@
 //! today's Rust types (`with`): wasmtime checks component types by
 //! structure, so a 0.1.0 component's `message` is today's `Message`, and
 //! the host has one implementation of each import and one set of types.
-//! A 0.2.0 component needs no bindings of its own: 0.2.1 only added to
-//! 0.2.0, and wasmtime matches its `@0.2.0` names to `@0.2.1`'s.
+//! A 0.2.0 or 0.2.1 component needs no bindings of its own: each 0.2.x
+//! only added to the one before, and wasmtime matches its `@0.2.0` or
+//! `@0.2.1` names to `@0.2.2`'s.
 //! The `rules` world's imports (logging) are the provider world's, so the
 //! host implements them once.
 
@@ -70,6 +71,22 @@ pub mod cancelling_rules {
     });
 }
 
+/// The `routing-rules` world: `cancelling-rules`' exports and `routing`.
+/// Generated: its items are documented in `wit/rules.wit`.
+#[allow(missing_docs)]
+pub mod routing_rules {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "routing-rules",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "chirp:plugin/log": super::provider::chirp::plugin::log,
+            "chirp:plugin/event-types": super::rules::chirp::plugin::event_types,
+        },
+    });
+}
+
 /// `chirp:plugin@0.1.0`'s `provider` world, bound to today's types.
 #[allow(missing_docs)]
 pub mod provider_0_1 {
@@ -110,6 +127,8 @@ pub use provider::chirp::plugin::types::{
 };
 pub use provider::chirp::plugin::{config, http, log, types};
 pub use provider::{Provider, ProviderPre};
+pub use routing_rules::exports::chirp::plugin::routing::RouteChoice;
+pub use routing_rules::{RoutingRules, RoutingRulesPre};
 pub use rules::chirp::plugin::event_types::{Decision, Event, Profile, RulesDescriptor};
 pub use rules::{Rules, RulesPre};
 pub use webhook_provider::exports::chirp::plugin::webhooks::{

@@ -78,6 +78,9 @@ pub struct RulesAnswer {
     pub decisions: Vec<bindings::Decision>,
     /// What it takes back.
     pub cancels: Vec<bindings::CancelRequest>,
+    /// The fallback chains it chose (a plugin built for `routing-rules`;
+    /// none otherwise).
+    pub routes: Vec<bindings::RouteChoice>,
 }
 
 impl Plugins {
@@ -99,9 +102,10 @@ impl Plugins {
         Ok((provider.meta.version.clone(), answer))
     }
 
-    /// The decisions of rules plugin `name` for `event`, and what it takes
-    /// back (a plugin built for `cancelling-rules`; none otherwise), with
-    /// the version that made them. Both come from one instance.
+    /// The decisions of rules plugin `name` for `event`, what it takes
+    /// back (a plugin built for `cancelling-rules` or later; none
+    /// otherwise) and the routes it chose (`routing-rules`), with the
+    /// version that made them. All come from one instance.
     pub async fn decide(
         &self,
         name: &str,
@@ -120,9 +124,15 @@ impl Plugins {
                     Ok(decisions) => decisions,
                     Err(problem) => return Ok(Err(problem)),
                 };
-                Ok(r.cancels(store, event)
-                    .await?
-                    .map(|cancels| RulesAnswer { decisions, cancels }))
+                let cancels = match r.cancels(store, event).await? {
+                    Ok(cancels) => cancels,
+                    Err(problem) => return Ok(Err(problem)),
+                };
+                Ok(r.routes(store, event).await?.map(|routes| RulesAnswer {
+                    decisions,
+                    cancels,
+                    routes,
+                }))
             })
             .await;
         Ok((rules.meta.version.clone(), answer))

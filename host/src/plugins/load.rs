@@ -93,7 +93,7 @@ impl Plugins {
         }
         Err(rejected(
             "exports neither chirp:plugin/delivery (world provider or webhook-provider) nor \
-             chirp:plugin/selection (world rules or cancelling-rules), at version 0.2.x or 0.1.0"
+             chirp:plugin/selection (world rules, cancelling-rules or routing-rules), at version 0.2.x or 0.1.0"
                 .into(),
         ))
     }

@@ -14,8 +14,8 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Linker};
 
 use super::bindings::{
-    self, CancelRequest, CancellingRulesPre, Decision, Descriptor, Event, Message, RulesDescriptor,
-    WebhookProviderPre, http, log, provider_0_1, rules_0_1,
+    self, CancelRequest, CancellingRulesPre, Decision, Descriptor, Event, Message, RouteChoice,
+    RoutingRulesPre, RulesDescriptor, WebhookProviderPre, http, log, provider_0_1, rules_0_1,
 };
 use super::call::{Instantiate, SendAnswer};
 use super::host::HostState;
@@ -130,6 +130,8 @@ impl Instantiate for WebhookProviderPre<HostState> {
 /// A rules component, as built.
 #[derive(Clone)]
 pub enum RulesComponent {
+    /// Against 0.2.2's `routing-rules`: decides, cancels, and routes.
+    Routing(RoutingRulesPre<HostState>),
     /// Against 0.2.1's `cancelling-rules`: decides, and cancels.
     Cancelling(CancellingRulesPre<HostState>),
     /// Against 0.2.x's `rules`.
@@ -140,6 +142,8 @@ pub enum RulesComponent {
 
 /// An instance of a [`RulesComponent`].
 pub enum RulesInstance {
+    /// Built against 0.2.2's `routing-rules`.
+    Routing(bindings::RoutingRules),
     /// Built against 0.2.1's `cancelling-rules`.
     Cancelling(bindings::CancellingRules),
     /// Built against 0.2.x's `rules`.
@@ -151,6 +155,9 @@ pub enum RulesInstance {
 impl RulesComponent {
     /// The rules world `pre` was built for, if any.
     pub fn find(pre: &InstancePre<HostState>) -> Option<RulesComponent> {
+        if let Ok(rules) = RoutingRulesPre::new(pre.clone()) {
+            return Some(RulesComponent::Routing(rules));
+        }
         if let Ok(rules) = CancellingRulesPre::new(pre.clone()) {
             return Some(RulesComponent::Cancelling(rules));
         }
@@ -167,6 +174,9 @@ impl Instantiate for RulesComponent {
     type Bindings = RulesInstance;
     async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<RulesInstance> {
         Ok(match self {
+            RulesComponent::Routing(pre) => {
+                RulesInstance::Routing(pre.instantiate_async(store).await?)
+            }
             RulesComponent::Cancelling(pre) => {
                 RulesInstance::Cancelling(pre.instantiate_async(store).await?)
             }
@@ -187,6 +197,7 @@ impl RulesInstance {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<RulesDescriptor> {
         match self {
+            RulesInstance::Routing(r) => r.chirp_plugin_selection().call_describe(store).await,
             RulesInstance::Cancelling(r) => r.chirp_plugin_selection().call_describe(store).await,
             RulesInstance::Current(r) => r.chirp_plugin_selection().call_describe(store).await,
             RulesInstance::Released0_1(r) => r.chirp_plugin_selection().call_describe(store).await,
@@ -200,6 +211,7 @@ impl RulesInstance {
         event: &Event,
     ) -> wasmtime::Result<Result<Vec<Decision>, String>> {
         match self {
+            RulesInstance::Routing(r) => r.chirp_plugin_selection().call_decide(store, event).await,
             RulesInstance::Cancelling(r) => {
                 r.chirp_plugin_selection().call_decide(store, event).await
             }
@@ -219,6 +231,20 @@ impl RulesInstance {
         event: &Event,
     ) -> wasmtime::Result<Result<Vec<CancelRequest>, String>> {
         match self {
+            // The same record in another world's bindings.
+            RulesInstance::Routing(r) => Ok(r
+                .chirp_plugin_cancellation()
+                .call_cancels(store, event)
+                .await?
+                .map(|requests| {
+                    requests
+                        .into_iter()
+                        .map(|r| CancelRequest {
+                            templates: r.templates,
+                            reason: r.reason,
+                        })
+                        .collect()
+                })),
             RulesInstance::Cancelling(r) => {
                 r.chirp_plugin_cancellation()
                     .call_cancels(store, event)
@@ -228,9 +254,22 @@ impl RulesInstance {
         }
     }
 
+    /// `routing.routes`; none for a component without it.
+    pub async fn routes(
+        &self,
+        store: &mut Store<HostState>,
+        event: &Event,
+    ) -> wasmtime::Result<Result<Vec<RouteChoice>, String>> {
+        match self {
+            RulesInstance::Routing(r) => r.chirp_plugin_routing().call_routes(store, event).await,
+            _ => Ok(Ok(Vec::new())),
+        }
+    }
+
     /// The world it was built for.
     pub fn world(&self) -> &'static str {
         match self {
+            RulesInstance::Routing(_) => "routing-rules",
             RulesInstance::Cancelling(_) => "cancelling-rules",
             RulesInstance::Current(_) | RulesInstance::Released0_1(_) => "rules",
         }

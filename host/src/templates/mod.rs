@@ -14,7 +14,8 @@ pub mod budget;
 mod definition;
 
 pub use definition::{
-    Category, ProviderTemplateDef, TemplateDef, TemplateProblem, WhatsappTemplate, parse_route,
+    Category, MAX_FALLBACKS, ProviderTemplateDef, TemplateDef, TemplateProblem, WhatsappTemplate,
+    parse_route,
 };
 use definition::{check_definition, valid_language};
 

@@ -41,6 +41,34 @@ pub fn cancels(kind: &str) -> Vec<(Vec<&'static str>, &'static str)> {
     }
 }
 
+/// The route EarlyBird escalates to: its MSG91 account, under the name
+/// its operator gives the component's file.
+pub const SMS_ROUTE: &str = "sms:msg91-sms";
+
+/// The fallback chain of each template `kind` leads to where EarlyBird's
+/// policy sets one: order, delivery and payment messages reach the
+/// customer by SMS when WhatsApp cannot; marketing never escalates,
+/// whatever its template says. Templates not named keep their own.
+pub fn routes(kind: &str) -> Vec<(&'static str, Vec<&'static str>)> {
+    let templates = KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map_or(&[][..], |(_, t)| *t);
+    templates
+        .iter()
+        .filter_map(|&template| match template {
+            "order_confirmation"
+            | "delivery_reminder"
+            | "delivery_confirmed"
+            | "delivery_delayed"
+            | "payment_confirmation"
+            | "payment_reminder" => Some((template, vec![SMS_ROUTE])),
+            "new_product" | "churn_risk" => Some((template, Vec::new())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The variables each template needs from the event's payload.
 fn variables_of(template: &str) -> &'static [&'static str] {
     match template {
@@ -446,5 +474,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn orders_deliveries_and_payments_escalate_to_sms_and_marketing_never() {
+        assert_eq!(
+            routes("order.created"),
+            [
+                ("order_confirmation", vec![SMS_ROUTE]),
+                ("delivery_reminder", vec![SMS_ROUTE])
+            ]
+        );
+        assert_eq!(
+            routes("payment.due"),
+            [("payment_reminder", vec![SMS_ROUTE])]
+        );
+        assert_eq!(routes("product.launched"), [("new_product", vec![])]);
+        assert_eq!(routes("customer.churn_risk"), [("churn_risk", vec![])]);
+        assert!(routes("subscription.paused").is_empty());
+        assert!(routes("no.such.kind").is_empty());
     }
 }

@@ -9,11 +9,12 @@ pub mod decide;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "cancelling-rules",
+    world: "routing-rules",
 });
 
 use chirp::plugin::event_types::{Decision, Event, RulesDescriptor, Send, Skip};
 use exports::chirp::plugin::cancellation::{CancelRequest, Guest as Cancellation};
+use exports::chirp::plugin::routing::{Guest as Routing, RouteChoice};
 use exports::chirp::plugin::selection::Guest;
 
 struct EarlyBirdRules;
@@ -69,6 +70,18 @@ impl Cancellation for EarlyBirdRules {
             .map(|(templates, reason)| CancelRequest {
                 templates: templates.into_iter().map(String::from).collect(),
                 reason: reason.into(),
+            })
+            .collect())
+    }
+}
+
+impl Routing for EarlyBirdRules {
+    fn routes(event: Event) -> Result<Vec<RouteChoice>, String> {
+        Ok(decide::routes(&event.kind)
+            .into_iter()
+            .map(|(template, fallback)| RouteChoice {
+                template: template.into(),
+                fallback: fallback.into_iter().map(String::from).collect(),
             })
             .collect())
     }

@@ -3,7 +3,10 @@
 //! Meta's), one mock for every platform on loopback, and delivery reports
 //! shaped as MSG91 documents them.
 
+#[path = "../support/mod.rs"]
 mod support;
+
+mod routing;
 
 use std::time::Duration;
 
