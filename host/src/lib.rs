@@ -237,6 +237,7 @@ pub async fn start(config: Config) -> Result<Chirp, StartError> {
         provider: default_provider::DefaultProvider::new(provider),
         rules: config.plugins.rules.clone(),
         metrics,
+        console: Arc::new(api::ConsoleSessions::default()),
         auth: Arc::new(match &config.auth.jwt_secret {
             Some(secret) => api::Auth::hs256(&secret.0, &config.auth.token_rules),
             None => {

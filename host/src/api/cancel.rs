@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The answer to a cancel of one message.
 #[derive(Serialize, ToSchema)]
-struct CancelledOne {
+pub(super) struct CancelledOne {
     id: String,
     status: Status,
     /// `false` when the message had been cancelled already.
@@ -56,7 +56,7 @@ struct CancelledOne {
         (status = 409, description = "In flight (it may still be delivered), sent, or otherwise finished", body = super::error::ErrorBody),
     ),
 )]
-async fn cancel_one(
+pub(super) async fn cancel_one(
     Admin(caller): Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,

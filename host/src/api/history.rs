@@ -246,7 +246,7 @@ impl From<Attempt> for AttemptView {
         (status = 404, description = "No such message", body = super::error::ErrorBody),
     ),
 )]
-async fn message(
+pub(super) async fn message(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -265,7 +265,7 @@ async fn message(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct HistoryParams {
+pub(super) struct HistoryParams {
     /// Only this recipient (a user: their own phone).
     phone: Option<String>,
     /// Only messages in this state.
@@ -277,6 +277,9 @@ struct HistoryParams {
     delivery: Option<String>,
     template: Option<String>,
     reference_id: Option<String>,
+    /// Only messages on this provider (the route they are on now, or
+    /// that sent them).
+    provider: Option<String>,
     /// Accepted at or after this RFC 3339 time.
     #[param(format = DateTime)]
     from: Option<String>,
@@ -293,7 +296,7 @@ struct HistoryParams {
 
 /// A page of messages, newest first.
 #[derive(Serialize, ToSchema)]
-struct Page {
+pub(super) struct Page {
     items: Vec<MessageView>,
     /// What the recipient wrote to the business, newest first, at most
     /// `limit` (only on `GET /api/notifications/history/{phone}`).
@@ -312,7 +315,7 @@ struct Page {
     params(HistoryParams),
     responses((status = 200, description = "Success", body = Page)),
 )]
-async fn history(
+pub(super) async fn history(
     caller: Caller,
     State(state): State<AppState>,
     QueryParams(params): QueryParams<HistoryParams>,
@@ -444,6 +447,7 @@ fn history_filter(p: HistoryParams) -> Result<HistoryFilter, ApiError> {
         delivery,
         template: p.template,
         reference_id: p.reference_id,
+        provider: p.provider,
         from: p.from.map(|t| parse_time("from", &t)).transpose()?,
         to: p.to.map(|t| parse_time("to", &t)).transpose()?,
         before: p.cursor,

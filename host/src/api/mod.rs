@@ -9,6 +9,7 @@ mod backup;
 mod batch;
 mod callbacks;
 mod cancel;
+mod console;
 mod constraints;
 mod customers;
 mod error;
@@ -32,6 +33,7 @@ mod views;
 mod webhooks;
 
 pub use auth::{Auth, Role, SharedAuth, TokenRules};
+pub use console::Sessions as ConsoleSessions;
 pub use error::ApiError;
 pub use notifications::{Content, SendRequest};
 pub use settings::PROVIDER_SETTING;
@@ -85,6 +87,8 @@ pub struct AppState {
     pub callbacks: Arc<crate::callbacks::registry::Registry>,
     /// Every provider's circuit breaker, as the scheduler keeps them.
     pub breakers: Arc<crate::queue::breaker::Breakers>,
+    /// The operator console's signed-in sessions.
+    pub console: Arc<console::Sessions>,
     /// Renders `/metrics`; `None` if this process has no recorder.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -116,6 +120,7 @@ pub fn router(state: AppState, config: &ApiConfig) -> Router {
         .split_for_parts();
     let routes = routes
         .merge(openapi::router(openapi::finish(document)))
+        .merge(console::router())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         });

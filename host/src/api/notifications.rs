@@ -412,7 +412,7 @@ fn bounded(value: Option<String>, field: &'static str) -> Result<Option<String>,
 
 /// The answer to a resend.
 #[derive(Serialize, ToSchema)]
-struct Resent {
+pub(super) struct Resent {
     id: String,
     status: Status,
     /// `false` when the message was already queued or sending.
@@ -435,7 +435,7 @@ struct Resent {
         (status = 409, description = "The message was sent already, or its expiry passed", body = super::error::ErrorBody),
     ),
 )]
-async fn resend(
+pub(super) async fn resend(
     _admin: Admin,
     State(state): State<AppState>,
     Path(id): Path<String>,

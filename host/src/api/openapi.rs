@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations (the
 //! router and the document are built from the same `routes!` lists, so a
-//! route cannot be served without being documented), and the interactive
-//! docs page.
+//! route cannot be served without being documented), and the docs page
+//! rendered from it (`console/docs.rs`).
 //!
 //! Per-route annotations say what is particular to a route (its body, its
 //! success answer, its 404 or 409); what is common to every route (the
@@ -16,13 +16,12 @@ use utoipa::OpenApi;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, HttpMethod, Ref, RefOr, Response};
-use utoipa_scalar::{Scalar, Servable};
 
 use super::{AppState, constraints};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/openapi.json";
-/// Where the interactive page is served.
+/// Where the docs page is served.
 pub const DOCS_PATH: &str = "/api/docs";
 
 /// Where platforms' webhooks come in: no token (the plugin checks the
@@ -165,14 +164,14 @@ fn add_error(operation: &mut Operation, status: &str, description: &str) {
         });
 }
 
-/// `GET /api/openapi.json` and the interactive page at `/api/docs`. The
+/// `GET /api/openapi.json` and the docs page at `/api/docs`. The
 /// document is served with the names that exist at the time of the
 /// request (`constraints::live`).
 pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
     let mut document = serde_json::to_value(&document).unwrap_or_default();
     constraints::fixed(&mut document);
-    let page = Scalar::with_url(DOCS_PATH, document.clone()).title("chirp API");
     let document = Arc::new(document);
+    let for_page = document.clone();
     Router::new()
         .route(
             DOCUMENT_PATH,
@@ -184,5 +183,15 @@ pub fn router(document: utoipa::openapi::OpenApi) -> Router<AppState> {
                 }
             }),
         )
-        .merge(page)
+        .route(
+            DOCS_PATH,
+            axum::routing::get(move |State(state): State<AppState>| {
+                let mut document = (*for_page).clone();
+                async move {
+                    constraints::live(&mut document, &state);
+                    super::console::docs_page(&document)
+                }
+            })
+            .layer(axum::middleware::from_fn(super::console::protect)),
+        )
 }

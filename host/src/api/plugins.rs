@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The plugins directory as chirp sees it.
 #[derive(Serialize, ToSchema)]
-struct PluginList {
+pub(super) struct PluginList {
     items: Vec<PluginStatus>,
     /// How plugin instances get their memory.
     allocator: Allocator,
@@ -32,7 +32,7 @@ struct PluginList {
 /// One provider's circuit breaker.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Breaker)]
-struct BreakerView {
+pub(super) struct BreakerView {
     provider: String,
     /// `closed`, `open` (no calls until `until`) or `half_open` (one probe
     /// is out).
@@ -51,7 +51,7 @@ struct BreakerView {
 }
 
 /// Every breaker, for the API.
-fn breakers(state: &AppState) -> Vec<BreakerView> {
+pub(super) fn breakers(state: &AppState) -> Vec<BreakerView> {
     use crate::queue::breaker::BreakerState;
     state
         .breakers
@@ -83,7 +83,7 @@ fn breakers(state: &AppState) -> Vec<BreakerView> {
 
 /// The directory after a rescan.
 #[derive(Serialize, ToSchema)]
-struct Reloaded {
+pub(super) struct Reloaded {
     items: Vec<PluginStatus>,
     /// Files refused by this rescan, with why (the version before serves).
     refused: Vec<String>,
@@ -96,7 +96,7 @@ struct Reloaded {
     description = "Every plugin file: active, or refused with why (admin).",
     responses((status = 200, description = "Success", body = PluginList)),
 )]
-async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> {
+pub(super) async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> {
     Json(PluginList {
         items: rows(&state),
         allocator: state.plugins.allocator(),
@@ -112,7 +112,10 @@ async fn list(_admin: Admin, State(state): State<AppState>) -> Json<PluginList> 
     description = "Rescans the plugins directory now (admin).",
     responses((status = 200, description = "Success", body = Reloaded)),
 )]
-async fn reload(_admin: Admin, State(state): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
+pub(super) async fn reload(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<Json<Reloaded>, ApiError> {
     let refused = state
         .plugins
         .sync_dir(&state.plugins_dir)
@@ -125,7 +128,7 @@ async fn reload(_admin: Admin, State(state): State<AppState>) -> Result<Json<Rel
 }
 
 /// Every plugin file, as rows.
-fn rows(state: &AppState) -> Vec<PluginStatus> {
+pub(super) fn rows(state: &AppState) -> Vec<PluginStatus> {
     state
         .plugins
         .files()
@@ -136,7 +139,7 @@ fn rows(state: &AppState) -> Vec<PluginStatus> {
 
 /// One row of `GET /api/plugins`.
 #[derive(Serialize, ToSchema)]
-struct PluginStatus {
+pub(super) struct PluginStatus {
     file: String,
     /// `active`: the file's current content serves. `rejected`: it was
     /// refused (`error` says why); `serving`, if present, is the earlier

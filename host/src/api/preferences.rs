@@ -30,7 +30,7 @@ pub(super) fn phone(text: &str) -> Result<Phone, ApiError> {
     params(("phone" = String, Path, description = "The recipient, E.164 (`+` and 8 to 15 digits)", pattern = r"^\+[1-9][0-9]{7,14}$")),
     responses((status = 200, description = "Success", body = PreferencesView)),
 )]
-async fn read(
+pub(super) async fn read(
     caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,
@@ -53,7 +53,7 @@ async fn read(
     })),
     responses((status = 200, description = "Success", body = PreferencesView)),
 )]
-async fn replace(
+pub(super) async fn replace(
     caller: Caller,
     State(state): State<AppState>,
     Path(text): Path<String>,

@@ -21,7 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct RangeParams {
+pub(super) struct RangeParams {
     /// Accepted at or after this RFC 3339 time.
     #[param(format = DateTime)]
     from: Option<String>,
@@ -40,7 +40,7 @@ struct RangeParams {
     params(RangeParams),
     responses((status = 200, description = "Success", body = StatisticsView)),
 )]
-async fn statistics(
+pub(super) async fn statistics(
     _caller: Caller,
     State(state): State<AppState>,
     QueryParams(range): QueryParams<RangeParams>,
@@ -88,7 +88,7 @@ struct ProviderOutcomesView {
 /// Statistics of the messages accepted in the range.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Statistics)]
-struct StatisticsView {
+pub(super) struct StatisticsView {
     total: u64,
     by_status: Vec<CountView>,
     by_template: Vec<CountView>,

@@ -32,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Every template in force.
 #[derive(Serialize, ToSchema)]
-struct TemplateList {
+pub(super) struct TemplateList {
     items: Vec<TemplateView>,
 }
 
@@ -42,14 +42,14 @@ struct TemplateList {
     tag = "templates",
     responses((status = 200, description = "Success", body = TemplateList)),
 )]
-async fn list(_caller: Caller, State(state): State<AppState>) -> Json<TemplateList> {
+pub(super) async fn list(_caller: Caller, State(state): State<AppState>) -> Json<TemplateList> {
     let catalog = state.templates.current();
     Json(TemplateList {
         items: catalog.all().cloned().map(TemplateView::from).collect(),
     })
 }
 
-fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
+pub(super) fn current(state: &AppState, name: &str) -> Result<TemplateDef, ApiError> {
     state
         .templates
         .current()
@@ -249,7 +249,7 @@ enum TemplateTexts {
 }
 
 /// Checks `def`, stores it as the next version and puts it in force.
-async fn save(state: &AppState, def: TemplateDef) -> Result<TemplateDef, ApiError> {
+pub(super) async fn save(state: &AppState, def: TemplateDef) -> Result<TemplateDef, ApiError> {
     let catalog = state.templates.current();
     let expected = catalog.get(&def.name).map(|d| d.version).unwrap_or(0);
     // Check before storing: a bad text never becomes a version.
@@ -293,7 +293,7 @@ struct VersionView {
 
 /// A template's saved versions, oldest first.
 #[derive(Serialize, ToSchema)]
-struct VersionList {
+pub(super) struct VersionList {
     items: Vec<VersionView>,
 }
 
@@ -307,7 +307,7 @@ struct VersionList {
         (status = 404, description = "No such template", body = super::error::ErrorBody),
     ),
 )]
-async fn versions(
+pub(super) async fn versions(
     _caller: Caller,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -342,7 +342,7 @@ async fn versions(
         (status = 404, description = "No such template or version", body = super::error::ErrorBody),
     ),
 )]
-async fn rollback(
+pub(super) async fn rollback(
     _admin: Admin,
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,

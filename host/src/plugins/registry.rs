@@ -188,6 +188,30 @@ impl Plugins {
             })
     }
 
+    /// What the operator granted loaded plugin `name` (a provider's or a
+    /// rules plugin's), settings left out: hosts, private addresses, and
+    /// limits.
+    pub fn grant_of(&self, name: &str) -> Option<(Vec<String>, bool, super::limits::Limits)> {
+        let registry = self.read();
+        let grant = registry
+            .providers
+            .get(name)
+            .map(|p| p.grant.clone())
+            .or_else(|| registry.rules.get(name).map(|r| r.grant.clone()))?;
+        Some((
+            grant.hosts.clone(),
+            grant.allow_private,
+            grant.limits.clone(),
+        ))
+    }
+
+    /// The names of the loaded providers, sorted.
+    pub fn provider_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.read().providers.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Whether a rules plugin of that name is loaded.
     pub fn rules(&self, name: &str) -> Option<Meta> {
         self.read().rules.get(name).map(|r| r.meta.clone())

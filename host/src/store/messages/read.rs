@@ -19,6 +19,8 @@ pub struct HistoryFilter {
     pub template: Option<String>,
     /// Only with this reference.
     pub reference_id: Option<String>,
+    /// Only on this provider now (the route it is on, or that sent it).
+    pub provider: Option<String>,
     /// Accepted at or after.
     pub from: Option<Millis>,
     /// Accepted before.
@@ -85,6 +87,9 @@ impl Store {
         if filter.reference_id.is_some() {
             conditions.push("reference_id = $reference_id");
         }
+        if filter.provider.is_some() {
+            conditions.push("provider = $provider");
+        }
         if filter.from.is_some() {
             conditions.push("created_at >= $from");
         }
@@ -108,6 +113,7 @@ impl Store {
             .bind(("status", filter.status.map(|s| s.as_str().to_string())))
             .bind(("template", filter.template.clone()))
             .bind(("reference_id", filter.reference_id.clone()))
+            .bind(("provider", filter.provider.clone()))
             .bind(("from", filter.from))
             .bind(("to", filter.to))
             .bind(("before", filter.before.clone()))

@@ -1,0 +1,184 @@
+//! `/console/messages`: the message list (the history API's filters and
+//! cursor paging), one message's timeline, and resend and cancel.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use chrono::TimeZone;
+
+use super::session::Operator;
+use super::{FormFields, after_post, caller, context, error_page, forged, render};
+use crate::api::auth::Admin;
+use crate::api::extract::QueryParams;
+use crate::api::history::{HistoryParams, history, message};
+use crate::api::{ApiError, AppState};
+
+/// The filters a list may carry, as the history API names them.
+const FILTERS: [&str; 9] = [
+    "status",
+    "template",
+    "phone",
+    "reference_id",
+    "provider",
+    "from",
+    "to",
+    "cursor",
+    "limit",
+];
+
+/// A time from the page's `datetime-local` field (India's time, to the
+/// minute) as RFC 3339; any other text is passed on for the API to judge.
+fn from_local(text: &str) -> String {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+        .ok()
+        .and_then(|local| {
+            crate::gate::DEFAULT_TIMEZONE
+                .from_local_datetime(&local)
+                .single()
+        })
+        .map_or_else(|| text.to_string(), |at| at.to_rfc3339())
+}
+
+/// The query's filters that are set, as given (times converted).
+fn filters(query: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, v)| !v.trim().is_empty() && FILTERS.contains(&k.as_ref()))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = if k == "from" || k == "to" {
+                from_local(v)
+            } else {
+                v.to_string()
+            };
+            (k.into_owned(), v)
+        })
+        .collect()
+}
+
+/// `GET /console/messages`: the list, filtered.
+pub async fn list(
+    State(state): State<AppState>,
+    operator: Operator,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let given = filters(query.as_deref());
+    let encoded = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&given)
+        .finish();
+    let uri: axum::http::Uri = match format!("/?{encoded}").parse() {
+        Ok(uri) => uri,
+        Err(_) => return error_page(Some(&operator), &ApiError::internal("query")),
+    };
+    let page = match axum::extract::Query::<HistoryParams>::try_from_uri(&uri) {
+        Ok(params) => {
+            history(
+                caller(&operator),
+                State(state.clone()),
+                QueryParams(params.0),
+            )
+            .await
+        }
+        Err(e) => Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_query",
+            e.body_text(),
+        )),
+    };
+    let filter_values: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .filter(|(k, _)| FILTERS.contains(&k.as_ref()) && k != "cursor")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let page = page.map(|p| serde_json::to_value(&p.0).unwrap_or_default());
+    let next = page
+        .as_ref()
+        .ok()
+        .and_then(|p| p["next_cursor"].as_str().map(String::from))
+        .map(|cursor| {
+            let mut pairs: Vec<(String, String)> = given
+                .iter()
+                .filter(|(k, _)| k != "cursor")
+                .cloned()
+                .collect();
+            pairs.push(("cursor".into(), cursor));
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish()
+        });
+    let (items, problem) = match page {
+        Ok(mut page) => (page["items"].take(), None),
+        Err(e) => (serde_json::Value::Array(vec![]), Some(e)),
+    };
+    let problem = problem.map(|e| {
+        minijinja::context! { code => e.code, message => e.message, field => e.field }
+    });
+    render::page(
+        "messages.html",
+        context(
+            &operator,
+            "messages",
+            minijinja::context! {
+                items => minijinja::Value::from_serialize(&items),
+                filters => filter_values,
+                next,
+                problem,
+                statuses => crate::message::Status::ALL.map(|s| s.as_str()),
+                templates => state.templates.current().all().map(|d| d.name.clone()).collect::<Vec<_>>(),
+                providers => state.plugins.provider_names(),
+            },
+        ),
+    )
+}
+
+/// `GET /console/messages/{id}`: the message and its timeline.
+pub async fn one(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+) -> Response {
+    match message(caller(&operator), State(state), Path(id)).await {
+        Ok(view) => render::page(
+            "message.html",
+            context(
+                &operator,
+                "messages",
+                minijinja::context! { message => minijinja::Value::from_serialize(&view.0) },
+            ),
+        ),
+        Err(e) => error_page(Some(&operator), &e),
+    }
+}
+
+/// `POST /console/messages/{id}/resend`.
+pub async fn resend(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Form(fields): FormFields,
+) -> Response {
+    if !operator.may_post(&headers, fields.get("csrf").map_or("", String::as_str)) {
+        return forged(&operator);
+    }
+    let to = format!("/console/messages/{id}");
+    let answer =
+        crate::api::notifications::resend(Admin(caller(&operator)), State(state), Path(id)).await;
+    after_post(&operator, answer, &to)
+}
+
+/// `POST /console/messages/{id}/cancel`.
+pub async fn cancel(
+    State(state): State<AppState>,
+    operator: Operator,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Form(fields): FormFields,
+) -> Response {
+    if !operator.may_post(&headers, fields.get("csrf").map_or("", String::as_str)) {
+        return forged(&operator);
+    }
+    let to = format!("/console/messages/{id}");
+    let answer =
+        crate::api::cancel::cancel_one(Admin(caller(&operator)), State(state), Path(id)).await;
+    after_post(&operator, answer, &to)
+}
