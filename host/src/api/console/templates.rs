@@ -391,7 +391,7 @@ mod tests {
         let diff = line_diff("a\nb\nc", "a\nB\nc\nd");
         let signs: String = diff.iter().map(|d| d.sign).collect();
         let texts: Vec<&str> = diff.iter().map(|d| d.text.as_str()).collect();
-        assert_eq!(signs, " +- +".replace(' ', " "));
+        assert_eq!(signs, " +- +");
         assert_eq!(texts, ["a", "B", "b", "c", "d"]);
     }
 }
