@@ -307,7 +307,7 @@ impl CallbackView {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct CallbackParams {
+pub(super) struct CallbackParams {
     /// Only this message's callbacks.
     message_id: Option<String>,
     /// Only those to this endpoint.
@@ -337,7 +337,7 @@ enum CallbackOutcome {
 
 /// A page of callbacks.
 #[derive(Serialize, ToSchema)]
-struct CallbackPage {
+pub(super) struct CallbackPage {
     callbacks: Vec<CallbackView>,
     /// Pass as `cursor` for the next page; `null` on the last.
     next_cursor: Option<String>,
@@ -351,7 +351,7 @@ struct CallbackPage {
     params(CallbackParams),
     responses((status = 200, description = "Success", body = CallbackPage)),
 )]
-async fn list_callbacks(
+pub(super) async fn list_callbacks(
     _admin: Admin,
     State(state): State<AppState>,
     QueryParams(params): QueryParams<CallbackParams>,

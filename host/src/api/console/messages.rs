@@ -9,6 +9,7 @@ use chrono::TimeZone;
 use super::session::Operator;
 use super::{FormFields, after_post, caller, context, error_page, forged, render};
 use crate::api::auth::Admin;
+use crate::api::callbacks::{CallbackParams, list_callbacks};
 use crate::api::extract::QueryParams;
 use crate::api::history::{HistoryParams, history, message};
 use crate::api::{ApiError, AppState};
@@ -136,17 +137,42 @@ pub async fn one(
     operator: Operator,
     Path(id): Path<String>,
 ) -> Response {
-    match message(caller(&operator), State(state), Path(id)).await {
-        Ok(view) => render::page(
-            "message.html",
-            context(
-                &operator,
-                "messages",
-                minijinja::context! { message => minijinja::Value::from_serialize(&view.0) },
-            ),
+    let view = match message(caller(&operator), State(state.clone()), Path(id.clone())).await {
+        Ok(view) => view,
+        Err(e) => return error_page(Some(&operator), &e),
+    };
+    // The status callbacks reported to the caller's backend (the first
+    // hundred: a message has a few).
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("message_id", &id)
+        .append_pair("limit", "100")
+        .finish();
+    let callbacks = match format!("/?{query}")
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|uri| axum::extract::Query::<CallbackParams>::try_from_uri(&uri).ok())
+    {
+        Some(params) => list_callbacks(
+            Admin(caller(&operator)),
+            State(state),
+            QueryParams(params.0),
+        )
+        .await
+        .ok()
+        .map(|page| serde_json::to_value(&page.0).unwrap_or_default()),
+        None => None,
+    };
+    render::page(
+        "message.html",
+        context(
+            &operator,
+            "messages",
+            minijinja::context! {
+                message => minijinja::Value::from_serialize(&view.0),
+                callbacks => minijinja::Value::from_serialize(&callbacks),
+            },
         ),
-        Err(e) => error_page(Some(&operator), &e),
-    }
+    )
 }
 
 /// `POST /console/messages/{id}/resend`.
