@@ -24,6 +24,12 @@ async fn approve(chirp: &ChirpProcess, template: &str, parameters: &[&str], fall
     assert_eq!(code, 200, "{body}");
 }
 
+/// `order_confirmation` approved for both, with its own `fallback`.
+async fn approve_orders(chirp: &ChirpProcess, fallback: Value) {
+    let parameters = ["order_id", "delivery_date", "total_amount"];
+    approve(chirp, "order_confirmation", &parameters, fallback).await;
+}
+
 /// Posts an event for the usual customer; its messages by template.
 async fn event(chirp: &ChirpProcess, kind: &str, reference: &str, data: Value) -> Value {
     let (code, answer) = chirp
@@ -84,13 +90,7 @@ async fn the_rules_choose_the_chain_among_the_approved_routes() {
     .unwrap();
     let chirp = options.start();
     wait_active(&chirp, "rules-earlybird.wasm").await;
-    approve(
-        &chirp,
-        "order_confirmation",
-        &["order_id", "delivery_date", "total_amount"],
-        json!([]),
-    )
-    .await;
+    approve_orders(&chirp, json!([])).await;
     approve(
         &chirp,
         "new_product",
@@ -195,13 +195,7 @@ async fn rules_built_for_0_2_1_keep_working() {
     std::fs::copy(fixture, options.plugins_dir.join("rules-earlybird.wasm")).unwrap();
     let chirp = options.start();
     wait_active(&chirp, "rules-earlybird.wasm").await;
-    approve(
-        &chirp,
-        "order_confirmation",
-        &["order_id", "delivery_date", "total_amount"],
-        json!(["sms:msg91-sms"]),
-    )
-    .await;
+    approve_orders(&chirp, json!(["sms:msg91-sms"])).await;
 
     let answer = event(&chirp, "order.created", "SUB-2", order("A-2")).await;
     let confirmation = message_of(&chirp, &answer, "order_confirmation").await;

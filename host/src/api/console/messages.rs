@@ -175,11 +175,12 @@ pub async fn one(
     )
 }
 
-/// `POST /console/messages/{id}/resend`.
-pub async fn resend(
+/// `POST /console/messages/{id}/{action}`: `resend` a failed message,
+/// `cancel` a waiting one.
+pub async fn act(
     State(state): State<AppState>,
     operator: Operator,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     headers: HeaderMap,
     axum::extract::Form(fields): FormFields,
 ) -> Response {
@@ -187,24 +188,19 @@ pub async fn resend(
         return forged(&operator);
     }
     let to = format!("/console/messages/{id}");
-    let answer =
-        crate::api::notifications::resend(Admin(caller(&operator)), State(state), Path(id)).await;
-    after_post(&operator, answer, &to)
-}
-
-/// `POST /console/messages/{id}/cancel`.
-pub async fn cancel(
-    State(state): State<AppState>,
-    operator: Operator,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    axum::extract::Form(fields): FormFields,
-) -> Response {
-    if !operator.may_post(&headers, fields.get("csrf").map_or("", String::as_str)) {
-        return forged(&operator);
+    let admin = Admin(caller(&operator));
+    match action.as_str() {
+        "resend" => {
+            let answer = crate::api::notifications::resend(admin, State(state), Path(id)).await;
+            after_post(&operator, answer, &to)
+        }
+        "cancel" => {
+            let answer = crate::api::cancel::cancel_one(admin, State(state), Path(id)).await;
+            after_post(&operator, answer, &to)
+        }
+        _ => error_page(
+            Some(&operator),
+            &ApiError::not_found("action", &action.chars().take(32).collect::<String>()),
+        ),
     }
-    let to = format!("/console/messages/{id}");
-    let answer =
-        crate::api::cancel::cancel_one(Admin(caller(&operator)), State(state), Path(id)).await;
-    after_post(&operator, answer, &to)
 }

@@ -33,7 +33,9 @@ pub async fn list(State(state): State<AppState>, operator: Operator) -> Response
 }
 
 /// A form's fields in order (repeated names kept).
-fn form(body: &[u8]) -> Vec<(String, String)> {
+type Pairs = Vec<(String, String)>;
+
+fn form(body: &[u8]) -> Pairs {
     url::form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
@@ -294,6 +296,29 @@ pub async fn edit(
     }
 }
 
+/// A posted edit of template `name`, from this session's own form: the
+/// form's fields and the template as they edit it, or the page that
+/// refuses it.
+fn posted_edit(
+    state: &AppState,
+    operator: &Operator,
+    name: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Pairs, TemplateDef), Box<Response>> {
+    let pairs = form(body);
+    if !operator.may_post(headers, field(&pairs, "csrf").unwrap_or_default()) {
+        return Err(Box::new(forged(operator)));
+    }
+    match crate::api::templates::current(state, name) {
+        Ok(def) => {
+            let def = edited(def, &pairs);
+            Ok((pairs, def))
+        }
+        Err(e) => Err(Box::new(error_page(Some(operator), &e))),
+    }
+}
+
 /// `POST /console/templates/{name}`: `action=save` saves the edit (a bad
 /// one is shown at its line, unsaved); `action=preview` only shows it.
 pub async fn save(
@@ -303,13 +328,9 @@ pub async fn save(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let pairs = form(&body);
-    if !operator.may_post(&headers, field(&pairs, "csrf").unwrap_or_default()) {
-        return forged(&operator);
-    }
-    let def = match crate::api::templates::current(&state, &name) {
-        Ok(def) => edited(def, &pairs),
-        Err(e) => return error_page(Some(&operator), &e),
+    let (pairs, def) = match posted_edit(&state, &operator, &name, &headers, &body) {
+        Ok(edit) => edit,
+        Err(refused) => return *refused,
     };
     if state.templates.current().with(def.clone()).is_err() {
         return editor(
@@ -339,13 +360,9 @@ pub async fn preview(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let pairs = form(&body);
-    if !operator.may_post(&headers, field(&pairs, "csrf").unwrap_or_default()) {
-        return forged(&operator);
-    }
-    let def = match crate::api::templates::current(&state, &name) {
-        Ok(def) => edited(def, &pairs),
-        Err(e) => return error_page(Some(&operator), &e),
+    let def = match posted_edit(&state, &operator, &name, &headers, &body) {
+        Ok((_, def)) => def,
+        Err(refused) => return *refused,
     };
     let (preview, problem) = match previews(&state, &def) {
         Ok(p) => (Some(p), None),
