@@ -18,6 +18,8 @@ use crate::templates::{TemplateDef, TemplateProblem};
 
 /// The most lines of a text the version diff compares.
 const MAX_DIFF_LINES: usize = 400;
+/// The most versions the editor shows (the newest).
+const MAX_VERSIONS_SHOWN: usize = 50;
 
 /// `GET /console/templates`.
 pub async fn list(State(state): State<AppState>, operator: Operator) -> Response {
@@ -216,10 +218,15 @@ async fn versions(state: &AppState, operator: &Operator, name: &str) -> Vec<Vers
         return Vec::new();
     };
     let list = serde_json::to_value(&list.0).unwrap_or_default();
-    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let mut items = list["items"].as_array().cloned().unwrap_or_default();
+    // The newest, and the one before the oldest shown (to diff against).
+    if items.len() > MAX_VERSIONS_SHOWN + 1 {
+        items.drain(..items.len() - MAX_VERSIONS_SHOWN - 1);
+    }
+    let first_shown = items.len().saturating_sub(MAX_VERSIONS_SHOWN);
     let mut views = Vec::with_capacity(items.len());
     let empty = serde_json::Map::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.iter().enumerate().skip(first_shown) {
         let before = i
             .checked_sub(1)
             .and_then(|p| items[p]["text"].as_object())
