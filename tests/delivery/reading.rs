@@ -247,6 +247,11 @@ async fn statistics_agree_with_the_messages() {
             >= stats["accept_to_sent_p50_ms"].as_i64().unwrap()
     );
     assert_eq!(stats["queue_depth"], 0);
+    // Four attempts, all through MyOperator, timed.
+    let latency = &stats["provider_latency"][0];
+    assert_eq!(latency["provider"], "myoperator", "{stats:#}");
+    assert_eq!(latency["attempts"], 4, "{stats:#}");
+    assert!(latency["p95_ms"].as_i64().unwrap() >= latency["p50_ms"].as_i64().unwrap());
     let outcomes: Vec<(String, u64)> = stats["provider_outcomes"]
         .as_array()
         .unwrap()

@@ -105,6 +105,8 @@ pub(super) struct StatisticsView {
     queue_depth: u64,
     oldest_queued_age_ms: Option<i64>,
     provider_outcomes: Vec<ProviderOutcomesView>,
+    /// Attempts in the range by provider: how long the calls took.
+    provider_latency: Vec<ProviderLatencyView>,
     /// Sent messages' receipts, by provider and template.
     delivery: Vec<DeliveryCountsView>,
     /// Status callbacks by outcome (all time, whatever the range).
@@ -112,6 +114,17 @@ pub(super) struct StatisticsView {
 }
 
 /// Status callbacks by outcome.
+/// How long one provider's calls took in the range.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProviderLatency)]
+struct ProviderLatencyView {
+    provider: String,
+    attempts: u64,
+    /// The median attempt, from the call to its answer, in milliseconds.
+    p50_ms: Option<i64>,
+    p95_ms: Option<i64>,
+}
+
 #[derive(Serialize, ToSchema, Default)]
 #[schema(as = CallbackCounts)]
 struct CallbacksView {
@@ -176,6 +189,16 @@ impl From<Statistics> for StatisticsView {
                     provider: p.provider,
                     outcome: p.outcome,
                     count: p.count,
+                })
+                .collect(),
+            provider_latency: s
+                .provider_latency
+                .into_iter()
+                .map(|p| ProviderLatencyView {
+                    provider: p.provider,
+                    attempts: p.attempts,
+                    p50_ms: p.p50_ms,
+                    p95_ms: p.p95_ms,
                 })
                 .collect(),
             delivery: s

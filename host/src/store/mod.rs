@@ -30,7 +30,7 @@ pub use messages::{
     MessagePatch, Pass,
 };
 pub use settings::SettingChange;
-pub use statistics::{Count, DeliveryCounts, ProviderOutcomes, Statistics};
+pub use statistics::{Count, DeliveryCounts, ProviderLatency, ProviderOutcomes, Statistics};
 pub use templates::TemplateVersion;
 pub use webhooks::{Applied, InboxEvent, StoredReceipt, UnmatchedReceipt, WaitingReceipts};
 

@@ -27,6 +27,20 @@ pub struct ProviderOutcomes {
     pub count: u64,
 }
 
+/// How long one provider's calls took (an attempt's wall time, the
+/// plugin's HTTP included).
+#[derive(Debug, Clone)]
+pub struct ProviderLatency {
+    /// The provider.
+    pub provider: String,
+    /// Attempts in the range.
+    pub attempts: u64,
+    /// The median call, in milliseconds.
+    pub p50_ms: Option<i64>,
+    /// The 95th percentile.
+    pub p95_ms: Option<i64>,
+}
+
 /// What the receipts of one provider's and template's sent messages add
 /// up to.
 #[derive(Debug, Clone)]
@@ -73,6 +87,8 @@ pub struct Statistics {
     pub oldest_queued_age_ms: Option<i64>,
     /// Attempts in the range by provider and outcome.
     pub provider_outcomes: Vec<ProviderOutcomes>,
+    /// Attempts in the range by provider: how long the calls took.
+    pub provider_latency: Vec<ProviderLatency>,
     /// Sent messages' receipts, by provider and template.
     pub delivery: Vec<DeliveryCounts>,
 }
@@ -111,6 +127,7 @@ impl Store {
             .query("SELECT count() AS n, math::min(created_at) AS oldest FROM message WHERE due_at >= 0 AND status = $queued GROUP ALL")
             .query("SELECT provider, outcome, count() AS n FROM attempt WHERE started_at >= $from AND started_at < $to GROUP BY provider, outcome")
             .query("SELECT provider, template, created_at, delivered_at, read_at != NONE AS read FROM message WHERE sent_at != NONE AND created_at >= $from AND created_at < $to")
+            .query("SELECT provider, latency_ms FROM attempt WHERE started_at >= $from AND started_at < $to")
             .bind(("from", from))
             .bind(("to", to))
             .bind(("sent", Status::Sent.as_str()))
@@ -132,6 +149,7 @@ impl Store {
         let queue: Vec<Value> = response.take(5)?;
         let providers: Vec<Value> = response.take(6)?;
         let delivery = delivery_counts(response.take::<Vec<Value>>(7)?);
+        let provider_latency = provider_latency(response.take::<Vec<Value>>(8)?);
 
         let count_of = |status: &str| {
             by_status
@@ -161,12 +179,36 @@ impl Store {
                     count: row["n"].as_u64().unwrap_or(0),
                 })
                 .collect(),
+            provider_latency,
             by_status,
             by_template,
             by_day,
             delivery,
         })
     }
+}
+
+/// Attempts' `(provider, latency)` rows, as percentiles by provider.
+fn provider_latency(rows: Vec<Value>) -> Vec<ProviderLatency> {
+    let mut groups: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for row in rows {
+        groups
+            .entry(row["provider"].as_str().unwrap_or("none").to_string())
+            .or_default()
+            .push(row["latency_ms"].as_i64().unwrap_or(0).max(0));
+    }
+    groups
+        .into_iter()
+        .map(|(provider, mut latencies)| {
+            latencies.sort_unstable();
+            ProviderLatency {
+                provider,
+                attempts: latencies.len() as u64,
+                p50_ms: percentile(&latencies, 0.50),
+                p95_ms: percentile(&latencies, 0.95),
+            }
+        })
+        .collect()
 }
 
 /// Sent messages' `(provider, template, accept -> delivered, read)` rows,
