@@ -93,6 +93,11 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     let list = browser.text("table.messages").await;
     assert!(list.contains("+9198•••••210"), "{list}");
     assert!(!list.contains(PHONE), "{list}");
+    let counts = browser.text("p.counts").await;
+    assert!(
+        counts.contains("sent 1") && counts.contains("failed 1"),
+        "{counts}"
+    );
     only_own_origin(&browser, &origin).await;
     browser.shot("messages").await;
     browser

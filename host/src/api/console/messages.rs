@@ -113,6 +113,7 @@ pub async fn list(
     let problem = problem.map(|e| {
         minijinja::context! { code => e.code, message => e.message, field => e.field }
     });
+    let counts = status_counts(&state, &given).await;
     render::page(
         "messages.html",
         context(
@@ -126,9 +127,42 @@ pub async fn list(
                 statuses => crate::message::Status::ALL.map(|s| s.as_str()),
                 templates => state.templates.current().all().map(|d| d.name.clone()).collect::<Vec<_>>(),
                 providers => state.plugins.provider_names(),
+                counts,
             },
         ),
     )
+}
+
+/// Messages by status accepted in the list's time range (the last 24
+/// hours when it gives none): its other filters do not narrow them.
+async fn status_counts(state: &AppState, given: &[(String, String)]) -> minijinja::Value {
+    let time = |key: &str| {
+        given
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| chrono::DateTime::parse_from_rfc3339(v).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    let now = crate::message::now_millis();
+    let (from, to) = match (time("from"), time("to")) {
+        (None, None) => (now - 86_400_000, now),
+        (from, to) => (from.unwrap_or(0), to.unwrap_or(now).max(from.unwrap_or(0))),
+    };
+    let by_status: Vec<(String, u64)> = match state.store.statistics(from, to).await {
+        Ok(stats) => stats
+            .by_status
+            .into_iter()
+            .map(|c| (c.key, c.count))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "counting messages for the console failed");
+            Vec::new()
+        }
+    };
+    minijinja::context! {
+        since_default => time("from").is_none() && time("to").is_none(),
+        by_status,
+    }
 }
 
 /// `GET /console/messages/{id}`: the message and its timeline.
