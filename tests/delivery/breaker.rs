@@ -24,7 +24,16 @@ async fn a_failing_provider_is_left_alone_until_a_probe_succeeds() {
     while w.mock.received().len() < 3 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (_, plugins) = chirp.get("/api/plugins").await;
+    // The mock has answered the third call; chirp records it a moment
+    // later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let plugins = loop {
+        let (_, plugins) = chirp.get("/api/plugins").await;
+        if plugins["breakers"][0]["state"] == "open" || std::time::Instant::now() > deadline {
+            break plugins;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(
         plugins["breakers"][0]["provider"], "myoperator",
         "{plugins:#}"
