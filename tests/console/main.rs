@@ -83,6 +83,21 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     assert!(browser.text("main").await.contains("Last hour"));
     only_own_origin(&browser, &origin).await;
     browser.shot("overview").await;
+    // The keyboard's first stop is the link past the navigation.
+    browser
+        .client
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys("\u{E004}")
+        .await
+        .unwrap();
+    let focused = browser
+        .client
+        .execute("return document.activeElement.textContent", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "Skip to content");
 
     // The message list, masked phones, and one message's timeline.
     browser
@@ -117,6 +132,21 @@ async fn an_operator_works_the_console_in_a_real_browser() {
     let timeline = browser.text("ol.timeline").await;
     assert!(timeline.contains("attempt"), "{timeline}");
     assert!(browser.text("main").await.contains(PHONE));
+    // Times in India's, UTC on hover.
+    let accepted = browser
+        .client
+        .find(Locator::Css(".facts time"))
+        .await
+        .unwrap();
+    assert!(accepted.text().await.unwrap().ends_with("IST"));
+    assert!(
+        accepted
+            .attr("title")
+            .await
+            .unwrap()
+            .unwrap()
+            .ends_with("(UTC)")
+    );
     browser.shot("message").await;
 
     // A failed message, resent from its page, goes out.
@@ -132,6 +162,30 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         .wait_text(".facts", "sent", Some(&failed_page))
         .await;
     assert_eq!(chirp.wait_final(&failed).await["status"], "sent");
+
+    // A message waiting for its time, cancelled from its page.
+    let (code, answer) = chirp
+        .post(
+            "/api/notifications/send-message",
+            json!({"phone": PHONE, "template": "delivery_delayed",
+                   "variables": {"eta_time": "9 AM"}, "send_at": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{answer}");
+    let waiting = answer["id"].as_str().unwrap().to_string();
+    browser
+        .client
+        .goto(&page(&format!("/console/messages/{waiting}")))
+        .await
+        .unwrap();
+    browser
+        .click(&format!(
+            "form[action='/console/messages/{waiting}/cancel'] button"
+        ))
+        .await;
+    browser.wait_text(".facts", "cancelled", None).await;
+    let (_, cancelled) = chirp.get(&format!("/api/notifications/{waiting}")).await;
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled:#}");
 
     // A template: the preview follows the typing (the page's script asks
     // the server to render), a bad edit is shown at its line and not
@@ -187,6 +241,21 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         .get("/api/notifications/templates/order_confirmation")
         .await;
     assert_eq!(current["version"], 2);
+    // Rolling back to version 1 saves its text again, as version 3.
+    browser
+        .click("form[action='/console/templates/order_confirmation/rollback/1'] button")
+        .await;
+    browser.wait_text("main", "Saved: version 3", None).await;
+    let (_, current) = chirp
+        .get("/api/notifications/templates/order_confirmation")
+        .await;
+    assert_eq!(current["version"], 3);
+    assert!(
+        current["text"]["en"]
+            .as_str()
+            .unwrap()
+            .starts_with("Order #{{ order_id }} confirmed.")
+    );
 
     // A plugin swapped on disk, reloaded from the console, serves its new
     // version.
