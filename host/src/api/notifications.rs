@@ -18,7 +18,6 @@ use super::{ApiError, AppState};
 use crate::intake::{self, Chain, Draft, Recipient};
 use crate::message::{Millis, NewMessage, Status, now_millis};
 use crate::phone::Phone;
-use crate::templates::{MAX_FALLBACKS, parse_route};
 
 /// Longest accepted `reference_id`, `idempotency_key` and `language`.
 const MAX_KEY_LEN: usize = 200;
@@ -318,28 +317,14 @@ impl SendRequest {
         let callback_endpoint = bounded(fields.string("callback_endpoint")?, "callback_endpoint")?;
         let fallback = fields.strings("fallback")?;
         fields.finish()?;
-        if let Some(routes) = &fallback {
-            if routes.len() > MAX_FALLBACKS {
-                return Err(ApiError::invalid(
-                    "fallback",
-                    "invalid_fallback",
-                    format!("at most {MAX_FALLBACKS} routes"),
-                ));
-            }
-            if let Some(i) = routes.iter().position(|r| parse_route(r).is_none()) {
-                return Err(ApiError::invalid(
-                    format!("fallback.{i}"),
-                    "invalid_fallback",
-                    "a route is channel:provider (channel whatsapp or sms), e.g. sms:msg91-sms",
-                ));
-            }
-            if text.is_some() {
-                return Err(ApiError::invalid(
-                    "fallback",
-                    "unexpected_field",
-                    "fallback goes with template: free text has no approved template on another route",
-                ));
-            }
+        // The routes themselves are checked with the template
+        // (`intake::fallback_routes`).
+        if fallback.is_some() && text.is_some() {
+            return Err(ApiError::invalid(
+                "fallback",
+                "unexpected_field",
+                "fallback goes with template: free text has no approved template on another route",
+            ));
         }
 
         let phone = Phone::parse(&phone_text)

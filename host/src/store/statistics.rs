@@ -114,12 +114,32 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     sorted.get(index).copied()
 }
 
+/// Messages accepted in `[$from, $to)`, counted by status.
+const BY_STATUS: &str = "SELECT status, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY status";
+
 impl Store {
+    /// The messages accepted in `[from, to)`, counted by status: the
+    /// first part of [`Store::statistics`], alone.
+    pub async fn count_by_status(
+        &self,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Count>, StoreError> {
+        let rows: Vec<Value> = self
+            .db
+            .query(BY_STATUS)
+            .bind(("from", from))
+            .bind(("to", to))
+            .await?
+            .take(0)?;
+        Ok(counts(rows, "status"))
+    }
+
     /// Statistics of the messages accepted in `[from, to)`.
     pub async fn statistics(&self, from: Millis, to: Millis) -> Result<Statistics, StoreError> {
         let mut response = self
             .db
-            .query("SELECT status, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY status")
+            .query(BY_STATUS)
             .query("SELECT template, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY template")
             .query("SELECT math::floor(created_at / 86400000) AS day, count() AS n FROM message WHERE created_at >= $from AND created_at < $to GROUP BY day")
             .query("SELECT VALUE sent_at - created_at FROM message WHERE status = $sent AND created_at >= $from AND created_at < $to")

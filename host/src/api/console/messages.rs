@@ -148,12 +148,8 @@ async fn status_counts(state: &AppState, given: &[(String, String)]) -> minijinj
         (None, None) => (now - 86_400_000, now),
         (from, to) => (from.unwrap_or(0), to.unwrap_or(now).max(from.unwrap_or(0))),
     };
-    let by_status: Vec<(String, u64)> = match state.store.statistics(from, to).await {
-        Ok(stats) => stats
-            .by_status
-            .into_iter()
-            .map(|c| (c.key, c.count))
-            .collect(),
+    let by_status: Vec<(String, u64)> = match state.store.count_by_status(from, to).await {
+        Ok(counts) => counts.into_iter().map(|c| (c.key, c.count)).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "counting messages for the console failed");
             Vec::new()

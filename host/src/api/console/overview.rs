@@ -37,33 +37,21 @@ async fn window(
     span: Millis,
 ) -> Result<Window, crate::api::ApiError> {
     let now = now_millis();
-    let view: crate::api::statistics::StatisticsView =
-        state.store.statistics(now - span, now).await?.into();
-    let statistics = serde_json::to_value(view).unwrap_or_default();
-    let counts: Vec<(String, u64)> = statistics["by_status"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| {
-                    (
-                        r["key"].as_str().unwrap_or_default().to_string(),
-                        r["count"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let most = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    let bars: Vec<Bar> = counts
-        .into_iter()
+    let stats = state.store.statistics(now - span, now).await?;
+    let most = stats.by_status.iter().map(|c| c.count).max().unwrap_or(0);
+    let bars: Vec<Bar> = stats
+        .by_status
+        .iter()
         .enumerate()
-        .map(|(i, (key, count))| Bar {
-            key,
-            count,
-            width: (count * 300).checked_div(most).unwrap_or(0),
+        .map(|(i, c)| Bar {
+            key: c.key.clone(),
+            count: c.count,
+            width: (c.count * 300).checked_div(most).unwrap_or(0),
             y: i * 24,
         })
         .collect();
+    let view: crate::api::statistics::StatisticsView = stats.into();
+    let statistics = serde_json::to_value(view).unwrap_or_default();
     let height = bars.len().max(1) * 24;
     Ok(Window {
         title,

@@ -53,26 +53,31 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// The template as the form edits it: its texts by language (an empty
 /// one removed), `enabled` and `description`.
 fn edited(mut def: TemplateDef, pairs: &[(String, String)]) -> TemplateDef {
-    let texts: BTreeMap<String, String> = pairs
-        .iter()
-        .filter_map(|(k, v)| {
-            let lang = k.strip_prefix("text.")?;
-            (!v.trim().is_empty()).then(|| (lang.to_string(), v.replace("\r\n", "\n")))
-        })
-        .collect();
-    if let (Some(lang), Some(text)) = (field(pairs, "new_language"), field(pairs, "new_text"))
-        && !lang.trim().is_empty()
-        && !text.trim().is_empty()
+    let new_language = (field(pairs, "new_language"), field(pairs, "new_text"));
+    // A language added below the others, if both its fields are filled;
+    // then every language's field, an empty one removing its language.
+    let new_language = match new_language {
+        (Some(lang), Some(text)) if !text.trim().is_empty() => {
+            Some((format!("text.{}", lang.trim()), text))
+        }
+        _ => None,
+    };
+    for (key, text) in new_language
+        .as_ref()
+        .map(|(k, v)| (k.as_str(), *v))
+        .into_iter()
+        .chain(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     {
-        def.text
-            .insert(lang.trim().to_string(), text.replace("\r\n", "\n"));
-    }
-    for lang in def.text.keys().cloned().collect::<Vec<_>>() {
-        if !texts.contains_key(&lang) && pairs.iter().any(|(k, _)| *k == format!("text.{lang}")) {
-            def.text.remove(&lang);
+        let Some(lang) = key.strip_prefix("text.") else {
+            continue;
+        };
+        if text.trim().is_empty() {
+            def.text.remove(lang);
+        } else if !lang.is_empty() {
+            def.text
+                .insert(lang.to_string(), text.replace("\r\n", "\n"));
         }
     }
-    def.text.extend(texts);
     def.enabled = field(pairs, "enabled").is_some();
     if let Some(description) = field(pairs, "description") {
         def.description = description.trim().to_string();
